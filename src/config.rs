@@ -1,0 +1,56 @@
+//! Engine-wide settings the core needs, and BITS's limits.
+
+use std::time::Duration;
+
+/// Longest display name, in characters (BITS: 256, else `BG_E_STRING_TOO_LONG`).
+pub const MAX_NAME_CHARS: usize = 256;
+/// Longest description, in characters (BITS: 1,024).
+pub const MAX_DESCRIPTION_CHARS: usize = 1_024;
+/// Longest remote name, in characters (BITS: 2,200).
+pub const MAX_REMOTE_CHARS: usize = 2_200;
+/// Longest local path, in bytes (Linux `PATH_MAX`, terminating NUL excluded).
+pub const MAX_LOCAL_PATH_BYTES: usize = 4_095;
+/// Longest file name component, in bytes (Linux `NAME_MAX`).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+/// Longest notify command line (program plus arguments), in characters
+/// (BITS: 4,000 for the parameters).
+pub const MAX_NOTIFY_CHARS: usize = 4_000;
+/// Most files a job may transfer at once (the parallel-files extension).
+pub const MAX_PARALLEL_FILES: u32 = 64;
+
+/// BITS default minimum retry delay: 600 s.
+pub const DEFAULT_MIN_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// BITS default no-progress timeout: 1,209,600 s (14 days).
+pub const DEFAULT_NO_PROGRESS_TIMEOUT: Duration = Duration::from_secs(14 * 24 * 3600);
+/// BITS default maximum download time: 7,776,000 s (90 days).
+pub const DEFAULT_MAX_DOWNLOAD_TIME: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Settings of the whole engine that shape every job's behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// The lowest minimum retry delay a job may set; smaller values are raised
+    /// to it (BITS: 5 s). Tests lower it to run fast.
+    pub retry_delay_floor: Duration,
+    /// Longest `Retry-After` honoured; larger values are capped (1 hour).
+    pub max_retry_after: Duration,
+    /// A job neither completed nor cancelled, and not modified, for this long
+    /// is cancelled (BITS JobInactivityTimeout: 90 days).
+    pub inactivity_timeout: Duration,
+    /// How long a job in a final state stays readable by id with its last
+    /// answer before its records are forgotten (7 days).
+    pub retention: Duration,
+    /// Files a new job transfers at once (BITS: 1).
+    pub default_parallel_files: u32,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            retry_delay_floor: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(3600),
+            inactivity_timeout: Duration::from_secs(90 * 24 * 3600),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            default_parallel_files: 1,
+        }
+    }
+}

@@ -1,0 +1,1358 @@
+//! [`Job`]: one BITS job as a deterministic state machine.
+//!
+//! Inputs go in through `handle_*` methods, each given the current [`Now`];
+//! effects come out of [`Job::poll_effect`] and the next deadline out of
+//! [`Job::poll_timeout`]. The shell carries effects out and reports results
+//! back as [`FileEvent`]s. Nothing here touches a file, a socket or a clock.
+//!
+//! # Commit protocol (Complete and Cancel)
+//!
+//! 1. Stop running transfers (their bytes do not count).
+//! 2. Persist the intent ([`Durability::Sync`]): which files are kept, which
+//!    dropped. Before this the job is unchanged; after it the commit only
+//!    rolls forward, after a crash too ([`Job::restore`] resumes it).
+//! 3. Delete dropped temp files and publish kept ones, in any order, each
+//!    reported back.
+//! 4. Persist the outcome and answer: ACKNOWLEDGED or CANCELLED with the
+//!    answer kept for the retention period, or, if a rename failed, TRANSFERRED
+//!    with the commit stalled until the next Complete (or Cancel).
+
+mod validate;
+
+use std::{
+    collections::{BTreeSet, VecDeque},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    command::{
+        Command, FileEvent, FileSpec, JobSpec, NotifyCommand, Property, Reply, TransferEvent,
+    },
+    config::{
+        CoreConfig, DEFAULT_MAX_DOWNLOAD_TIME, DEFAULT_MIN_RETRY_DELAY, DEFAULT_NO_PROGRESS_TIMEOUT,
+    },
+    effect::{
+        Answer, Batch, CancelAnswer, CancelReason, CancelResult, CompleteAnswer, CompleteResult,
+        Durability, Effect, Notification, TransferOrder,
+    },
+    error::{CommandError, ErrorClass, ErrorContext, FileFailure, JobError, TransferError},
+    record::{FileRecord, FinishRecord, JobRecord},
+    time::{MonoTime, Now, Stamp, UtcTime},
+    types::{FileId, JobId, JobState, JobType, Principal, Priority, Validator},
+    view::{FileView, JobView},
+};
+
+/// The settable properties of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Properties {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) priority: Priority,
+    pub(crate) min_retry_delay: Duration,
+    pub(crate) no_progress_timeout: Duration,
+    pub(crate) max_download_time: Duration,
+    pub(crate) notify: Option<NotifyCommand>,
+    pub(crate) parallel_files: u32,
+}
+
+/// Which way a job ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum FinishKind {
+    Complete,
+    Cancel(CancelReason),
+}
+
+/// A filesystem step of a commit whose result is awaited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Publish,
+    Delete,
+}
+
+/// A Complete or Cancel in progress (or stalled by a rename failure).
+#[derive(Clone, Debug)]
+struct Finish {
+    /// The persisted part.
+    record: FinishRecord,
+    /// Steps carried out whose results have not come back.
+    outstanding: BTreeSet<(FileId, Step)>,
+    /// Renames that failed in this round.
+    rename_failures: Vec<FileFailure>,
+}
+
+/// A running transfer of one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Running {
+    attempt: u64,
+    /// The server has answered (the job is TRANSFERRING, not CONNECTING).
+    responded: bool,
+}
+
+/// One file of a job.
+#[derive(Clone, Debug)]
+struct File {
+    remote: String,
+    local: String,
+    temp: String,
+    size: Option<u64>,
+    durable: u64,
+    /// Bytes received, durable or not (progress display only).
+    received: u64,
+    high_water: u64,
+    validator: Option<Validator>,
+    transferred: bool,
+    completed: bool,
+    touched: bool,
+    running: Option<Running>,
+}
+
+impl File {
+    fn pending(&self) -> bool {
+        !self.transferred && self.running.is_none()
+    }
+}
+
+/// What happened to a file event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The event changed the job.
+    Applied,
+    /// The event belonged to an attempt or step that is over; ignored.
+    Stale,
+}
+
+/// One BITS job. See the [module docs](self).
+#[derive(Debug)]
+pub struct Job {
+    id: JobId,
+    kind: JobType,
+    owner: String,
+    props: Properties,
+    state: JobState,
+    files: Vec<File>,
+    error: Option<JobError>,
+    error_count: u64,
+    created: UtcTime,
+    modified: UtcTime,
+    transferred_at: Option<UtcTime>,
+    /// CONNECTING/TRANSFERRING time used before `active_since`.
+    download_time_used: Duration,
+    /// Start of the current CONNECTING/TRANSFERRING spell.
+    active_since: Option<Stamp>,
+    retry_at: Option<Stamp>,
+    no_progress_deadline: Option<Stamp>,
+    inactivity_deadline: Option<Stamp>,
+    retain_until: Option<Stamp>,
+    finish: Option<Finish>,
+    answer: Option<Answer>,
+    next_attempt: u64,
+    config: CoreConfig,
+    /// The retention period ended and [`Effect::Forget`] was emitted.
+    forgotten: bool,
+
+    effects: VecDeque<Effect>,
+    /// Notifications and answers held back until the records they describe
+    /// are persisted.
+    tail: Vec<Effect>,
+    job_dirty: bool,
+    sync_needed: bool,
+    dirty_files: BTreeSet<FileId>,
+}
+
+impl Job {
+    /// A new job: SUSPENDED, no files, zero progress. Its first effect
+    /// persists it.
+    pub fn create(
+        id: JobId,
+        owner: &Principal,
+        spec: JobSpec,
+        config: CoreConfig,
+        now: Now,
+    ) -> Result<Self, CommandError> {
+        validate::name(&spec.name)?;
+        validate::description(&spec.description)?;
+        let mut job = Self {
+            id,
+            kind: spec.kind,
+            owner: owner.user.clone(),
+            props: Properties {
+                name: spec.name,
+                description: spec.description,
+                priority: spec.priority,
+                min_retry_delay: DEFAULT_MIN_RETRY_DELAY.max(config.retry_delay_floor),
+                no_progress_timeout: DEFAULT_NO_PROGRESS_TIMEOUT,
+                max_download_time: DEFAULT_MAX_DOWNLOAD_TIME,
+                notify: None,
+                parallel_files: config.default_parallel_files.max(1),
+            },
+            state: JobState::Suspended,
+            files: Vec::new(),
+            error: None,
+            error_count: 0,
+            created: now.wall,
+            modified: now.wall,
+            transferred_at: None,
+            download_time_used: Duration::ZERO,
+            active_since: None,
+            retry_at: None,
+            no_progress_deadline: None,
+            inactivity_deadline: Some(now.after(config.inactivity_timeout)),
+            retain_until: None,
+            finish: None,
+            answer: None,
+            next_attempt: 1,
+            config,
+            forgotten: false,
+            effects: VecDeque::new(),
+            tail: Vec::new(),
+            job_dirty: true,
+            sync_needed: true,
+            dirty_files: BTreeSet::new(),
+        };
+        job.flush();
+        Ok(job)
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// The job's state.
+    pub fn state(&self) -> JobState {
+        self.state
+    }
+
+    /// The job's owner.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The job's priority.
+    pub fn priority(&self) -> Priority {
+        self.props.priority
+    }
+
+    /// The program to run on TRANSFERRED or ERROR, if set.
+    pub fn notify_command(&self) -> Option<&NotifyCommand> {
+        self.props.notify.as_ref()
+    }
+
+    /// Whether `who` may see and act on this job.
+    pub fn visible_to(&self, who: &Principal) -> bool {
+        who.may_access(&self.owner)
+    }
+
+    /// A snapshot of the job as `who` may see it ([`CommandError::NotFound`]
+    /// for anyone but the owner or an admin).
+    pub fn view_as(&self, who: &Principal) -> Result<JobView, CommandError> {
+        if !self.visible_to(who) {
+            return Err(CommandError::NotFound);
+        }
+        Ok(self.view())
+    }
+
+    /// A snapshot of the job (no access check: for the shell itself).
+    pub fn view(&self) -> JobView {
+        let sizes: Option<u64> = self
+            .files
+            .iter()
+            .try_fold(0u64, |sum, f| f.size.map(|s| sum.saturating_add(s)));
+        JobView {
+            id: self.id,
+            kind: self.kind,
+            owner: self.owner.clone(),
+            name: self.props.name.clone(),
+            description: self.props.description.clone(),
+            priority: self.props.priority,
+            state: self.state,
+            bytes_total: sizes,
+            bytes_transferred: self.files.iter().map(bytes_shown).sum(),
+            files_total: self.files.len(),
+            files_transferred: self.files.iter().filter(|f| f.transferred).count(),
+            error: self.error.clone(),
+            error_count: self.error_count,
+            created: self.created,
+            modified: self.modified,
+            transferred_at: self.transferred_at,
+            min_retry_delay: self.props.min_retry_delay,
+            no_progress_timeout: self.props.no_progress_timeout,
+            max_download_time: self.props.max_download_time,
+            notify_command: self.props.notify.clone(),
+            parallel_files: self.props.parallel_files,
+            commit_stalled: self.finish.as_ref().is_some_and(|f| f.record.stalled),
+            answer: self.answer.clone(),
+        }
+    }
+
+    /// Snapshots of the job's files, in order.
+    pub fn files(&self) -> Vec<FileView> {
+        (0..self.files.len())
+            .filter_map(|i| self.file_view(file_id(i)))
+            .collect()
+    }
+
+    /// A snapshot of one file.
+    pub fn file_view(&self, id: FileId) -> Option<FileView> {
+        let f = self.files.get(id.index())?;
+        Some(FileView {
+            id,
+            remote: f.remote.clone(),
+            local: f.local.clone(),
+            temp: f.temp.clone(),
+            bytes_total: f.size,
+            bytes_transferred: bytes_shown(f),
+            bytes_durable: f.durable,
+            transferred: f.transferred,
+            completed: f.completed,
+            transferring: f.running.is_some(),
+        })
+    }
+
+    /// How many transfers are running.
+    pub fn running_transfers(&self) -> usize {
+        self.files.iter().filter(|f| f.running.is_some()).count()
+    }
+
+    /// The file [`Job::handle_grant`] would start now, if any: the job is
+    /// QUEUED, CONNECTING or TRANSFERRING, below its parallel-files limit, and
+    /// has a file waiting. The scheduler uses it to decide (per host, say).
+    pub fn next_transfer(&self) -> Option<FileId> {
+        if !self.state.is_active() || self.finish.is_some() {
+            return None;
+        }
+        if self.running_transfers() >= self.props.parallel_files as usize {
+            return None;
+        }
+        self.files.iter().position(File::pending).map(file_id)
+    }
+
+    /// The scheduler grants the job a transfer slot: the next waiting file
+    /// starts ([`Effect::StartTransfer`]). `None` if nothing may start.
+    pub fn handle_grant(&mut self, now: Now) -> Option<FileId> {
+        let id = self.next_transfer()?;
+        let attempt = self.next_attempt;
+        self.next_attempt += 1;
+        let file = self.files.get_mut(id.index())?;
+        file.running = Some(Running {
+            attempt,
+            responded: false,
+        });
+        // Resume from the durable offset; a stale received count goes.
+        file.received = file.durable;
+        file.touched = true;
+        let order = TransferOrder {
+            file: id,
+            attempt,
+            remote: file.remote.clone(),
+            temp: file.temp.clone(),
+            offset: file.durable,
+            validator: if file.durable > 0 {
+                file.validator.clone()
+            } else {
+                None
+            },
+            size: file.size,
+        };
+        self.effects.push_back(Effect::StartTransfer(order));
+        self.dirty_files.insert(id);
+        self.settle_active(now);
+        self.flush();
+        Some(id)
+    }
+
+    /// The scheduler takes the job's slots back (end of a time slice, a
+    /// higher priority waiting): transfers stop, progress up to the last
+    /// checkpoint stays, and the job goes back to QUEUED.
+    pub fn handle_preempt(&mut self, now: Now) {
+        if !self.state.is_active() {
+            return;
+        }
+        self.stop_transfers();
+        self.settle_active(now);
+        self.flush();
+    }
+
+    /// A connection to `host` succeeded: a job held in TRANSIENT_ERROR by a
+    /// connection error to that host is queued again at once.
+    pub fn handle_host_reachable(&mut self, host: &str, now: Now) {
+        let held = self
+            .error
+            .as_ref()
+            .and_then(|e| e.unreachable_host.as_deref())
+            .is_some_and(|h| h == host);
+        if self.state == JobState::TransientError && held {
+            self.set_state(JobState::Queued, now);
+            self.settle_active(now);
+            self.flush();
+        }
+    }
+
+    /// A caller's command. A refused command changes nothing.
+    pub fn handle_command(
+        &mut self,
+        who: &Principal,
+        command: Command,
+        now: Now,
+    ) -> Result<Reply, CommandError> {
+        if !self.visible_to(who) {
+            return Err(CommandError::NotFound);
+        }
+        if self.state.is_final() {
+            return Err(CommandError::InvalidState(self.state));
+        }
+        if self.finish.as_ref().is_some_and(|f| !f.record.stalled) {
+            return Err(CommandError::Busy);
+        }
+        let reply = match command {
+            Command::AddFiles(specs) => self.add_files(specs, now)?,
+            Command::Resume => self.resume(now)?,
+            Command::Suspend => {
+                self.suspend(now);
+                Reply::Done
+            }
+            Command::Cancel => {
+                self.start_finish(FinishKind::Cancel(CancelReason::Command), now);
+                Reply::Pending
+            }
+            Command::Complete => self.complete(now)?,
+            Command::Set(property) => {
+                self.set(property, now)?;
+                Reply::Done
+            }
+            Command::TakeOwnership => {
+                if !who.admin {
+                    return Err(CommandError::AccessDenied);
+                }
+                self.owner = who.user.clone();
+                self.props.notify = None;
+                self.modified(now);
+                Reply::Done
+            }
+        };
+        self.flush();
+        Ok(reply)
+    }
+
+    /// A report from the shell about one file.
+    pub fn handle_file_event(
+        &mut self,
+        id: FileId,
+        event: FileEvent,
+        now: Now,
+    ) -> Result<EventOutcome, CommandError> {
+        if self.files.get(id.index()).is_none() {
+            return Err(CommandError::UnknownFile(id));
+        }
+        let outcome = match event {
+            FileEvent::Transfer { attempt, event } => {
+                let current = self
+                    .files
+                    .get(id.index())
+                    .and_then(|f| f.running)
+                    .is_some_and(|r| r.attempt == attempt);
+                if !current {
+                    return Ok(EventOutcome::Stale);
+                }
+                self.transfer_event(id, event, now);
+                EventOutcome::Applied
+            }
+            FileEvent::Published(result) => self.step_done(id, Step::Publish, result, now),
+            FileEvent::TempDeleted(result) => self.step_done(id, Step::Delete, result, now),
+        };
+        self.flush();
+        Ok(outcome)
+    }
+
+    /// Time passed: fire every timer whose deadline is reached.
+    pub fn handle_timeout(&mut self, now: Now) {
+        if self.forgotten {
+            return;
+        }
+        if let Some(until) = self.retain_until {
+            if until.reached(now) {
+                self.forgotten = true;
+                self.effects.push_back(Effect::Forget(self.id));
+            }
+            return;
+        }
+        if self.finish.as_ref().is_some_and(|f| !f.record.stalled) {
+            return;
+        }
+        if self.state == JobState::TransientError {
+            let retry = self.retry_at.filter(|t| t.reached(now));
+            let give_up = self.no_progress_deadline.filter(|t| t.reached(now));
+            match (retry, give_up) {
+                // A retry due no later than the no-progress limit still runs.
+                (Some(r), Some(g)) if r.mono <= g.mono => self.retry(now),
+                (_, Some(_)) => self.set_state(JobState::Error, now),
+                (Some(_), None) => self.retry(now),
+                (None, None) => {}
+            }
+        }
+        if self.download_deadline().is_some_and(|t| t.reached(now)) {
+            let error = TransferError::fatal(
+                ErrorContext::QueueManager,
+                "max_download_timeout",
+                "the job exceeded its maximum download time",
+            );
+            self.fail(None, error, now);
+        }
+        if self.inactivity_deadline.is_some_and(|t| t.reached(now)) {
+            self.start_finish(FinishKind::Cancel(CancelReason::Inactivity), now);
+        }
+        self.flush();
+    }
+
+    /// The next effect for the shell, in order.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When [`Job::handle_timeout`] must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<MonoTime> {
+        if self.forgotten {
+            return None;
+        }
+        if let Some(until) = self.retain_until {
+            return Some(until.mono);
+        }
+        if self.finish.as_ref().is_some_and(|f| !f.record.stalled) {
+            return None;
+        }
+        let mut deadlines = vec![self.inactivity_deadline, self.download_deadline()];
+        if self.state == JobState::TransientError {
+            deadlines.push(self.retry_at);
+            deadlines.push(self.no_progress_deadline);
+        }
+        deadlines.into_iter().flatten().map(|s| s.mono).min()
+    }
+
+    // ----- commands -------------------------------------------------------
+
+    fn add_files(&mut self, specs: Vec<FileSpec>, now: Now) -> Result<Reply, CommandError> {
+        if self.finish.is_some() {
+            // A stalled commit owns the file list until it ends.
+            return Err(CommandError::InvalidState(self.state));
+        }
+        if specs.is_empty() {
+            return Err(CommandError::InvalidArgument("no files given".into()));
+        }
+        if self.kind.is_upload() && self.files.len() + specs.len() > 1 {
+            return Err(CommandError::TooManyFiles);
+        }
+        let mut locals: BTreeSet<&str> = self.files.iter().map(|f| f.local.as_str()).collect();
+        for spec in &specs {
+            validate::file(spec)?;
+            if !locals.insert(spec.local.as_str()) {
+                return Err(CommandError::DuplicateLocalName(spec.local.clone()));
+            }
+        }
+        let first = self.files.len();
+        if u32::try_from(first + specs.len()).is_err() {
+            return Err(CommandError::InvalidArgument("too many files".into()));
+        }
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let id = file_id(self.files.len());
+            let temp = temp_name(&spec.local, self.id, id);
+            self.files.push(File {
+                remote: spec.remote,
+                local: spec.local,
+                temp,
+                size: None,
+                durable: 0,
+                received: 0,
+                high_water: 0,
+                validator: None,
+                transferred: false,
+                completed: false,
+                touched: false,
+                running: None,
+            });
+            self.dirty_files.insert(id);
+            ids.push(id);
+        }
+        self.modified(now);
+        Ok(Reply::Added(ids))
+    }
+
+    fn resume(&mut self, now: Now) -> Result<Reply, CommandError> {
+        if self.files.is_empty() {
+            return Err(CommandError::EmptyJob);
+        }
+        if self.finish.is_some() {
+            // A stalled commit: nothing is left to transfer; a suspended job
+            // returns to TRANSFERRED, to wait for Complete or Cancel.
+            if self.transition(JobState::Transferred, now) {
+                self.tail.push(Effect::Notify(Notification::JobModified));
+            }
+            return Ok(Reply::Done);
+        }
+        let resumable = matches!(
+            self.state,
+            JobState::Suspended | JobState::Error | JobState::TransientError
+        ) || (self.state == JobState::Transferred
+            && self.finish.is_none()
+            && self.files.iter().any(|f| !f.transferred));
+        if resumable {
+            // Resume starts the maximum download time and the no-progress
+            // count again: the application says the cause is fixed.
+            self.download_time_used = Duration::ZERO;
+            self.no_progress_deadline = None;
+            self.set_state(JobState::Queued, now);
+            self.settle_active(now);
+        }
+        self.modified(now);
+        Ok(Reply::Done)
+    }
+
+    fn suspend(&mut self, now: Now) {
+        if self.state != JobState::Suspended {
+            self.stop_transfers();
+            self.set_state(JobState::Suspended, now);
+        }
+    }
+
+    fn complete(&mut self, now: Now) -> Result<Reply, CommandError> {
+        if self.kind.is_upload() && self.state != JobState::Transferred {
+            return Err(CommandError::InvalidState(self.state));
+        }
+        if let Some(finish) = &self.finish {
+            if let FinishKind::Cancel(_) = finish.record.kind {
+                // Stalled commits are only ever Completes; defensive.
+                return Err(CommandError::Busy);
+            }
+            // A commit stalled by a rename failure: publish what is left and
+            // answer what the first Complete would have answered.
+            self.run_finish(now);
+        } else {
+            self.start_finish(FinishKind::Complete, now);
+        }
+        Ok(Reply::Pending)
+    }
+
+    fn set(&mut self, property: Property, now: Now) -> Result<(), CommandError> {
+        match property {
+            Property::Priority(p) => self.props.priority = p,
+            Property::DisplayName(name) => {
+                validate::name(&name)?;
+                self.props.name = name;
+            }
+            Property::Description(text) => {
+                validate::description(&text)?;
+                self.props.description = text;
+            }
+            Property::MinRetryDelay(d) => {
+                self.props.min_retry_delay = d.max(self.config.retry_delay_floor);
+            }
+            Property::NoProgressTimeout(d) => {
+                let old = self.props.no_progress_timeout;
+                self.props.no_progress_timeout = d;
+                self.no_progress_deadline = self.no_progress_deadline.map(|t| t.shifted(d, old));
+            }
+            Property::MaxDownloadTime(d) => self.props.max_download_time = d,
+            Property::NotifyCommand(cmd) => {
+                if let Some(cmd) = &cmd {
+                    validate::notify_command(cmd)?;
+                }
+                self.props.notify = cmd;
+            }
+            Property::ParallelFiles(n) => {
+                validate::parallel_files(n)?;
+                self.props.parallel_files = n;
+            }
+        }
+        self.modified(now);
+        Ok(())
+    }
+
+    // ----- the commit protocol --------------------------------------------
+
+    fn start_finish(&mut self, kind: FinishKind, now: Now) {
+        self.stop_transfers();
+        // Leaving CONNECTING/TRANSFERRING ends the download-time spell.
+        if matches!(self.state, JobState::Connecting | JobState::Transferring) {
+            self.set_state(JobState::Queued, now);
+        }
+        let (keep, drop) = match kind {
+            FinishKind::Complete => {
+                let (keep, drop): (Vec<_>, Vec<_>) = (0..self.files.len())
+                    .map(file_id)
+                    .partition(|&id| self.file(id).is_some_and(|f| f.transferred));
+                (keep, drop)
+            }
+            FinishKind::Cancel(_) => {
+                // A stalled commit may have published some files; those stay.
+                let drop = (0..self.files.len())
+                    .map(file_id)
+                    .filter(|&id| self.file(id).is_some_and(|f| !f.completed))
+                    .collect();
+                (Vec::new(), drop)
+            }
+        };
+        let undeleted = self
+            .finish
+            .take()
+            .map(|f| f.record.undeleted)
+            .unwrap_or_default();
+        self.finish = Some(Finish {
+            record: FinishRecord {
+                kind,
+                keep,
+                drop: drop.clone(),
+                undeleted,
+                stalled: false,
+            },
+            outstanding: BTreeSet::new(),
+            rename_failures: Vec::new(),
+        });
+        self.modified(now);
+        // The intent is durable before any file is touched.
+        self.sync_needed = true;
+        self.flush();
+        for id in drop {
+            if let Some(f) = self.file(id).filter(|f| f.touched) {
+                let temp = f.temp.clone();
+                if let Some(finish) = &mut self.finish {
+                    finish.outstanding.insert((id, Step::Delete));
+                }
+                self.effects
+                    .push_back(Effect::DeleteTemp { file: id, temp });
+            }
+        }
+        self.run_finish(now);
+    }
+
+    /// Issues the publish steps still to do, then ends the commit if nothing
+    /// is outstanding.
+    fn run_finish(&mut self, now: Now) {
+        let Some(finish) = &mut self.finish else {
+            return;
+        };
+        if finish.record.stalled {
+            finish.record.stalled = false;
+            self.job_dirty = true;
+            self.sync_needed = true;
+        }
+        finish.rename_failures.clear();
+        let keep = finish.record.keep.clone();
+        for id in keep {
+            let Some(f) = self.files.get(id.index()).filter(|f| !f.completed) else {
+                continue;
+            };
+            let (temp, local) = (f.temp.clone(), f.local.clone());
+            if let Some(finish) = &mut self.finish {
+                finish.outstanding.insert((id, Step::Publish));
+            }
+            self.effects.push_back(Effect::Publish {
+                file: id,
+                temp,
+                local,
+            });
+        }
+        self.end_finish_if_done(now);
+    }
+
+    fn step_done(
+        &mut self,
+        id: FileId,
+        step: Step,
+        result: Result<(), String>,
+        now: Now,
+    ) -> EventOutcome {
+        let Some(finish) = &mut self.finish else {
+            return EventOutcome::Stale;
+        };
+        if !finish.outstanding.remove(&(id, step)) {
+            return EventOutcome::Stale;
+        }
+        let Some(file) = self.files.get_mut(id.index()) else {
+            return EventOutcome::Stale;
+        };
+        match (step, result) {
+            (Step::Publish, Ok(())) => {
+                file.completed = true;
+                self.dirty_files.insert(id);
+            }
+            (Step::Publish, Err(cause)) => finish.rename_failures.push(FileFailure {
+                file: id,
+                path: file.local.clone(),
+                cause,
+            }),
+            (Step::Delete, Ok(())) => {}
+            (Step::Delete, Err(cause)) => finish.record.undeleted.push(FileFailure {
+                file: id,
+                path: file.temp.clone(),
+                cause,
+            }),
+        }
+        self.end_finish_if_done(now);
+        EventOutcome::Applied
+    }
+
+    fn end_finish_if_done(&mut self, now: Now) {
+        let Some(finish) = &mut self.finish else {
+            return;
+        };
+        if !finish.outstanding.is_empty() {
+            return;
+        }
+        if !finish.rename_failures.is_empty() {
+            // BITS: the job stays in the queue, TRANSFERRED; renamed files stay
+            // published and `completed` says which.
+            let failures = std::mem::take(&mut finish.rename_failures);
+            finish.record.stalled = true;
+            // Not a new JobTransferred: the files did not change.
+            if self.transition(JobState::Transferred, now) {
+                self.tail.push(Effect::Notify(Notification::JobModified));
+            }
+            self.sync_needed = true;
+            self.job_dirty = true;
+            self.tail
+                .push(Effect::Answer(Err(CommandError::RenameFailed(failures))));
+            return;
+        }
+        let Some(finish) = self.finish.take() else {
+            return;
+        };
+        let record = finish.record;
+        let (state, answer) = match record.kind {
+            FinishKind::Complete => {
+                let result = if !record.drop.is_empty() {
+                    CompleteResult::PartialComplete
+                } else if !record.undeleted.is_empty() {
+                    CompleteResult::UnableToDeleteFiles
+                } else {
+                    CompleteResult::Complete
+                };
+                let answer = CompleteAnswer {
+                    result,
+                    saved: record.keep,
+                    dropped: record.drop,
+                    undeleted: record.undeleted,
+                };
+                (JobState::Acknowledged, Answer::Complete(answer))
+            }
+            FinishKind::Cancel(reason) => {
+                let result = if record.undeleted.is_empty() {
+                    CancelResult::Ok
+                } else {
+                    CancelResult::UnableToDeleteFiles
+                };
+                let answer = CancelAnswer {
+                    result,
+                    reason,
+                    undeleted: record.undeleted,
+                };
+                (JobState::Cancelled, Answer::Cancel(answer))
+            }
+        };
+        self.set_state(state, now);
+        self.retain_until = Some(now.after(self.config.retention));
+        self.inactivity_deadline = None;
+        self.answer = Some(answer.clone());
+        self.tail.push(Effect::Answer(Ok(answer)));
+    }
+
+    // ----- transfers ------------------------------------------------------
+
+    fn transfer_event(&mut self, id: FileId, event: TransferEvent, now: Now) {
+        match event {
+            TransferEvent::Responded {
+                offset,
+                size,
+                validator,
+            } => self.responded(id, offset, size, validator, now),
+            TransferEvent::Received { offset } => {
+                if let Some(f) = self.files.get_mut(id.index()) {
+                    f.received = f.received.max(offset);
+                }
+            }
+            TransferEvent::Checkpointed { offset } => {
+                let Some(f) = self.files.get_mut(id.index()) else {
+                    return;
+                };
+                if offset <= f.durable || f.size.is_some_and(|s| offset > s) {
+                    return;
+                }
+                f.durable = offset;
+                f.received = f.received.max(offset);
+                let progressed = offset > f.high_water;
+                f.high_water = f.high_water.max(offset);
+                self.dirty_files.insert(id);
+                if progressed {
+                    self.no_progress_deadline = None;
+                }
+                self.modified(now);
+            }
+            TransferEvent::Transferred { size } => {
+                let Some(f) = self.files.get_mut(id.index()) else {
+                    return;
+                };
+                f.size = Some(size);
+                f.durable = size;
+                f.received = size;
+                f.high_water = f.high_water.max(size);
+                f.transferred = true;
+                f.running = None;
+                self.dirty_files.insert(id);
+                self.no_progress_deadline = None;
+                self.sync_needed = true;
+                self.modified(now);
+                self.tail
+                    .push(Effect::Notify(Notification::FileTransferred(id)));
+                self.settle_active(now);
+            }
+            TransferEvent::Failed(error) => self.fail(Some(id), error, now),
+        }
+    }
+
+    fn responded(
+        &mut self,
+        id: FileId,
+        offset: u64,
+        size: Option<u64>,
+        validator: Option<Validator>,
+        now: Now,
+    ) {
+        let Some(f) = self.files.get_mut(id.index()) else {
+            return;
+        };
+        if offset != 0 && offset != f.durable {
+            let error = TransferError::transient(
+                ErrorContext::RemoteFile,
+                "invalid_server_response",
+                format!(
+                    "the response starts at byte {offset}, the request asked for {}",
+                    f.durable
+                ),
+            );
+            self.fail(Some(id), error, now);
+            return;
+        }
+        if offset > 0 && (changed(&f.size, &size) || changed(&f.validator, &validator)) {
+            // The entity changed but the server resumed it anyway: never
+            // splice; restart this file (only this one) from zero.
+            if let Some(running) = f.running.take() {
+                self.effects.push_back(Effect::StopTransfer {
+                    file: id,
+                    attempt: running.attempt,
+                });
+            }
+            f.durable = 0;
+            f.received = 0;
+            f.size = None;
+            f.validator = None;
+            self.dirty_files.insert(id);
+            self.settle_active(now);
+            // Take the slot again straight away.
+            if self.next_transfer() == Some(id) {
+                self.handle_grant(now);
+            }
+            return;
+        }
+        if offset == 0 {
+            // A full response: the file starts again from zero (the entity
+            // changed, or the server ignores ranges). Finished bytes of other
+            // files are untouched.
+            f.durable = 0;
+            f.received = 0;
+        }
+        f.size = size;
+        f.validator = validator;
+        if let Some(running) = &mut f.running {
+            running.responded = true;
+        }
+        self.dirty_files.insert(id);
+        self.settle_active(now);
+    }
+
+    /// A transfer failed (`file`), or the job itself did (`None`).
+    fn fail(&mut self, file: Option<FileId>, error: TransferError, now: Now) {
+        if let Some(f) = file.and_then(|id| self.files.get_mut(id.index())) {
+            f.running = None;
+            f.received = f.durable;
+        }
+        // One failing file holds the whole job: the others stop too.
+        self.stop_transfers();
+        self.error_count += 1;
+        let class = if self.props.no_progress_timeout.is_zero() {
+            ErrorClass::Fatal
+        } else {
+            error.class
+        };
+        let retry_after = error
+            .retry_after
+            .map(|d| d.min(self.config.max_retry_after))
+            .unwrap_or_default();
+        let object = JobError {
+            context: error.context,
+            code: error.code,
+            message: error.message,
+            file,
+            unreachable_host: error.unreachable_host,
+        };
+        match class {
+            ErrorClass::Fatal => {
+                self.set_state(JobState::Error, now);
+                self.error = Some(object);
+            }
+            ErrorClass::Transient => {
+                let deadline = *self
+                    .no_progress_deadline
+                    .get_or_insert_with(|| now.after(self.props.no_progress_timeout));
+                if deadline.reached(now) {
+                    self.set_state(JobState::Error, now);
+                } else {
+                    self.set_state(JobState::TransientError, now);
+                    self.retry_at = Some(now.after(self.props.min_retry_delay.max(retry_after)));
+                }
+                self.error = Some(object);
+            }
+        }
+    }
+
+    fn retry(&mut self, now: Now) {
+        self.set_state(JobState::Queued, now);
+        self.settle_active(now);
+    }
+
+    fn stop_transfers(&mut self) {
+        for (i, f) in self.files.iter_mut().enumerate() {
+            if let Some(running) = f.running.take() {
+                f.received = f.durable;
+                self.effects.push_back(Effect::StopTransfer {
+                    file: file_id(i),
+                    attempt: running.attempt,
+                });
+            }
+        }
+    }
+
+    /// In an active state, picks QUEUED, CONNECTING, TRANSFERRING or
+    /// TRANSFERRED from what the files are doing.
+    fn settle_active(&mut self, now: Now) {
+        if !self.state.is_active() {
+            return;
+        }
+        let next = if self.files.iter().all(|f| f.transferred) {
+            JobState::Transferred
+        } else if self
+            .files
+            .iter()
+            .any(|f| f.running.is_some_and(|r| r.responded))
+        {
+            JobState::Transferring
+        } else if self.files.iter().any(|f| f.running.is_some()) {
+            JobState::Connecting
+        } else {
+            JobState::Queued
+        };
+        if next != self.state {
+            self.set_state(next, now);
+        }
+    }
+
+    /// Moves to `next`, keeping the timers, the error object, the
+    /// download-time count and the notifications consistent with it.
+    fn set_state(&mut self, next: JobState, now: Now) {
+        if !self.transition(next, now) {
+            return;
+        }
+        match next {
+            JobState::Transferred => self.tail.push(Effect::Notify(Notification::JobTransferred)),
+            JobState::Error => self.tail.push(Effect::Notify(Notification::JobError)),
+            _ => self.tail.push(Effect::Notify(Notification::JobModified)),
+        }
+    }
+
+    /// [`Job::set_state`] without the notification; false if nothing changed.
+    fn transition(&mut self, next: JobState, now: Now) -> bool {
+        let prev = self.state;
+        if prev == next {
+            return false;
+        }
+        let counting = |s: JobState| matches!(s, JobState::Connecting | JobState::Transferring);
+        if counting(prev)
+            && !counting(next)
+            && let Some(since) = self.active_since.take()
+        {
+            self.download_time_used = self
+                .download_time_used
+                .saturating_add(now.mono.saturating_since(since.mono));
+        }
+        if !counting(prev) && counting(next) {
+            self.active_since = Some(Stamp::at(now));
+        }
+        if matches!(prev, JobState::Error | JobState::TransientError) {
+            self.error = None;
+            self.retry_at = None;
+        }
+        self.state = next;
+        self.sync_needed = true;
+        self.modified(now);
+        if next == JobState::Transferred {
+            self.transferred_at = Some(now.wall);
+        }
+        true
+    }
+
+    /// When the maximum download time runs out, while it is counting.
+    fn download_deadline(&self) -> Option<Stamp> {
+        let since = self.active_since?;
+        let left = self
+            .props
+            .max_download_time
+            .saturating_sub(self.download_time_used);
+        Some(Stamp {
+            mono: since.mono.saturating_add(left),
+            wall: since.wall.saturating_add(left),
+        })
+    }
+
+    fn modified(&mut self, now: Now) {
+        self.modified = now.wall;
+        self.job_dirty = true;
+        if !self.state.is_final() {
+            self.inactivity_deadline = Some(now.after(self.config.inactivity_timeout));
+        }
+    }
+
+    fn file(&self, id: FileId) -> Option<&File> {
+        self.files.get(id.index())
+    }
+
+    // ----- persistence ----------------------------------------------------
+
+    /// Emits what changed as one [`Effect::Persist`], then the notifications
+    /// and answers that describe it.
+    fn flush(&mut self) {
+        if self.job_dirty || !self.dirty_files.is_empty() {
+            let files = std::mem::take(&mut self.dirty_files)
+                .into_iter()
+                .filter_map(|id| self.file_record(id))
+                .collect();
+            let job_record = self.job_dirty.then(|| Box::new(self.record()));
+            let durability = if self.sync_needed {
+                Durability::Sync
+            } else {
+                Durability::Lazy
+            };
+            self.effects.push_back(Effect::Persist(Batch {
+                job: self.id,
+                job_record,
+                files,
+                durability,
+            }));
+            self.job_dirty = false;
+            self.sync_needed = false;
+        }
+        self.effects.extend(self.tail.drain(..));
+    }
+
+    /// The job's record as of now.
+    pub fn record(&self) -> JobRecord {
+        JobRecord {
+            id: self.id,
+            kind: self.kind,
+            owner: self.owner.clone(),
+            props: self.props.clone(),
+            state: self.state,
+            error: self.error.clone(),
+            error_count: self.error_count,
+            created: self.created,
+            modified: self.modified,
+            transferred_at: self.transferred_at,
+            download_time_used: self.download_time_used,
+            download_deadline: self.download_deadline().map(|s| s.wall),
+            retry_at: self.retry_at.map(|s| s.wall),
+            no_progress_deadline: self.no_progress_deadline.map(|s| s.wall),
+            inactivity_deadline: self.inactivity_deadline.map(|s| s.wall),
+            retain_until: self.retain_until.map(|s| s.wall),
+            finish: self.finish.as_ref().map(|f| f.record.clone()),
+            answer: self.answer.clone(),
+            file_count: file_id(self.files.len()).0,
+            next_attempt: self.next_attempt,
+        }
+    }
+
+    /// Every file's record as of now.
+    pub fn file_records(&self) -> Vec<FileRecord> {
+        (0..self.files.len())
+            .filter_map(|i| self.file_record(file_id(i)))
+            .collect()
+    }
+
+    fn file_record(&self, id: FileId) -> Option<FileRecord> {
+        let f = self.files.get(id.index())?;
+        Some(FileRecord {
+            job: self.id,
+            file: id,
+            remote: f.remote.clone(),
+            local: f.local.clone(),
+            temp: f.temp.clone(),
+            size: f.size,
+            durable: f.durable,
+            high_water: f.high_water,
+            validator: f.validator.clone(),
+            transferred: f.transferred,
+            completed: f.completed,
+            touched: f.touched,
+        })
+    }
+
+    /// A job rebuilt from its records after a restart.
+    ///
+    /// Jobs that were CONNECTING or TRANSFERRING come back QUEUED (they
+    /// continue once the scheduler grants slots); persisted deadlines are
+    /// mapped onto this process's monotonic clock; a commit whose intent was
+    /// recorded rolls forward (its effects are ready to poll).
+    pub fn restore(
+        record: JobRecord,
+        mut files: Vec<FileRecord>,
+        config: CoreConfig,
+        now: Now,
+    ) -> Result<Self, crate::DecodeError> {
+        let malformed = |what: String| crate::DecodeError::Malformed(what);
+        files.sort_by_key(|f| f.file);
+        if files.len() != record.file_count as usize {
+            return Err(malformed(format!(
+                "job {} has {} file records, expected {}",
+                record.id,
+                files.len(),
+                record.file_count
+            )));
+        }
+        for (i, f) in files.iter().enumerate() {
+            if f.job != record.id || f.file.index() != i {
+                return Err(malformed(format!(
+                    "file record {} of job {} out of place",
+                    f.file, f.job
+                )));
+            }
+        }
+        if let Some(finish) = &record.finish {
+            let bad = finish
+                .keep
+                .iter()
+                .chain(&finish.drop)
+                .any(|id| id.index() >= files.len());
+            if bad {
+                return Err(malformed("commit intent names unknown files".into()));
+            }
+        }
+        let restore = |t: Option<UtcTime>| t.map(|w| Stamp::restore(w, now));
+        // Time until the persisted download deadline is what was left of the
+        // maximum download time (time the process was down counts, as sleep
+        // does in BITS).
+        let download_time_used = match record.download_deadline {
+            Some(deadline) => record
+                .props
+                .max_download_time
+                .saturating_sub(deadline.saturating_since(now.wall)),
+            None => record.download_time_used,
+        };
+        let state = match record.state {
+            JobState::Connecting | JobState::Transferring => JobState::Queued,
+            s => s,
+        };
+        let mut job = Self {
+            id: record.id,
+            kind: record.kind,
+            owner: record.owner,
+            props: record.props,
+            state,
+            files: files
+                .into_iter()
+                .map(|f| File {
+                    remote: f.remote,
+                    local: f.local,
+                    temp: f.temp,
+                    size: f.size,
+                    durable: f.durable,
+                    received: f.durable,
+                    high_water: f.high_water,
+                    validator: f.validator,
+                    transferred: f.transferred,
+                    completed: f.completed,
+                    touched: f.touched,
+                    running: None,
+                })
+                .collect(),
+            error: record.error,
+            error_count: record.error_count,
+            created: record.created,
+            modified: record.modified,
+            transferred_at: record.transferred_at,
+            download_time_used,
+            active_since: None,
+            retry_at: restore(record.retry_at),
+            no_progress_deadline: restore(record.no_progress_deadline),
+            inactivity_deadline: restore(record.inactivity_deadline),
+            retain_until: restore(record.retain_until),
+            finish: None,
+            answer: record.answer,
+            next_attempt: record.next_attempt,
+            config,
+            forgotten: false,
+            effects: VecDeque::new(),
+            tail: Vec::new(),
+            job_dirty: state != record.state,
+            sync_needed: false,
+            dirty_files: BTreeSet::new(),
+        };
+        if let Some(finish) = record.finish {
+            let stalled = finish.stalled;
+            let drop = finish.drop.clone();
+            job.finish = Some(Finish {
+                record: finish,
+                outstanding: BTreeSet::new(),
+                rename_failures: Vec::new(),
+            });
+            if !stalled {
+                // Roll forward: deletes and publishes are idempotent.
+                for id in drop {
+                    if let Some(f) = job.file(id).filter(|f| f.touched) {
+                        let temp = f.temp.clone();
+                        if let Some(finish) = &mut job.finish {
+                            finish.outstanding.insert((id, Step::Delete));
+                        }
+                        job.effects.push_back(Effect::DeleteTemp { file: id, temp });
+                    }
+                }
+                job.run_finish(now);
+            }
+        }
+        job.flush();
+        Ok(job)
+    }
+}
+
+/// Both known and different.
+fn changed<T: PartialEq>(old: &Option<T>, new: &Option<T>) -> bool {
+    old.is_some() && new.is_some() && old != new
+}
+
+fn file_id(index: usize) -> FileId {
+    // Invariant: `add_files` refuses to grow a job past u32::MAX files.
+    FileId(u32::try_from(index).unwrap_or(u32::MAX))
+}
+
+fn bytes_shown(f: &File) -> u64 {
+    if f.running.is_some() {
+        f.received.max(f.durable)
+    } else {
+        f.durable
+    }
+}
+
+/// The temp file of a file: hidden, in the destination directory (same
+/// filesystem, so the rename at Complete is atomic), named after the job and
+/// the file so it never collides and can be found again after a crash.
+fn temp_name(local: &str, job: JobId, file: FileId) -> String {
+    let dir = local.rsplit_once('/').map_or("", |(dir, _)| dir);
+    format!("{dir}/.ferry-{}-{}.tmp", job.0.simple(), file.0)
+}

@@ -1,0 +1,256 @@
+//! The persisted form of jobs and files, and its byte encoding.
+//!
+//! A job is stored as one [`JobRecord`] under [`job_key`] and one
+//! [`FileRecord`] per file under [`file_key`] (the job id followed by the file
+//! id, big-endian, so a job's files are one key range in add order). The store
+//! writes them; only this module knows their bytes.
+//!
+//! # Encoding
+//!
+//! ```text
+//! "FY" | kind (b'J' job, b'F' file) | schema version (u8) | postcard payload | crc32 (LE)
+//! ```
+//!
+//! The checksum covers every byte before it. Decoding checks magic, kind,
+//! version, checksum, and that the payload is consumed exactly; any failure
+//! is a [`DecodeError`], never a panic. [`SCHEMA_VERSION`] changes whenever a
+//! payload's shape changes; a build refuses versions it does not know.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{
+    effect::Answer,
+    error::{DecodeError, FileFailure, JobError},
+    job::{FinishKind, Properties},
+    time::UtcTime,
+    types::{FileId, JobId, JobState, JobType, Validator},
+};
+
+/// The version of the record payloads this build writes and reads.
+pub const SCHEMA_VERSION: u8 = 1;
+
+const MAGIC: [u8; 2] = *b"FY";
+const KIND_JOB: u8 = b'J';
+const KIND_FILE: u8 = b'F';
+const HEADER_LEN: usize = 4;
+const CRC_LEN: usize = 4;
+
+/// The key of a job's record: its id's 16 bytes.
+pub fn job_key(job: JobId) -> [u8; 16] {
+    job.to_bytes()
+}
+
+/// The key of a file's record: the job's 16 bytes, then the file id
+/// big-endian (so a job's files sort in add order after [`job_key`]).
+pub fn file_key(job: JobId, file: FileId) -> [u8; 20] {
+    let mut key = [0; 20];
+    let (head, tail) = key.split_at_mut(16);
+    head.copy_from_slice(&job.to_bytes());
+    tail.copy_from_slice(&file.0.to_be_bytes());
+    key
+}
+
+/// The job and file a [`file_key`] names.
+pub fn parse_file_key(key: &[u8]) -> Result<(JobId, FileId), DecodeError> {
+    let bytes: [u8; 20] = key
+        .try_into()
+        .map_err(|_| DecodeError::Truncated(key.len()))?;
+    let (head, tail) = bytes.split_at(16);
+    let job: [u8; 16] = head
+        .try_into()
+        .map_err(|_| DecodeError::Truncated(key.len()))?;
+    let file: [u8; 4] = tail
+        .try_into()
+        .map_err(|_| DecodeError::Truncated(key.len()))?;
+    Ok((JobId::from_bytes(job), FileId(u32::from_be_bytes(file))))
+}
+
+/// The job a [`job_key`] names.
+pub fn parse_job_key(key: &[u8]) -> Result<JobId, DecodeError> {
+    let bytes: [u8; 16] = key
+        .try_into()
+        .map_err(|_| DecodeError::Truncated(key.len()))?;
+    Ok(JobId::from_bytes(bytes))
+}
+
+/// A Complete or Cancel whose intent is recorded: what it keeps and drops.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FinishRecord {
+    pub(crate) kind: FinishKind,
+    /// Files to publish, in file order.
+    pub(crate) keep: Vec<FileId>,
+    /// Files dropped, in file order.
+    pub(crate) drop: Vec<FileId>,
+    /// Temp files that could not be deleted so far.
+    pub(crate) undeleted: Vec<FileFailure>,
+    /// A rename failed and the commit waits for the next Complete (true), or
+    /// it is to roll forward (false).
+    pub(crate) stalled: bool,
+}
+
+/// A job's persisted state, everything but its files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub(crate) id: JobId,
+    pub(crate) kind: JobType,
+    pub(crate) owner: String,
+    pub(crate) props: Properties,
+    pub(crate) state: JobState,
+    pub(crate) error: Option<JobError>,
+    pub(crate) error_count: u64,
+    pub(crate) created: UtcTime,
+    pub(crate) modified: UtcTime,
+    pub(crate) transferred_at: Option<UtcTime>,
+    /// CONNECTING and TRANSFERRING time used before the current active spell.
+    pub(crate) download_time_used: Duration,
+    /// While active: when the maximum download time runs out.
+    pub(crate) download_deadline: Option<UtcTime>,
+    pub(crate) retry_at: Option<UtcTime>,
+    pub(crate) no_progress_deadline: Option<UtcTime>,
+    pub(crate) inactivity_deadline: Option<UtcTime>,
+    pub(crate) retain_until: Option<UtcTime>,
+    pub(crate) finish: Option<FinishRecord>,
+    pub(crate) answer: Option<Answer>,
+    pub(crate) file_count: u32,
+    pub(crate) next_attempt: u64,
+}
+
+impl JobRecord {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// The state recorded.
+    pub fn state(&self) -> JobState {
+        self.state
+    }
+
+    /// How many file records belong to the job.
+    pub fn file_count(&self) -> u32 {
+        self.file_count
+    }
+
+    /// This record's key.
+    pub fn key(&self) -> [u8; 16] {
+        job_key(self.id)
+    }
+
+    /// The record's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(KIND_JOB, self)
+    }
+
+    /// A record from its bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(KIND_JOB, "job", bytes)
+    }
+}
+
+/// One file's persisted state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub(crate) job: JobId,
+    pub(crate) file: FileId,
+    pub(crate) remote: String,
+    pub(crate) local: String,
+    pub(crate) temp: String,
+    pub(crate) size: Option<u64>,
+    /// Bytes written and fsynced: where a resume starts.
+    pub(crate) durable: u64,
+    /// The furthest `durable` ever reached, for the no-progress rule.
+    pub(crate) high_water: u64,
+    pub(crate) validator: Option<Validator>,
+    pub(crate) transferred: bool,
+    pub(crate) completed: bool,
+    /// A transfer was started at least once, so a temp file may exist.
+    pub(crate) touched: bool,
+}
+
+impl FileRecord {
+    /// The job the file belongs to.
+    pub fn job(&self) -> JobId {
+        self.job
+    }
+
+    /// The file's id.
+    pub fn file(&self) -> FileId {
+        self.file
+    }
+
+    /// The file's temp name (for collecting orphan temp files).
+    pub fn temp(&self) -> &str {
+        &self.temp
+    }
+
+    /// This record's key.
+    pub fn key(&self) -> [u8; 20] {
+        file_key(self.job, self.file)
+    }
+
+    /// The record's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(KIND_FILE, self)
+    }
+
+    /// A record from its bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(KIND_FILE, "file", bytes)
+    }
+}
+
+fn encode<T: Serialize>(kind: u8, value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&MAGIC);
+    out.push(kind);
+    out.push(SCHEMA_VERSION);
+    // Invariant: postcard fails only on serde features the records do not use
+    // (sequences of unknown length) or on a full fixed-size buffer; a `Vec`
+    // grows. The record types are plain structs, enums, strings and vectors.
+    #[allow(clippy::expect_used)]
+    let mut out = postcard::to_extend(value, out).expect("records always serialize");
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode<T: DeserializeOwned>(
+    kind: u8,
+    expected: &'static str,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    if bytes.len() < HEADER_LEN + CRC_LEN {
+        return Err(DecodeError::Truncated(bytes.len()));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - CRC_LEN);
+    let (header, payload) = body.split_at(HEADER_LEN);
+    if header.get(..2) != Some(&MAGIC[..]) {
+        return Err(DecodeError::BadMagic);
+    }
+    let found_kind = header.get(2).copied().unwrap_or_default();
+    if found_kind != kind {
+        return Err(DecodeError::WrongKind {
+            expected,
+            found: found_kind,
+        });
+    }
+    let version = header.get(3).copied().unwrap_or_default();
+    if version != SCHEMA_VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    let stored = u32::from_le_bytes(crc.try_into().map_err(|_| DecodeError::Checksum)?);
+    if crc32fast::hash(body) != stored {
+        return Err(DecodeError::Checksum);
+    }
+    let (value, rest) = postcard::take_from_bytes::<T>(payload)
+        .map_err(|err| DecodeError::Malformed(err.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
