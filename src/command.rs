@@ -149,6 +149,11 @@ pub enum FileEvent {
     },
     /// The result of an [`Effect::Publish`](crate::Effect::Publish).
     Published(Result<(), String>),
+    /// The file was published at its final name, but its temp name could not
+    /// be removed (a link-and-unlink publish whose unlink failed). The file
+    /// counts as published; Complete answers `unable_to_delete_files` if
+    /// nothing else is amiss.
+    PublishedTempLeft(String),
     /// The result of an [`Effect::DeleteTemp`](crate::Effect::DeleteTemp).
     TempDeleted(Result<(), String>),
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::{
     effect::Answer,
     error::{DecodeError, FileFailure, JobError},
-    job::{FinishKind, Properties},
+    job::{Fate, FinishKind, Properties},
     time::UtcTime,
     types::{FileId, JobId, JobState, JobType, Validator},
 };
@@ -75,14 +75,12 @@ pub fn parse_job_key(key: &[u8]) -> Result<JobId, DecodeError> {
     Ok(JobId::from_bytes(bytes))
 }
 
-/// A Complete or Cancel whose intent is recorded: what it keeps and drops.
+/// A Complete or Cancel whose intent is recorded. Which files it keeps and
+/// drops is recorded in each file's record (`fate`), so that this record stays
+/// small however many files the job has.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FinishRecord {
     pub(crate) kind: FinishKind,
-    /// Files to publish, in file order.
-    pub(crate) keep: Vec<FileId>,
-    /// Files dropped, in file order.
-    pub(crate) drop: Vec<FileId>,
     /// Temp files that could not be deleted so far.
     pub(crate) undeleted: Vec<FileFailure>,
     /// A rename failed and the commit waits for the next Complete (true), or
@@ -167,6 +165,8 @@ pub struct FileRecord {
     pub(crate) completed: bool,
     /// A transfer was started at least once, so a temp file may exist.
     pub(crate) touched: bool,
+    /// What a recorded Complete or Cancel does with the file.
+    pub(crate) fate: Option<Fate>,
 }
 
 impl FileRecord {

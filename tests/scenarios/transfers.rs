@@ -1,0 +1,475 @@
+//! Transfers: parallel files, errors, resume with validators, stale events,
+//! restarts mid-transfer.
+
+use expect_test::expect;
+
+use crate::check;
+
+#[test]
+fn parallel_files_limit_the_transfers_of_a_job() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a http://h/b /d/b http://h/c /d/c
+resume
+grant
+grant
+set parallel 2
+grant
+grant
+transferred f1 5
+grant
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a http://h/b /d/b http://h/c /d/c
+            added f0,f1,f2
+              persist lazy job=suspended files=f0,f1,f2
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > grant
+            nothing to start
+            > set parallel 2
+            ok
+              persist lazy job=connecting
+            > grant
+            granted f1
+              start f1 #2 offset=0
+              persist lazy job=connecting files=f1
+            > grant
+            nothing to start
+            > transferred f1 5
+              persist sync job=connecting files=f1
+              notify file_transferred f1
+            > grant
+            granted f2
+              start f2 #3 offset=0
+              persist lazy job=connecting files=f2
+        "#]],
+    );
+}
+
+#[test]
+fn a_fatal_error_in_one_file_stops_the_others() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a http://h/b /d/b
+set parallel 2
+resume
+grant
+grant
+respond f1 size=10
+fail f0 fatal http_404
+show
+grant
+resume
+grant
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a http://h/b /d/b
+            added f0,f1
+              persist lazy job=suspended files=f0,f1
+            > set parallel 2
+            ok
+              persist lazy job=suspended
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > grant
+            granted f1
+              start f1 #2 offset=0
+              persist lazy job=connecting files=f1
+            > respond f1 size=10
+              persist sync job=transferring files=f1
+              notify job_modified
+              state: transferring
+            > fail f0 fatal http_404
+              stop f1 #2
+              persist sync job=error
+              notify job_error
+              state: error
+            > show
+              job "nightly" owner=alice state=error priority=normal type=download
+              progress bytes=0/unknown files=0/2
+              error remote_file http_404 file=f0 count=1
+              retry_delay=10m no_progress=14d max_download=90d parallel=2 notify=none
+            > grant
+            nothing to start
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #3 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+        "#]],
+    );
+}
+
+#[test]
+fn resume_sends_the_validator_and_a_changed_entity_restarts_only_that_file() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a http://h/b /d/b
+resume
+grant
+respond f0 size=10 etag="v1"
+transferred f0 10
+grant
+respond f1 size=100 etag="v1"
+checkpoint f1 60
+suspend
+resume
+grant
+respond f1 offset=60 size=100 etag="v2"
+respond f1 offset=0 size=120 etag="v2"
+checkpoint f1 80
+files
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a http://h/b /d/b
+            added f0,f1
+              persist lazy job=suspended files=f0,f1
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=10 etag="v1"
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > transferred f0 10
+              persist sync job=queued files=f0
+              notify file_transferred f0
+              notify job_modified
+              state: queued
+            > grant
+            granted f1
+              start f1 #2 offset=0
+              persist sync job=connecting files=f1
+              notify job_modified
+              state: connecting
+            > respond f1 size=100 etag="v1"
+              persist sync job=transferring files=f1
+              notify job_modified
+              state: transferring
+            > checkpoint f1 60
+              persist lazy job=transferring files=f1
+            > suspend
+            ok
+              stop f1 #2
+              persist sync job=suspended
+              notify job_modified
+              state: suspended
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f1
+              start f1 #3 offset=60 if-range=(etag v1) size=100
+              persist sync job=connecting files=f1
+              notify job_modified
+              state: connecting
+            > respond f1 offset=60 size=100 etag="v2"
+              stop f1 #3
+              start f1 #4 offset=0
+              persist sync job=connecting files=f1
+              notify job_modified
+              notify job_modified
+            > respond f1 offset=0 size=120 etag="v2"
+              persist sync job=transferring files=f1
+              notify job_modified
+              state: transferring
+            > checkpoint f1 80
+              persist lazy job=transferring files=f1
+            > files
+              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=10 transferred=10 durable=10 [transferred]
+              f1 http://h/b -> /d/b temp=/d/.ferry-00000000000000000000000000001234-1.tmp total=120 transferred=80 durable=80
+        "#]],
+    );
+}
+
+#[test]
+fn a_full_response_to_a_range_request_restarts_the_file() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a
+resume
+grant
+respond f0 size=100 lm="Mon, 02 Nov 2026 10:00:00 GMT"
+checkpoint f0 50
+preempt
+grant
+respond f0 offset=0 size=100 lm="Mon, 02 Nov 2026 10:00:00 GMT"
+files
+respond f0 offset=7 size=100
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a
+            added f0
+              persist lazy job=suspended files=f0
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=100 lm="Mon, 02 Nov 2026 10:00:00 GMT"
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > checkpoint f0 50
+              persist lazy job=transferring files=f0
+            > preempt
+              stop f0 #1
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #2 offset=50 if-range=(last-modified Mon, 02 Nov 2026 10:00:00 GMT) size=100
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 offset=0 size=100 lm="Mon, 02 Nov 2026 10:00:00 GMT"
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > files
+              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=100 transferred=0 durable=0
+            > respond f0 offset=7 size=100
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+        "#]],
+    );
+}
+
+#[test]
+fn events_of_a_stopped_attempt_are_ignored() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a
+resume
+grant
+suspend
+transferred f0 10
+resume
+grant
+stale f0 transferred 10
+transferred f9 10
+show
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a
+            added f0
+              persist lazy job=suspended files=f0
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > suspend
+            ok
+              stop f0 #1
+              persist sync job=suspended
+              notify job_modified
+              state: suspended
+            > transferred f0 10
+            stale, ignored
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #2 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > stale f0 transferred 10
+            stale, ignored
+            > transferred f9 10
+            error unknown_file: no file f9 in this job
+            > show
+              job "nightly" owner=alice state=connecting priority=normal type=download
+              progress bytes=0/unknown files=0/1
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
+        "#]],
+    );
+}
+
+#[test]
+fn a_connection_to_a_host_requeues_jobs_waiting_on_it() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a
+resume
+grant
+fail f0 transient connection_refused host=h
+host_ok other
+host_ok h
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a
+            added f0
+              persist lazy job=suspended files=f0
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > fail f0 transient connection_refused host=h
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > host_ok other
+            > host_ok h
+              persist sync job=queued
+              notify job_modified
+              state: queued
+        "#]],
+    );
+}
+
+#[test]
+fn a_restart_mid_transfer_resumes_from_the_last_checkpoint() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a http://h/b /d/b
+resume
+grant
+respond f0 size=100 etag="e"
+received f0 90
+checkpoint f0 64
+show
+restart
+show
+grant
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a http://h/b /d/b
+            added f0,f1
+              persist lazy job=suspended files=f0,f1
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=100 etag="e"
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > received f0 90
+            > checkpoint f0 64
+              persist lazy job=transferring files=f0
+            > show
+              job "nightly" owner=alice state=transferring priority=normal type=download
+              progress bytes=90/unknown files=0/2
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
+            > restart
+              persist lazy job=queued
+              state: queued
+            > show
+              job "nightly" owner=alice state=queued priority=normal type=download
+              progress bytes=64/unknown files=0/2
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
+            > grant
+            granted f0
+              start f0 #2 offset=64 if-range=(etag e) size=100
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+        "#]],
+    );
+}
