@@ -466,6 +466,15 @@ impl Job {
                 Reply::Done
             }
         };
+        // An accepted command is durable before it is acknowledged.
+        self.sync_needed = true;
+        let notified = self
+            .tail
+            .iter()
+            .any(|e| matches!(e, Effect::Notify(_) | Effect::Answer(_)));
+        if reply != Reply::Pending && !notified {
+            self.tail.push(Effect::Notify(Notification::JobModified));
+        }
         self.flush();
         Ok(reply)
     }
@@ -528,7 +537,12 @@ impl Job {
             match (retry, give_up) {
                 // A retry due no later than the no-progress limit still runs.
                 (Some(r), Some(g)) if r.mono <= g.mono => self.retry(now),
-                (_, Some(_)) => self.set_state(JobState::Error, now),
+                (_, Some(_)) => {
+                    // The transient error becomes the fatal one.
+                    let error = self.error.take();
+                    self.set_state(JobState::Error, now);
+                    self.error = error;
+                }
                 (Some(_), None) => self.retry(now),
                 (None, None) => {}
             }
@@ -716,9 +730,11 @@ impl Job {
 
     fn start_finish(&mut self, kind: FinishKind, now: Now) {
         self.stop_transfers();
-        // Leaving CONNECTING/TRANSFERRING ends the download-time spell.
+        // Leaving CONNECTING/TRANSFERRING ends the download-time spell. The
+        // job is QUEUED only for the moment of the commit, not worth a
+        // notification: the commit's end brings one.
         if matches!(self.state, JobState::Connecting | JobState::Transferring) {
-            self.set_state(JobState::Queued, now);
+            self.transition(JobState::Queued, now);
         }
         for (i, f) in self.files.iter_mut().enumerate() {
             let fate = match kind {
@@ -776,12 +792,17 @@ impl Job {
         let Some(finish) = &mut self.finish else {
             return;
         };
+        finish.rename_failures.clear();
         if finish.record.stalled {
+            // Recorded before any file is touched again.
             finish.record.stalled = false;
             self.job_dirty = true;
             self.sync_needed = true;
+            self.flush();
         }
-        finish.rename_failures.clear();
+        let Some(finish) = &mut self.finish else {
+            return;
+        };
         for (i, f) in self.files.iter().enumerate() {
             if f.fate == Some(Fate::Keep) && !f.completed {
                 finish.outstanding.insert((file_id(i), Step::Publish));
@@ -1009,10 +1030,9 @@ impl Job {
                 });
             }
             self.dirty_files.insert(id);
-            self.settle_active(now);
-            // Take the slot again straight away.
-            if self.next_transfer() == Some(id) {
-                self.handle_grant(now);
+            // The slot is still the job's: start again straight away.
+            if self.handle_grant(now).is_none() {
+                self.settle_active(now);
             }
             return;
         }
@@ -1222,8 +1242,8 @@ impl Job {
                 durability,
             }));
             self.job_dirty = false;
-            self.sync_needed = false;
         }
+        self.sync_needed = false;
         self.effects.extend(self.tail.drain(..));
     }
 

@@ -33,10 +33,12 @@ files
               state: suspended
             > add http://h/a /d/a http://h/b /d/b http://h/c /d/c
             added f0,f1,f2
-              persist lazy job=suspended files=f0,f1,f2
+              persist sync job=suspended files=f0,f1,f2
+              notify job_modified
             > set parallel 2
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -71,7 +73,6 @@ files
             pending
               stop f1 #2
               persist sync job=queued files=f0,f1,f2
-              notify job_modified
               delete temp of f1
               publish f0 -> /d/a
               state: queued
@@ -117,7 +118,8 @@ deleted f0
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -137,7 +139,6 @@ deleted f0
             pending
               stop f0 #1
               persist sync job=queued files=f0
-              notify job_modified
               delete temp of f0
               state: queued
             > transferred f0 10
@@ -204,7 +205,8 @@ published f0
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -270,7 +272,8 @@ show
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -339,7 +342,8 @@ published f0
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -366,7 +370,6 @@ published f0
             pending
               stop f1 #2
               persist sync job=queued files=f0,f1
-              notify job_modified
               delete temp of f1
               publish f0 -> /d/a
               state: queued
@@ -396,7 +399,8 @@ published_temp_left f0 "Permission denied (os error 13)"
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -441,7 +445,8 @@ show
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -457,7 +462,6 @@ show
             pending
               stop f0 #1
               persist sync job=queued files=f0
-              notify job_modified
               delete temp of f0
               state: queued
             > delete_failed f0 "Permission denied (os error 13)"
@@ -513,7 +517,8 @@ files
               state: suspended
             > add http://h/a /d/a http://h/b /d/b http://h/c /d/c
             added f0,f1,f2
-              persist lazy job=suspended files=f0,f1,f2
+              persist sync job=suspended files=f0,f1,f2
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -553,7 +558,6 @@ files
             pending
               stop f2 #3
               persist sync job=queued files=f0,f1,f2
-              notify job_modified
               delete temp of f2
               publish f0 -> /d/a
               publish f1 -> /d/b
@@ -580,6 +584,7 @@ files
             error invalid_state: invalid in state transferred
             > resume
             ok
+              notify job_modified
             > grant
             nothing to start
             > suspend
@@ -601,8 +606,8 @@ files
               commit stalled
             > complete
             pending
-              publish f1 -> /d/b
               persist sync job=transferred
+              publish f1 -> /d/b
             > published f1
               persist sync job=acknowledged files=f1
               notify job_modified
@@ -647,7 +652,8 @@ files
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -725,7 +731,8 @@ complete
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -792,7 +799,8 @@ grant
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -819,7 +827,7 @@ grant
               persist lazy job=connecting files=f1
             > lose complete
             pending
-              (5 effects lost)
+              (4 effects lost)
               state: queued
             > restart
               persist lazy job=queued
@@ -866,7 +874,8 @@ show
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -895,7 +904,6 @@ show
             pending
               stop f1 #2
               persist sync job=queued files=f0,f1
-              notify job_modified
               delete temp of f1
               publish f0 -> /d/a
               state: queued
@@ -916,7 +924,8 @@ show
               last answer partial_complete saved=[f0] dropped=[f1] undeleted=[]
         "#]],
     );
-    // Crash between two renames: the first is published again (idempotent).
+    // Crash between two renames, before the first one's lazy record was
+    // written: it is published again (the shell's publish is idempotent).
     check(
         r#"
 create nightly
@@ -927,7 +936,7 @@ transferred f0 10
 grant
 transferred f1 10
 complete
-published f0
+lose published f0
 restart
 published f0
 published f1
@@ -940,7 +949,8 @@ show
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -973,12 +983,13 @@ show
               persist sync job=transferred files=f0,f1
               publish f0 -> /d/a
               publish f1 -> /d/b
-            > published f0
-              persist lazy files=f0
+            > lose published f0
+              (1 effects lost)
             > restart
+              publish f0 -> /d/a
               publish f1 -> /d/b
             > published f0
-            stale, ignored
+              persist lazy files=f0
             > published f1
               persist sync job=acknowledged files=f1
               notify job_modified
@@ -1012,7 +1023,8 @@ show
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -1030,7 +1042,6 @@ show
             pending
               stop f0 #1
               persist sync job=queued files=f0
-              notify job_modified
               delete temp of f0
               state: queued
             > restart

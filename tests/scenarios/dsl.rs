@@ -92,6 +92,8 @@ struct World {
     /// The attempt of each file's latest StartTransfer.
     attempts: BTreeMap<u32, u64>,
     forgotten: bool,
+    /// Virtual time elapsed since the script started (for the transcript).
+    elapsed: Duration,
     out: String,
 }
 
@@ -113,6 +115,7 @@ impl World {
             store: BTreeMap::new(),
             attempts: BTreeMap::new(),
             forgotten: false,
+            elapsed: Duration::ZERO,
             out: String::new(),
         }
     }
@@ -348,7 +351,8 @@ impl World {
             }
             let step = deadline.saturating_since(self.now.mono);
             self.now = self.now.advanced(step);
-            writeln!(self.out, "  timer at +{}", human(self.elapsed_since_start())).ok();
+            self.elapsed += step;
+            writeln!(self.out, "  timer at +{}", human(self.elapsed)).ok();
             let now = self.now;
             if let Some(job) = &mut self.job {
                 job.handle_timeout(now);
@@ -357,10 +361,7 @@ impl World {
         }
         let rest = target.saturating_since(self.now.mono);
         self.now = self.now.advanced(rest);
-    }
-
-    fn elapsed_since_start(&self) -> Duration {
-        self.now.wall.saturating_since(World::new().now.wall)
+        self.elapsed += rest;
     }
 
     /// A new process: a new monotonic origin, the job rebuilt from the bytes

@@ -82,7 +82,8 @@ files
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -179,7 +180,8 @@ grant
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -187,7 +189,8 @@ grant
               state: queued
             > resume
             ok
-              persist lazy job=queued
+              persist sync job=queued
+              notify job_modified
             > grant
             granted f0
               start f0 #1 offset=0
@@ -208,6 +211,7 @@ grant
               state: suspended
             > suspend
             ok
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -245,7 +249,8 @@ transferred f1 20
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -264,7 +269,8 @@ transferred f1 20
               state: transferred
             > add http://h/b /d/b
             added f1
-              persist lazy job=transferred files=f1
+              persist sync job=transferred files=f1
+              notify job_modified
             > show
               job "nightly" owner=alice state=transferred priority=normal type=download
               progress bytes=10/unknown files=1/2
@@ -314,7 +320,8 @@ show
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > cancel
             pending
               persist sync job=suspended files=f0
@@ -377,15 +384,18 @@ show
             error not_found: job not found
             > add http://h/a /d/a as !root
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set notify /usr/bin/logger done as alice
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > take_ownership as alice
             error access_denied: access denied
             > take_ownership as !root
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume as alice
             error not_found: job not found
             > resume as root
@@ -413,7 +423,7 @@ set name x*256
 set description d*1025
 add http://h/a relative/path
 add ftp://h/a /d/a
-add "http://h/a b" /d/a
+add http://h:99999/a /d/a
 add http:// /d/a
 add http://h/x*2200 /d/a
 add http://h/a /d/
@@ -438,16 +448,16 @@ files
             error string_too_long: name is longer than 256 characters
             > set name x*256
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set description d*1025
             error string_too_long: description is longer than 1024 characters
             > add http://h/a relative/path
             error invalid_local_name: invalid local name "relative/path": must be an absolute path
             > add ftp://h/a /d/a
             error invalid_remote_name: invalid remote name "ftp://h/a": the scheme must be http or https
-            > add "http://h/a b" /d/a
-            added f0
-              persist lazy job=suspended files=f0
+            > add http://h:99999/a /d/a
+            error invalid_remote_name: invalid remote name "http://h:99999/a": invalid port number
             > add http:// /d/a
             error invalid_remote_name: invalid remote name "http://": empty host
             > add http://h/x*2200 /d/a
@@ -468,14 +478,14 @@ files
             error invalid_argument: invalid argument: the notify program must be an absolute path
             > set retry_delay 1s
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > show
               job "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" owner=alice state=suspended priority=normal type=download
-              progress bytes=0/unknown files=0/1
+              progress bytes=0/0 files=0/0
               error none count=0
               retry_delay=5s no_progress=14d max_download=90d parallel=1 notify=none
             > files
-              f0 http://h/a b -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=unknown transferred=0 durable=0
         "#]],
     );
 }
@@ -496,7 +506,8 @@ files
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > add http://h/b /d/b http://h/c /d/a
             error duplicate_local_name: local name "/d/a" is already used by a file of this job
             > files
@@ -528,25 +539,32 @@ show
               state: suspended
             > set priority foreground
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set description "weekly sync"
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set retry_delay 30s
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set no_progress 2h
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set max_download 3h
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set notify /usr/bin/logger -t ferry
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set parallel 4
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > show
               job "nightly" owner=alice state=suspended priority=foreground type=download
               progress bytes=0/0 files=0/0
@@ -554,7 +572,8 @@ show
               retry_delay=30s no_progress=2h max_download=3h parallel=4 notify=/usr/bin/logger -t ferry
             > set notify none
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > show
               job "nightly" owner=alice state=suspended priority=foreground type=download
               progress bytes=0/0 files=0/0
@@ -589,7 +608,8 @@ published f0
             error too_many_files: an upload job holds exactly one file
             > add http://h/up /d/report
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > add http://h/up2 /d/report2
             error too_many_files: an upload job holds exactly one file
             > complete

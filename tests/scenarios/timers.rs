@@ -28,10 +28,12 @@ grant
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set retry_delay 10s
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -97,10 +99,12 @@ advance 1m
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set retry_delay 10s
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -171,13 +175,16 @@ show
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set retry_delay 10m
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set no_progress 25m
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -237,7 +244,7 @@ show
             > show
               job "nightly" owner=alice state=error priority=normal type=download
               progress bytes=40/100 files=0/1
-              error none count=3
+              error remote_file connection_reset file=f0 count=3
               retry_delay=10m no_progress=25m max_download=90d parallel=1 notify=none
         "#]],
     );
@@ -278,13 +285,16 @@ advance 5m
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set retry_delay 10m
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set no_progress 15m
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -382,10 +392,12 @@ show
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set no_progress 0s
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -430,13 +442,16 @@ advance 3h
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set retry_delay 2h
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > set no_progress 1h
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -490,10 +505,12 @@ advance 59m
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set max_download 1h
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -578,11 +595,13 @@ advance 7d
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > advance 1d
             > set description "still here"
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > advance 1d
             > resume
             ok
@@ -647,10 +666,12 @@ advance 1m
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set retry_delay 10m
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -696,10 +717,12 @@ advance 0s
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set retry_delay 10m
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -718,7 +741,7 @@ advance 0s
             > wall +1h
             > restart
             > advance 0s
-              timer at +1h
+              timer at +0ms
               persist sync job=queued
               notify job_modified
               state: queued
@@ -748,10 +771,12 @@ advance 1m
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > set retry_delay 10m
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -771,7 +796,7 @@ advance 1m
             > advance 9m
             > wall -5h
             > advance 1m
-              timer at +0ms
+              timer at +10m
               persist sync job=queued
               notify job_modified
               state: queued

@@ -27,7 +27,8 @@ grant
               state: suspended
             > add http://h/a /d/a http://h/b /d/b http://h/c /d/c
             added f0,f1,f2
-              persist lazy job=suspended files=f0,f1,f2
+              persist sync job=suspended files=f0,f1,f2
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -43,7 +44,8 @@ grant
             nothing to start
             > set parallel 2
             ok
-              persist lazy job=connecting
+              persist sync job=connecting
+              notify job_modified
             > grant
             granted f1
               start f1 #2 offset=0
@@ -85,10 +87,12 @@ grant
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > set parallel 2
             ok
-              persist lazy job=suspended
+              persist sync job=suspended
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -163,7 +167,8 @@ files
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -216,9 +221,7 @@ files
             > respond f1 offset=60 size=100 etag="v2"
               stop f1 #3
               start f1 #4 offset=0
-              persist sync job=connecting files=f1
-              notify job_modified
-              notify job_modified
+              persist lazy job=connecting files=f1
             > respond f1 offset=0 size=120 etag="v2"
               persist sync job=transferring files=f1
               notify job_modified
@@ -255,7 +258,8 @@ respond f0 offset=7 size=100
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -321,7 +325,8 @@ show
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -384,7 +389,8 @@ host_ok h
               state: suspended
             > add http://h/a /d/a
             added f0
-              persist lazy job=suspended files=f0
+              persist sync job=suspended files=f0
+              notify job_modified
             > resume
             ok
               persist sync job=queued
@@ -432,7 +438,8 @@ grant
               state: suspended
             > add http://h/a /d/a http://h/b /d/b
             added f0,f1
-              persist lazy job=suspended files=f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
             > resume
             ok
               persist sync job=queued
