@@ -254,3 +254,147 @@ fn decode<T: DeserializeOwned>(
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        Command, CoreConfig, FileEvent, FileSpec, Job, JobSpec, MonoTime, Now, Principal,
+        TransferEvent,
+    };
+
+    fn now() -> Now {
+        Now::new(
+            MonoTime::from_elapsed(Duration::ZERO),
+            UtcTime::from_unix_millis(5),
+        )
+    }
+
+    /// A job with files in several conditions, so records hold real values.
+    fn job() -> Job {
+        let id = JobId(uuid::Uuid::from_u128(42));
+        let alice = Principal::user("alice");
+        let mut job = Job::create(
+            id,
+            &alice,
+            JobSpec::download("n"),
+            CoreConfig::default(),
+            now(),
+        )
+        .unwrap();
+        let files = vec![
+            FileSpec::new("http://h/a", "/d/a"),
+            FileSpec::new("https://h/b?x=1", "/d/é b"),
+        ];
+        job.handle_command(&alice, Command::AddFiles(files), now())
+            .unwrap();
+        job.handle_command(&alice, Command::Resume, now()).unwrap();
+        job.handle_grant(now()).unwrap();
+        let event = TransferEvent::Responded {
+            offset: 0,
+            size: Some(100),
+            validator: Some(Validator::ETag("\"v\"".into())),
+        };
+        job.handle_file_event(FileId(0), FileEvent::Transfer { attempt: 1, event }, now())
+            .unwrap();
+        let event = TransferEvent::Checkpointed { offset: 64 };
+        job.handle_file_event(FileId(0), FileEvent::Transfer { attempt: 1, event }, now())
+            .unwrap();
+        job
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let job = job();
+        let record = job.record();
+        assert_eq!(JobRecord::decode(&record.encode()).unwrap(), record);
+        for file in job.file_records() {
+            assert_eq!(FileRecord::decode(&file.encode()).unwrap(), file);
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = job().record().encode();
+        for len in 0..bytes.len() {
+            assert!(JobRecord::decode(&bytes[..len]).is_err(), "length {len}");
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_is_an_error() {
+        let bytes = job().file_records()[0].encode();
+        for i in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[i / 8] ^= 1 << (i % 8);
+            assert!(FileRecord::decode(&damaged).is_err(), "bit {i}");
+        }
+    }
+
+    #[test]
+    fn kinds_versions_and_trailing_bytes_are_checked() {
+        let job = job();
+        let job_bytes = job.record().encode();
+        assert_eq!(
+            FileRecord::decode(&job_bytes),
+            Err(DecodeError::WrongKind {
+                expected: "file",
+                found: KIND_JOB
+            })
+        );
+        // A well-formed record of a future schema version.
+        let mut future = job_bytes.clone();
+        future.truncate(future.len() - CRC_LEN);
+        future[3] = SCHEMA_VERSION + 1;
+        let crc = crc32fast::hash(&future);
+        future.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            JobRecord::decode(&future),
+            Err(DecodeError::UnknownVersion(SCHEMA_VERSION + 1))
+        );
+        // Extra bytes inside a valid checksum.
+        let mut padded = job_bytes.clone();
+        padded.truncate(padded.len() - CRC_LEN);
+        padded.push(0);
+        let crc = crc32fast::hash(&padded);
+        padded.extend_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            JobRecord::decode(&padded),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert_eq!(
+            JobRecord::decode(b"XY\x4a\x01\0\0\0\0"),
+            Err(DecodeError::BadMagic)
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_and_sort_files_in_order() {
+        let id = JobId(uuid::Uuid::from_u128(9));
+        assert_eq!(parse_job_key(&job_key(id)), Ok(id));
+        assert_eq!(
+            parse_file_key(&file_key(id, FileId(300))),
+            Ok((id, FileId(300)))
+        );
+        assert!(file_key(id, FileId(2)) < file_key(id, FileId(256)));
+        assert!(file_key(id, FileId(0)).starts_with(&job_key(id)));
+        assert!(parse_file_key(&[1, 2, 3]).is_err());
+        assert!(parse_job_key(&[0; 17]).is_err());
+    }
+
+    #[test]
+    fn restore_rejects_records_that_do_not_fit_together() {
+        let job = job();
+        let mut files = job.file_records();
+        files.pop();
+        let err = Job::restore(job.record(), files, CoreConfig::default(), now()).unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed(_)));
+        let mut files = job.file_records();
+        files[1].file = FileId(5);
+        assert!(Job::restore(job.record(), files, CoreConfig::default(), now()).is_err());
+    }
+}

@@ -1345,7 +1345,10 @@ impl Job {
             s => s,
         };
         let transferred = files.iter().filter(|f| f.transferred).count();
-        let cursor = files.iter().position(|f| !f.transferred).unwrap_or(files.len());
+        let cursor = files
+            .iter()
+            .position(|f| !f.transferred)
+            .unwrap_or(files.len());
         let locals = files.iter().map(|f| f.local.clone()).collect();
         let mut job = Self {
             id: record.id,
@@ -1414,7 +1417,6 @@ impl Job {
         job.flush();
         Ok(job)
     }
-
 }
 
 /// Both known and different.

@@ -38,14 +38,14 @@
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use ferry_core::{
-    Answer, Command, CoreConfig, Durability, Effect, ErrorContext, EventOutcome, FileEvent,
-    FileId, FileRecord, FileSpec, Job, JobId, JobRecord, JobSpec, JobState, JobType, MonoTime,
-    Notification, NotifyCommand, Now, Principal, Priority, Property, TransferError,
-    TransferEvent, UtcTime, Validator,
+    Answer, Command, CoreConfig, Durability, Effect, ErrorContext, EventOutcome, FileEvent, FileId,
+    FileRecord, FileSpec, Job, JobId, JobRecord, JobSpec, JobState, JobType, MonoTime,
+    Notification, NotifyCommand, Now, Principal, Priority, Property, TransferError, TransferEvent,
+    UtcTime, Validator,
 };
 
 /// Runs `script` and returns its transcript.
-pub fn run(script: &str) -> String {
+pub(crate) fn run(script: &str) -> String {
     let mut world = World::new();
     for line in script.lines() {
         let line = line.trim();
@@ -157,7 +157,9 @@ impl World {
                         writeln!(self.out, "ok").ok();
                         self.job = Some(job);
                     }
-                    Err(err) => writeln!(self.out, "error {}: {err}", err.code()).ok().unwrap_or(()),
+                    Err(err) => writeln!(self.out, "error {}: {err}", err.code())
+                        .ok()
+                        .unwrap_or(()),
                 }
             }
             "add" => {
@@ -279,7 +281,11 @@ impl World {
                 let d = duration(arg.get(1..).unwrap_or_default())?;
                 let millis = i64::try_from(d.as_millis()).map_err(|_| "too long")?;
                 let wall = self.now.wall.unix_millis();
-                let wall = if arg.starts_with('-') { wall - millis } else { wall + millis };
+                let wall = if arg.starts_with('-') {
+                    wall - millis
+                } else {
+                    wall + millis
+                };
                 self.now.wall = UtcTime::from_unix_millis(wall);
             }
             "restart" => self.restart()?,
@@ -327,7 +333,11 @@ impl World {
     fn transfer(&mut self, file: &str, event: TransferEvent, stale: bool) -> Step {
         let id = file_id(file)?;
         let current = self.attempts.get(&id.0).copied().unwrap_or_default();
-        let attempt = if stale { current.saturating_sub(1) } else { current };
+        let attempt = if stale {
+            current.saturating_sub(1)
+        } else {
+            current
+        };
         self.file_event(file, FileEvent::Transfer { attempt, event })
     }
 
@@ -337,7 +347,9 @@ impl World {
         match self.job()?.handle_file_event(id, event, now) {
             Ok(EventOutcome::Applied) => {}
             Ok(EventOutcome::Stale) => writeln!(self.out, "stale, ignored").ok().unwrap_or(()),
-            Err(err) => writeln!(self.out, "error {}: {err}", err.code()).ok().unwrap_or(()),
+            Err(err) => writeln!(self.out, "error {}: {err}", err.code())
+                .ok()
+                .unwrap_or(()),
         }
         Ok(())
     }
@@ -388,13 +400,19 @@ impl World {
         // What a restart may change: an active job waits for slots again, and
         // bytes not yet durable are gone.
         let mut expected = before;
-        if matches!(expected.state, JobState::Connecting | JobState::Transferring) {
+        if matches!(
+            expected.state,
+            JobState::Connecting | JobState::Transferring
+        ) {
             expected.state = JobState::Queued;
         }
         expected.bytes_transferred = after.bytes_transferred;
         if expected != after {
-            writeln!(self.out, "  RESTORED VIEW DIFFERS:\n  before {expected:?}\n  after  {after:?}")
-                .ok();
+            writeln!(
+                self.out,
+                "  RESTORED VIEW DIFFERS:\n  before {expected:?}\n  after  {after:?}"
+            )
+            .ok();
         }
         self.job = Some(job);
         Ok(())
@@ -449,13 +467,21 @@ impl World {
             .store
             .get(&record.key()[..])
             .map(|b| JobRecord::decode(b).expect("stored job record decodes"));
-        assert_eq!(stored.as_ref(), Some(&record), "job record not persisted after {line:?}");
+        assert_eq!(
+            stored.as_ref(),
+            Some(&record),
+            "job record not persisted after {line:?}"
+        );
         for file in job.file_records() {
             let stored = self
                 .store
                 .get(&file.key()[..])
                 .map(|b| FileRecord::decode(b).expect("stored file record decodes"));
-            assert_eq!(stored.as_ref(), Some(&file), "file record not persisted after {line:?}");
+            assert_eq!(
+                stored.as_ref(),
+                Some(&file),
+                "file record not persisted after {line:?}"
+            );
         }
     }
 }
@@ -565,9 +591,11 @@ fn show_job(v: &ferry_core::JobView, now: Now) -> String {
         human(v.no_progress_timeout),
         human(v.max_download_time),
         v.parallel_files,
-        v.notify_command
-            .as_ref()
-            .map_or("none".into(), |c| format!("{} {}", c.program, c.args.join(" ")))
+        v.notify_command.as_ref().map_or("none".into(), |c| format!(
+            "{} {}",
+            c.program,
+            c.args.join(" ")
+        ))
     )
     .ok();
     if v.commit_stalled {
@@ -580,7 +608,10 @@ fn show_job(v: &ferry_core::JobView, now: Now) -> String {
 }
 
 fn ids_text(ids: &[FileId]) -> String {
-    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Splits on spaces, keeping "quoted strings" whole.
@@ -658,8 +689,13 @@ fn duration(word: &str) -> Result<Duration, String> {
 /// A duration as the largest whole unit that divides it.
 fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms >= size && ms % size == 0 {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }

@@ -252,6 +252,9 @@ show
 
 #[test]
 fn durable_progress_past_the_high_water_mark_resets_the_no_progress_count() {
+    // First error at 0 (limit 15m); progress to 50 at 10m resets it; the
+    // error at 10m sets the limit to 25m; a restart from zero up to 30 at 20m
+    // is no progress: ERROR at 25m, not at 15m and not at 35m.
     check(
         r#"
 create nightly
@@ -265,18 +268,16 @@ checkpoint f0 40
 fail f0 transient connection_reset
 advance 10m
 grant
+respond f0 offset=40 size=100
+checkpoint f0 50
+fail f0 transient connection_reset
+advance 10m
+grant
 respond f0 offset=0 size=100
 checkpoint f0 30
 fail f0 transient connection_reset
-# a restart from zero up to 30 is no progress: ERROR at 15m
-advance 5m
-resume
-grant
-respond f0 offset=30 size=100
-checkpoint f0 41
-fail f0 transient connection_reset
-advance 10m
-advance 5m
+advance 30m
+show
 "#,
         expect![[r#"
             > create nightly
@@ -327,6 +328,27 @@ advance 5m
               persist sync job=connecting files=f0
               notify job_modified
               state: connecting
+            > respond f0 offset=40 size=100
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > checkpoint f0 50
+              persist lazy job=transferring files=f0
+            > fail f0 transient connection_reset
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > advance 10m
+              timer at +20m
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #3 offset=50 size=100
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
             > respond f0 offset=0 size=100
               persist sync job=transferring files=f0
               notify job_modified
@@ -337,38 +359,16 @@ advance 5m
               persist sync job=transient_error
               notify job_modified
               state: transient_error
-            > advance 5m
-              timer at +15m
+            > advance 30m
+              timer at +25m
               persist sync job=error
               notify job_error
               state: error
-            > resume
-            ok
-              persist sync job=queued
-              notify job_modified
-              state: queued
-            > grant
-            granted f0
-              start f0 #3 offset=30 size=100
-              persist sync job=connecting files=f0
-              notify job_modified
-              state: connecting
-            > respond f0 offset=30 size=100
-              persist sync job=transferring files=f0
-              notify job_modified
-              state: transferring
-            > checkpoint f0 41
-              persist lazy job=transferring files=f0
-            > fail f0 transient connection_reset
-              persist sync job=transient_error
-              notify job_modified
-              state: transient_error
-            > advance 10m
-              timer at +25m
-              persist sync job=queued
-              notify job_modified
-              state: queued
-            > advance 5m
+            > show
+              job "nightly" owner=alice state=error priority=normal type=download
+              progress bytes=30/100 files=0/1
+              error remote_file connection_reset file=f0 count=3
+              retry_delay=10m no_progress=15m max_download=90d parallel=1 notify=none
         "#]],
     );
 }
