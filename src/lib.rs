@@ -52,3 +52,8 @@ pub use record::{FileRecord, JobRecord, SCHEMA_VERSION};
 pub use time::{MonoTime, Now, Stamp, UtcTime};
 pub use types::{FileId, JobId, JobState, JobType, Principal, Priority, Validator};
 pub use view::{FileView, JobView};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
