@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::TransferError,
+    time::UtcTime,
     types::{FileId, JobType, Priority, Validator},
 };
 
@@ -171,6 +172,9 @@ pub enum TransferEvent {
         size: Option<u64>,
         /// Its ETag or Last-Modified.
         validator: Option<Validator>,
+        /// The server's `Last-Modified`, parsed: the published file gets it
+        /// as its modification time.
+        modified: Option<UtcTime>,
     },
     /// Bytes up to `offset` arrived (not yet durable; for progress display).
     Received {

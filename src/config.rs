@@ -41,6 +41,10 @@ pub struct CoreConfig {
     pub retention: Duration,
     /// Files a new job transfers at once (BITS: 1).
     pub default_parallel_files: u32,
+    /// This engine's id, part of every temp file name
+    /// (`.ferry-<engine id>-<job>-<n>.part`), so that engines sharing a
+    /// directory never touch each other's files.
+    pub engine_id: u64,
 }
 
 impl Default for CoreConfig {
@@ -51,6 +55,7 @@ impl Default for CoreConfig {
             inactivity_timeout: Duration::from_secs(90 * 24 * 3600),
             retention: Duration::from_secs(7 * 24 * 3600),
             default_parallel_files: 1,
+            engine_id: 0,
         }
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::{CommandError, FileFailure},
     record::{FileRecord, JobRecord},
+    time::UtcTime,
     types::{FileId, JobId, Validator},
 };
 
@@ -37,6 +38,10 @@ pub enum Effect {
         temp: String,
         /// Its final name.
         local: String,
+        /// The modification time to give it (the server's Last-Modified).
+        modified: Option<UtcTime>,
+        /// The file's size, for checking an earlier publish (idempotence).
+        size: Option<u64>,
     },
     /// Delete a temp file (a missing file counts as deleted). Report the
     /// result with [`FileEvent::TempDeleted`](crate::FileEvent::TempDeleted).

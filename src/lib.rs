@@ -47,7 +47,7 @@ pub use effect::{
 pub use error::{
     CommandError, DecodeError, ErrorClass, ErrorContext, FileFailure, JobError, TransferError,
 };
-pub use job::{EventOutcome, Job};
+pub use job::{EventOutcome, Job, is_temp_file_name, temp_file_name};
 pub use record::{FileRecord, JobRecord, SCHEMA_VERSION};
 pub use time::{MonoTime, Now, Stamp, UtcTime};
 pub use types::{FileId, JobId, JobState, JobType, Principal, Priority, Validator};

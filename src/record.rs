@@ -161,6 +161,8 @@ pub struct FileRecord {
     /// The furthest `durable` ever reached, for the no-progress rule.
     pub(crate) high_water: u64,
     pub(crate) validator: Option<Validator>,
+    /// The server's Last-Modified, for the published file's mtime.
+    pub(crate) modified: Option<UtcTime>,
     pub(crate) transferred: bool,
     pub(crate) completed: bool,
     /// A transfer was started at least once, so a temp file may exist.
@@ -183,6 +185,11 @@ impl FileRecord {
     /// The file's temp name (for collecting orphan temp files).
     pub fn temp(&self) -> &str {
         &self.temp
+    }
+
+    /// The file's final name.
+    pub fn local(&self) -> &str {
+        &self.local
     }
 
     /// This record's key.
@@ -298,6 +305,7 @@ mod tests {
             offset: 0,
             size: Some(100),
             validator: Some(Validator::ETag("\"v\"".into())),
+            modified: None,
         };
         job.handle_file_event(FileId(0), FileEvent::Transfer { attempt: 1, event }, now())
             .unwrap();

@@ -111,6 +111,7 @@ struct File {
     received: u64,
     high_water: u64,
     validator: Option<Validator>,
+    modified: Option<UtcTime>,
     transferred: bool,
     completed: bool,
     touched: bool,
@@ -612,7 +613,7 @@ impl Job {
         let mut ids = Vec::with_capacity(specs.len());
         for spec in specs {
             let id = file_id(self.files.len());
-            let temp = temp_name(&spec.local, self.id, id);
+            let temp = temp_name(&spec.local, self.config.engine_id, self.id, id);
             self.locals.insert(spec.local.clone());
             self.files.push(File {
                 remote: spec.remote,
@@ -623,6 +624,7 @@ impl Job {
                 received: 0,
                 high_water: 0,
                 validator: None,
+                modified: None,
                 transferred: false,
                 completed: false,
                 touched: false,
@@ -810,6 +812,8 @@ impl Job {
                     file: file_id(i),
                     temp: f.temp.clone(),
                     local: f.local.clone(),
+                    modified: f.modified,
+                    size: f.size,
                 });
             }
         }
@@ -943,7 +947,13 @@ impl Job {
                 offset,
                 size,
                 validator,
-            } => self.responded(id, offset, size, validator, now),
+                modified,
+            } => {
+                if let Some(f) = self.files.get_mut(id.index()) {
+                    f.modified = modified;
+                }
+                self.responded(id, offset, size, validator, now);
+            }
             TransferEvent::Received { offset } => {
                 if let Some(f) = self.files.get_mut(id.index()) {
                     f.received = f.received.max(offset);
@@ -1292,6 +1302,7 @@ impl Job {
             durable: f.durable,
             high_water: f.high_water,
             validator: f.validator.clone(),
+            modified: f.modified,
             transferred: f.transferred,
             completed: f.completed,
             touched: f.touched,
@@ -1372,6 +1383,7 @@ impl Job {
                     received: f.durable,
                     high_water: f.high_water,
                     validator: f.validator,
+                    modified: f.modified,
                     transferred: f.transferred,
                     completed: f.completed,
                     touched: f.touched,
@@ -1438,9 +1450,63 @@ fn bytes_shown(f: &File) -> u64 {
 }
 
 /// The temp file of a file: hidden, in the destination directory (same
-/// filesystem, so the rename at Complete is atomic), named after the job and
-/// the file so it never collides and can be found again after a crash.
-fn temp_name(local: &str, job: JobId, file: FileId) -> String {
+/// filesystem, so the rename at Complete is atomic), named after the engine,
+/// the job and the file so it never collides and can be found again after a
+/// crash: `.ferry-<engine id>-<job>-<n>.part`.
+fn temp_name(local: &str, engine: u64, job: JobId, file: FileId) -> String {
     let dir = local.rsplit_once('/').map_or("", |(dir, _)| dir);
-    format!("{dir}/.ferry-{}-{}.tmp", job.0.simple(), file.0)
+    format!("{dir}/{}", temp_file_name(engine, job, file))
+}
+
+/// The file name part of a temp file's path.
+pub fn temp_file_name(engine: u64, job: JobId, file: FileId) -> String {
+    format!(".ferry-{engine:016x}-{}-{}.part", job.0.simple(), file.0)
+}
+
+/// Whether `name` (a file name, no directory) is a temp file of `engine`.
+pub fn is_temp_file_name(name: &str, engine: u64) -> bool {
+    let Some(rest) = name.strip_prefix(&format!(".ferry-{engine:016x}-")) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix(".part") else {
+        return false;
+    };
+    let Some((job, file)) = rest.split_once('-') else {
+        return false;
+    };
+    job.len() == 32
+        && job.bytes().all(|b| b.is_ascii_hexdigit())
+        && !file.is_empty()
+        && file.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised_only_for_their_engine() {
+        let job = JobId(uuid::Uuid::from_u128(0xabc));
+        let name = temp_file_name(0x1f, job, FileId(12));
+        assert_eq!(
+            name,
+            ".ferry-000000000000001f-00000000000000000000000000000abc-12.part"
+        );
+        assert!(is_temp_file_name(&name, 0x1f));
+        assert!(!is_temp_file_name(&name, 0x20));
+        for other in [
+            "a.part",
+            ".ferry-000000000000001f-.part",
+            ".ferry-000000000000001f-xyz-1.part",
+            ".ferry-000000000000001f-00000000000000000000000000000abc-.part",
+            ".ferry-000000000000001f-00000000000000000000000000000abc-1.tmp",
+            ".ferry-000000000000001f-00000000000000000000000000000abc-1a.part",
+        ] {
+            assert!(!is_temp_file_name(other, 0x1f), "{other}");
+        }
+        assert_eq!(
+            temp_name("/srv/x/file.iso", 0x1f, job, FileId(0)),
+            "/srv/x/.ferry-000000000000001f-00000000000000000000000000000abc-0.part"
+        );
+    }
 }

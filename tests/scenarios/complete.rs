@@ -91,9 +91,9 @@ files
               retry_delay=10m no_progress=14d max_download=90d parallel=2 notify=none
               last answer partial_complete saved=[f0] dropped=[f1,f2] undeleted=[]
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=10 transferred=10 durable=10 [transferred] [completed]
-              f1 http://h/b -> /d/b temp=/d/.ferry-00000000000000000000000000001234-1.tmp total=100 transferred=50 durable=50
-              f2 http://h/c -> /d/c temp=/d/.ferry-00000000000000000000000000001234-2.tmp total=unknown transferred=0 durable=0
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=10 transferred=10 durable=10 [transferred] [completed]
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=100 transferred=50 durable=50
+              f2 http://h/c -> /d/c temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-2.part total=unknown transferred=0 durable=0
         "#]],
     );
 }
@@ -577,9 +577,9 @@ files
               retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
               commit stalled
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=10 transferred=10 durable=10 [transferred] [completed]
-              f1 http://h/b -> /d/b temp=/d/.ferry-00000000000000000000000000001234-1.tmp total=20 transferred=20 durable=20 [transferred]
-              f2 http://h/c -> /d/c temp=/d/.ferry-00000000000000000000000000001234-2.tmp total=unknown transferred=5 durable=5
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=10 transferred=10 durable=10 [transferred] [completed]
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=20 transferred=20 durable=20 [transferred]
+              f2 http://h/c -> /d/c temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-2.part total=unknown transferred=5 durable=5
             > add http://h/d /d/d
             error invalid_state: invalid in state transferred
             > resume
@@ -620,9 +620,9 @@ files
               retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
               last answer partial_complete saved=[f0,f1] dropped=[f2] undeleted=[]
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=10 transferred=10 durable=10 [transferred] [completed]
-              f1 http://h/b -> /d/b temp=/d/.ferry-00000000000000000000000000001234-1.tmp total=20 transferred=20 durable=20 [transferred] [completed]
-              f2 http://h/c -> /d/c temp=/d/.ferry-00000000000000000000000000001234-2.tmp total=unknown transferred=5 durable=5
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=10 transferred=10 durable=10 [transferred] [completed]
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=20 transferred=20 durable=20 [transferred] [completed]
+              f2 http://h/c -> /d/c temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-2.part total=unknown transferred=5 durable=5
         "#]],
     );
 }
@@ -701,8 +701,8 @@ files
               answer cancel ok reason=Command undeleted=[]
               state: cancelled
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=10 transferred=10 durable=10 [transferred] [completed]
-              f1 http://h/b -> /d/b temp=/d/.ferry-00000000000000000000000000001234-1.tmp total=20 transferred=20 durable=20 [transferred]
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=10 transferred=10 durable=10 [transferred] [completed]
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=20 transferred=20 durable=20 [transferred]
         "#]],
     );
 }
@@ -837,8 +837,8 @@ grant
               error none count=0
               retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=10 transferred=10 durable=10 [transferred]
-              f1 http://h/b -> /d/b temp=/d/.ferry-00000000000000000000000000001234-1.tmp total=unknown transferred=7 durable=7
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=10 transferred=10 durable=10 [transferred]
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=unknown transferred=7 durable=7
             > grant
             granted f1
               start f1 #3 offset=7

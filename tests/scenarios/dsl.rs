@@ -228,6 +228,7 @@ impl World {
                     offset,
                     size,
                     validator,
+                    modified: None,
                 };
                 self.transfer(word(1), event, false)?;
             }

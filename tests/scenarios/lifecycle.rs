@@ -151,8 +151,8 @@ files
               retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
               last answer complete saved=[f0,f1] dropped=[] undeleted=[]
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=100 transferred=100 durable=100 [transferred] [completed]
-              f1 http://h/b -> /d/b temp=/d/.ferry-00000000000000000000000000001234-1.tmp total=50 transferred=50 durable=50 [transferred] [completed]
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=100 transferred=100 durable=100 [transferred] [completed]
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=50 transferred=50 durable=50 [transferred] [completed]
         "#]],
     );
 }
@@ -511,7 +511,7 @@ files
             > add http://h/b /d/b http://h/c /d/a
             error duplicate_local_name: local name "/d/a" is already used by a file of this job
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=unknown transferred=0 durable=0
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=unknown transferred=0 durable=0
         "#]],
     );
 }

@@ -80,6 +80,7 @@ fn job_in(state: JobState, kind: JobType) -> Job {
                 offset: 0,
                 size: Some(10),
                 validator: None,
+                modified: None,
             },
         ),
         JobState::TransientError | JobState::Error => {

@@ -229,8 +229,8 @@ files
             > checkpoint f1 80
               persist lazy job=transferring files=f1
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=10 transferred=10 durable=10 [transferred]
-              f1 http://h/b -> /d/b temp=/d/.ferry-00000000000000000000000000001234-1.tmp total=120 transferred=80 durable=80
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=10 transferred=10 durable=10 [transferred]
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=120 transferred=80 durable=80
         "#]],
     );
 }
@@ -293,7 +293,7 @@ respond f0 offset=7 size=100
               notify job_modified
               state: transferring
             > files
-              f0 http://h/a -> /d/a temp=/d/.ferry-00000000000000000000000000001234-0.tmp total=100 transferred=0 durable=0
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=100 transferred=0 durable=0
             > respond f0 offset=7 size=100
               persist sync job=transient_error
               notify job_modified
