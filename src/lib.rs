@@ -30,6 +30,7 @@ pub mod command;
 pub mod config;
 pub mod effect;
 pub mod error;
+pub mod http;
 pub mod job;
 pub mod record;
 pub mod time;
@@ -52,8 +53,3 @@ pub use record::{FileRecord, JobRecord, SCHEMA_VERSION};
 pub use time::{MonoTime, Now, Stamp, UtcTime};
 pub use types::{FileId, JobId, JobState, JobType, Principal, Priority, Validator};
 pub use view::{FileView, JobView};
-
-/// The README's examples, compiled as doctests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;

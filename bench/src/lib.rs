@@ -1,1 +1,4 @@
-//! placeholder while dependencies build
+//! ferry-bench: the test origin that every ferry test and benchmark downloads
+//! from ([`origin`]), and (in a later issue) the load-test harness.
+
+pub mod origin;

@@ -118,6 +118,9 @@ struct File {
     /// Set by a recorded Complete or Cancel.
     fate: Option<Fate>,
     running: Option<Running>,
+    /// The latest attempt started (not persisted): a stopped attempt may
+    /// still report its final checkpoint.
+    last_attempt: u64,
 }
 
 impl File {
@@ -375,6 +378,7 @@ impl Job {
             attempt,
             responded: false,
         });
+        file.last_attempt = attempt;
         // Resume from the durable offset; a stale received count goes.
         file.received = file.durable;
         file.touched = true;
@@ -492,12 +496,15 @@ impl Job {
         }
         let outcome = match event {
             FileEvent::Transfer { attempt, event } => {
-                let current = self
-                    .files
-                    .get(id.index())
+                let file = self.files.get(id.index());
+                let current = file
                     .and_then(|f| f.running)
                     .is_some_and(|r| r.attempt == attempt);
-                if !current {
+                // A stopped attempt's last checkpoint still counts (its bytes
+                // are durable) as long as no newer attempt started.
+                let final_checkpoint = matches!(event, TransferEvent::Checkpointed { .. })
+                    && file.is_some_and(|f| f.running.is_none() && f.last_attempt == attempt);
+                if !current && !final_checkpoint {
                     return Ok(EventOutcome::Stale);
                 }
                 self.transfer_event(id, event, now);
@@ -630,6 +637,7 @@ impl Job {
                 touched: false,
                 fate: None,
                 running: None,
+                last_attempt: 0,
             });
             self.dirty_files.insert(id);
             ids.push(id);
@@ -1389,6 +1397,7 @@ impl Job {
                     touched: f.touched,
                     fate: f.fate,
                     running: None,
+                    last_attempt: 0,
                 })
                 .collect(),
             error: record.error,

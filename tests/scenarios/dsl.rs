@@ -26,7 +26,7 @@
 //! fail F transient|fatal CODE [retry_after=30s] [host=H]
 //! published F | publish_failed F CAUSE | deleted F | delete_failed F CAUSE
 //! published_temp_left F CAUSE
-//! stale F transferred N                     (an event of the previous attempt)
+//! stale F transferred N | stale F checkpoint N   (an event of the previous attempt)
 //! lose STEP            (run STEP, then die before carrying out its effects)
 //! advance 10m          (both clocks; timers fire at their deadlines)
 //! wall +1h | wall -1h  (the wall clock alone jumps)
@@ -247,6 +247,10 @@ impl World {
             "stale" if word(2) == "transferred" => {
                 let size = number(word(3))?;
                 self.transfer(word(1), TransferEvent::Transferred { size }, true)?;
+            }
+            "stale" if word(2) == "checkpoint" => {
+                let offset = number(word(3))?;
+                self.transfer(word(1), TransferEvent::Checkpointed { offset }, true)?;
             }
             "fail" => {
                 let (context, code) = (ErrorContext::RemoteFile, word(3));

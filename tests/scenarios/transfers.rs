@@ -480,3 +480,76 @@ grant
         "#]],
     );
 }
+
+#[test]
+fn a_stopped_attempt_may_still_report_its_last_checkpoint() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a
+resume
+grant
+respond f0 size=100
+checkpoint f0 10
+suspend
+checkpoint f0 30
+received f0 40
+resume
+grant
+stale f0 checkpoint 50
+files
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a
+            added f0
+              persist sync job=suspended files=f0
+              notify job_modified
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=100
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > checkpoint f0 10
+              persist lazy job=transferring files=f0
+            > suspend
+            ok
+              stop f0 #1
+              persist sync job=suspended
+              notify job_modified
+              state: suspended
+            > checkpoint f0 30
+              persist lazy job=suspended files=f0
+            > received f0 40
+            stale, ignored
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #2 offset=30 size=100
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > stale f0 checkpoint 50
+            stale, ignored
+            > files
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=100 transferred=30 durable=30
+        "#]],
+    );
+}

@@ -1,0 +1,61 @@
+//! The engine's settings.
+
+use std::{path::PathBuf, time::Duration};
+
+use ferry_core::CoreConfig;
+
+/// How the engine runs. `EngineConfig::new(data_dir)` gives the defaults.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Where the RocksDB store lives (created if missing).
+    pub data_dir: PathBuf,
+    /// The job model's settings (retry floor, retention, inactivity timeout,
+    /// default parallel files). The engine id is the store's own.
+    pub core: CoreConfig,
+    /// Transfers running at once across all background jobs (foreground jobs
+    /// are outside this budget).
+    pub max_transfers: usize,
+    /// Transfers running at once to one host, across all jobs.
+    pub max_transfers_per_host: usize,
+    /// Arbiters (threads) the file actors spread over; default one per core.
+    pub arbiters: usize,
+    /// Connecting, sending the request and receiving the response head.
+    pub connect_timeout: Duration,
+    /// Longest wait for the next body chunk before the transfer fails
+    /// (transient); awc has no body timeout of its own.
+    pub idle_timeout: Duration,
+    /// Redirects followed per attempt.
+    pub max_redirects: u32,
+    /// Bytes written between two checkpoints (fsync, then record the offset).
+    pub checkpoint_bytes: u64,
+    /// Longest time between two checkpoints while bytes arrive.
+    pub checkpoint_interval: Duration,
+    /// Shortest time between two progress reports of one file.
+    pub progress_interval: Duration,
+    /// How often temp files whose deletion failed are deleted again.
+    pub sweep_interval: Duration,
+    /// Publishes in one Complete from which one syncfs replaces the per-file
+    /// fsyncs.
+    pub syncfs_threshold: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for a store in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            core: CoreConfig::default(),
+            max_transfers: 8,
+            max_transfers_per_host: 8,
+            arbiters: std::thread::available_parallelism().map_or(2, usize::from),
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_redirects: 10,
+            checkpoint_bytes: 16 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            progress_interval: Duration::from_millis(250),
+            sweep_interval: Duration::from_secs(600),
+            syncfs_threshold: 64,
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! [`Engine`]: the embedding API. Start it on an actix System; every method
+//! takes the calling [`Principal`] and returns a typed result.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use actix::prelude::*;
+use actix_rt::{Arbiter, ArbiterHandle};
+use ferry_core::{
+    Answer, CancelAnswer, Command, CommandError, CompleteAnswer, CoreConfig, FileId, FileSpec,
+    FileView, Job, JobId, JobSpec, JobState, JobView, Principal, Property, Reply,
+};
+use futures_util::future::join_all;
+use tokio::sync::mpsc;
+
+use crate::{
+    clock::Clock,
+    config::EngineConfig,
+    file_actor::blocking,
+    fs,
+    manager::{Listable, Lookup, Manager, Register, ShutdownAll, Subscribe},
+    store::{Store, StoreError},
+    supervisor::{Barrier, Exec, JobSupervisor, View},
+};
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The core refused the command (nothing changed).
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Open(#[from] StoreError),
+    /// A write to the store failed: the job stopped, the command may not be
+    /// durable.
+    #[error("store write failed: {0}")]
+    Store(String),
+    /// A local file could not be checked or swept.
+    #[error("i/o: {0}")]
+    Io(String),
+    /// The engine is shutting down or stopped.
+    #[error("the engine is stopped")]
+    Stopped,
+}
+
+impl EngineError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Command(err) => err.code(),
+            Self::Open(_) => "store_open",
+            Self::Store(_) => "store_write",
+            Self::Io(_) => "io",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// What a command produced.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Reply(Reply),
+    Answer(Answer),
+}
+
+/// An event of a job (BITS's callback interface). Emitted only once the
+/// state it reports is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Increases by one per event of this engine run; replayed events (sent
+    /// to a new subscriber) carry the latest number at subscription.
+    pub seq: u64,
+    /// The job.
+    pub job: JobId,
+    /// Its owner (for filtering per caller).
+    pub owner: String,
+    /// Its state after the event.
+    pub state: JobState,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What an [`Event`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// Every file is transferred: call Complete.
+    JobTransferred,
+    /// The job entered ERROR (never sent for transient errors).
+    JobError,
+    /// A command or state change altered the job.
+    JobModified,
+    /// One file is transferred (sent before the job's JobTransferred).
+    FileTransferred(FileId),
+}
+
+/// A stream of events, from [`Engine::subscribe`].
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the engine stopped (or dropped this
+    /// subscriber for falling more than 16,384 events behind).
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+/// What the actors share.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) core: CoreConfig,
+    pub(crate) store: Store,
+    pub(crate) clock: Clock,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The next file arbiter, round robin.
+    pub(crate) fn arbiter(&self) -> ArbiterHandle {
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
+        match self.arbiters.get(i % self.arbiters.len().max(1)) {
+            Some(handle) => handle.clone(),
+            None => Arbiter::current(),
+        }
+    }
+}
+
+/// A running engine. Cloning gives another handle to the same engine.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    manager: Addr<Manager>,
+    shared: Arc<Shared>,
+    arbiters: Arc<Vec<Arbiter>>,
+}
+
+impl Engine {
+    /// Opens the store in `config.data_dir`, restores every job (jobs that
+    /// were transferring continue by themselves, commits interrupted by a
+    /// crash roll forward), deletes orphan temp files of this engine, and
+    /// starts. Must run on an actix System. Installs no signal handler.
+    pub async fn start(config: EngineConfig) -> Result<Self, EngineError> {
+        let dir = config.data_dir.clone();
+        let new_id = uuid::Uuid::now_v7().as_u64_pair().1;
+        let (store, loaded) = blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            Store::open(&dir, new_id).map_err(std::io::Error::other)
+        })
+        .await
+        .map_err(|err| match err.into_inner() {
+            Some(inner) => match inner.downcast::<StoreError>() {
+                Ok(store) => EngineError::Open(*store),
+                Err(other) => EngineError::Io(other.to_string()),
+            },
+            None => EngineError::Io("the data dir could not be created".into()),
+        })?;
+        for corrupt in &loaded.corrupt {
+            tracing::error!(message = "Skipped a corrupt record.", detail = %corrupt);
+        }
+        let core = CoreConfig {
+            engine_id: store.engine_id(),
+            ..config.core
+        };
+        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
+        let shared = Arc::new(Shared {
+            config: Arc::new(config),
+            core,
+            store,
+            clock: Clock::new(),
+            arbiters: arbiters.iter().map(Arbiter::handle).collect(),
+            next_arbiter: AtomicUsize::new(0),
+        });
+
+        // Orphan temp files: this engine's names, in directories that live
+        // records name, that no live record names.
+        let mut dirs = BTreeSet::new();
+        let mut keep = HashSet::new();
+        for (_, files) in &loaded.jobs {
+            for file in files {
+                if let Some(dir) = Path::new(file.local()).parent() {
+                    dirs.insert(dir.to_path_buf());
+                }
+                keep.insert(file.temp().to_owned());
+            }
+        }
+        let engine_id = core.engine_id;
+        let swept = blocking(move || {
+            let mut deleted = Vec::new();
+            for dir in dirs {
+                match fs::sweep_dir(&dir, engine_id, &keep) {
+                    Ok(mut d) => deleted.append(&mut d),
+                    Err(err) => tracing::warn!(message = "Sweep failed.", dir = %dir.display(), error = %err),
+                }
+            }
+            Ok(deleted)
+        })
+        .await
+        .unwrap_or_default();
+        for path in swept {
+            tracing::info!(message = "Deleted an orphan temp file.", %path);
+        }
+
+        let manager = Manager::new(shared.clone(), loaded.pending_deletes).start();
+        let now = shared.clock.now();
+        for (record, files) in loaded.jobs {
+            let id = record.id();
+            match Job::restore(record, files, core, now) {
+                Ok(job) => {
+                    let (owner, state) = (job.owner().to_owned(), job.state());
+                    let addr = JobSupervisor::new(job, shared.clone(), manager.downgrade()).start();
+                    manager
+                        .send(Register {
+                            job: id,
+                            addr,
+                            owner,
+                            state,
+                        })
+                        .await
+                        .map_err(|_| EngineError::Stopped)?;
+                }
+                Err(err) => {
+                    tracing::error!(message = "Could not restore a job; left in the store.", job = %id, error = %err);
+                }
+            }
+        }
+        Ok(Self {
+            manager,
+            shared,
+            arbiters: Arc::new(arbiters),
+        })
+    }
+
+    /// This engine's id (part of its temp file names).
+    pub fn engine_id(&self) -> u64 {
+        self.shared.core.engine_id
+    }
+
+    /// Creates a job owned by `who`: SUSPENDED, no files. Durable when this
+    /// returns.
+    pub async fn create_job(&self, who: &Principal, spec: JobSpec) -> Result<JobId, EngineError> {
+        let id = JobId(uuid::Uuid::now_v7());
+        let job = Job::create(id, who, spec, self.shared.core, self.shared.clock.now())?;
+        let state = job.state();
+        let addr = JobSupervisor::new(job, self.shared.clone(), self.manager.downgrade()).start();
+        self.manager
+            .send(Register {
+                job: id,
+                addr: addr.clone(),
+                owner: who.user.clone(),
+                state,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        addr.send(Barrier)
+            .await
+            .map_err(|_| EngineError::Stopped)??;
+        Ok(id)
+    }
+
+    async fn supervisor(&self, job: JobId) -> Result<Addr<JobSupervisor>, EngineError> {
+        self.manager
+            .send(Lookup(job))
+            .await
+            .map_err(|_| EngineError::Stopped)?
+            .ok_or(EngineError::Command(CommandError::NotFound))
+    }
+
+    async fn exec(
+        &self,
+        who: &Principal,
+        job: JobId,
+        command: Command,
+    ) -> Result<Outcome, EngineError> {
+        let addr = self.supervisor(job).await?;
+        addr.send(Exec {
+            who: who.clone(),
+            command,
+        })
+        .await
+        .map_err(|_| EngineError::Stopped)?
+    }
+
+    async fn done(&self, who: &Principal, job: JobId, command: Command) -> Result<(), EngineError> {
+        self.exec(who, job, command).await.map(|_| ())
+    }
+
+    /// Adds files to a job, all or none. Each local name must be an absolute,
+    /// normalised path in an existing directory, and not a directory itself.
+    pub async fn add_files(
+        &self,
+        who: &Principal,
+        job: JobId,
+        files: Vec<FileSpec>,
+    ) -> Result<Vec<FileId>, EngineError> {
+        // Others see nothing: the access check comes before any other.
+        self.view(who, job, false).await?;
+        let locals: Vec<String> = files.iter().map(|f| f.local.clone()).collect();
+        let problem = blocking(move || Ok(check_locals(&locals)))
+            .await
+            .map_err(|err| EngineError::Io(err.to_string()))?;
+        if let Some(err) = problem {
+            return Err(err.into());
+        }
+        match self.exec(who, job, Command::AddFiles(files)).await? {
+            Outcome::Reply(Reply::Added(ids)) => Ok(ids),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Queues the job (BITS Resume).
+    pub async fn resume(&self, who: &Principal, job: JobId) -> Result<(), EngineError> {
+        self.done(who, job, Command::Resume).await
+    }
+
+    /// Stops the job's transfers (BITS Suspend); idempotent.
+    pub async fn suspend(&self, who: &Principal, job: JobId) -> Result<(), EngineError> {
+        self.done(who, job, Command::Suspend).await
+    }
+
+    /// Changes a property.
+    pub async fn set(
+        &self,
+        who: &Principal,
+        job: JobId,
+        property: Property,
+    ) -> Result<(), EngineError> {
+        self.done(who, job, Command::Set(property)).await
+    }
+
+    /// Makes `who` (an admin) the job's owner.
+    pub async fn take_ownership(&self, who: &Principal, job: JobId) -> Result<(), EngineError> {
+        self.done(who, job, Command::TakeOwnership).await
+    }
+
+    /// Ends the job, publishing the files transferred before this call
+    /// (BITS Complete). A rename failure is
+    /// `EngineError::Command(CommandError::RenameFailed(..))` and leaves the
+    /// job TRANSFERRED.
+    pub async fn complete(
+        &self,
+        who: &Principal,
+        job: JobId,
+    ) -> Result<CompleteAnswer, EngineError> {
+        match self.exec(who, job, Command::Complete).await? {
+            Outcome::Answer(Answer::Complete(answer)) => Ok(answer),
+            _ => Err(EngineError::Stopped),
+        }
+    }
+
+    /// Ends the job, deleting every temp file (BITS Cancel).
+    pub async fn cancel(&self, who: &Principal, job: JobId) -> Result<CancelAnswer, EngineError> {
+        match self.exec(who, job, Command::Cancel).await? {
+            Outcome::Answer(Answer::Cancel(answer)) => Ok(answer),
+            _ => Err(EngineError::Stopped),
+        }
+    }
+
+    /// The job: state, progress, times, error, properties, last answer.
+    pub async fn job(&self, who: &Principal, job: JobId) -> Result<JobView, EngineError> {
+        self.view(who, job, false).await.map(|(view, _)| view)
+    }
+
+    /// The job's files with their progress and `completed` flags.
+    pub async fn files(&self, who: &Principal, job: JobId) -> Result<Vec<FileView>, EngineError> {
+        self.view(who, job, true).await.map(|(_, files)| files)
+    }
+
+    async fn view(
+        &self,
+        who: &Principal,
+        job: JobId,
+        files: bool,
+    ) -> Result<(JobView, Vec<FileView>), EngineError> {
+        let addr = self.supervisor(job).await?;
+        let view = addr
+            .send(View {
+                who: who.clone(),
+                files,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)??;
+        Ok(view)
+    }
+
+    /// The caller's jobs (every user's with `all_users`, admins only), final
+    /// jobs excluded.
+    pub async fn list(
+        &self,
+        who: &Principal,
+        all_users: bool,
+    ) -> Result<Vec<JobView>, EngineError> {
+        if all_users && !who.admin {
+            return Err(CommandError::AccessDenied.into());
+        }
+        let user = (!all_users).then(|| who.user.clone());
+        let addrs = self
+            .manager
+            .send(Listable { user })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        let views = join_all(addrs.iter().map(|addr| {
+            addr.send(View {
+                who: who.clone(),
+                files: false,
+            })
+        }))
+        .await;
+        let mut jobs: Vec<JobView> = views
+            .into_iter()
+            .filter_map(|v| v.ok().and_then(Result::ok))
+            .map(|(view, _)| view)
+            .collect();
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Subscribes to events. The jobs already TRANSFERRED or in ERROR come
+    /// first.
+    pub async fn subscribe(&self) -> Result<Events, EngineError> {
+        let rx = self
+            .manager
+            .send(Subscribe)
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(Events { rx })
+    }
+
+    /// Stops every transfer at its next chunk (writing and checkpointing what
+    /// arrived), flushes the store, and stops the engine's actors and
+    /// threads, without changing any job's state: jobs that were queued or
+    /// transferring continue by themselves at the next start.
+    pub async fn shutdown(self) -> Result<(), EngineError> {
+        let _ = self.manager.send(ShutdownAll).await;
+        let flushed = self.shared.store.flush().await;
+        // Closing releases the data dir's lock: a new engine may open it.
+        self.shared.store.close().await;
+        for arbiter in self.arbiters.iter() {
+            arbiter.stop();
+        }
+        flushed.map_err(|err| EngineError::Store(err.to_string()))
+    }
+}
+
+/// The shell's checks of local names (the core checks their form): the
+/// directory exists, and the name is not a directory.
+fn check_locals(locals: &[String]) -> Option<CommandError> {
+    for local in locals {
+        let path = PathBuf::from(local);
+        if !path.is_absolute() {
+            // The core refuses it with its own error.
+            continue;
+        }
+        let invalid = |reason: &str| CommandError::InvalidLocalName {
+            local: local.clone(),
+            reason: reason.to_owned(),
+        };
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return Some(invalid("is a directory"));
+        }
+        match path.parent().map(std::fs::metadata) {
+            Some(Ok(meta)) if meta.is_dir() => {}
+            _ => return Some(invalid("its directory does not exist")),
+        }
+    }
+    None
+}

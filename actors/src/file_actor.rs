@@ -1,0 +1,694 @@
+//! `FileActor`: one file's transfer, or one commit step, and its temp file.
+//!
+//! A file actor exists only while its file holds a transfer slot or a
+//! publish/delete request: queued files are rows in the core job, not actors.
+//! It alone writes its temp file; it publishes or deletes it only when its
+//! supervisor asks. It runs on one of the engine's file arbiters, with that
+//! arbiter's awc client (awc values never cross arbiters), and reports to its
+//! supervisor through a weak recipient (no strong parent address).
+//!
+//! All file I/O runs on the blocking pool (`spawn_blocking`), and each write
+//! is awaited before the next chunk is read: backpressure from disk to socket.
+
+use std::{cell::RefCell, fs::File, path::PathBuf, sync::Arc, time::Instant};
+
+use actix::{WeakRecipient, prelude::*};
+use awc::{
+    Client,
+    http::{StatusCode, header},
+};
+use bytes::BytesMut;
+use ferry_core::{
+    ErrorContext, FileEvent, FileId, TransferError, TransferEvent, TransferOrder, UtcTime,
+    http::{self, ContentRange},
+};
+use futures_util::StreamExt as _;
+use tokio::sync::{oneshot, watch};
+
+use crate::{config::EngineConfig, fs};
+
+type Response = awc::ClientResponse;
+
+/// Writes are coalesced into pieces of this size.
+const WRITE_SIZE: usize = 1 << 20;
+
+thread_local! {
+    /// One awc client per arbiter thread (awc's advice), built on first use.
+    static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
+}
+
+fn client(config: &EngineConfig) -> Client {
+    CLIENT.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| {
+                let connector = awc::Connector::new()
+                    .timeout(config.connect_timeout)
+                    // The engine's scheduler caps concurrency; awc's own limit
+                    // would count pool waits against the request timeout.
+                    .limit(0);
+                Client::builder()
+                    .connector(connector)
+                    .disable_redirects()
+                    .timeout(config.connect_timeout)
+                    .finish()
+            })
+            .clone()
+    })
+}
+
+/// What a file actor tells its supervisor.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) enum Report {
+    /// An event for the core.
+    File(FileId, FileEvent),
+    /// A connection to this host succeeded.
+    HostReachable(String),
+}
+
+/// Stop the transfer at the next chunk: what arrived is written and fsynced,
+/// and the answer is the durable offset (`None` if the transfer had already
+/// ended). Once answered, no write of this attempt is in flight.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<u64>")]
+pub(crate) struct Stop;
+
+/// Publish the temp file (see [`fs::publish`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<fs::Published, String>")]
+pub(crate) struct Publish {
+    pub(crate) temp: PathBuf,
+    pub(crate) local: PathBuf,
+    pub(crate) modified: Option<UtcTime>,
+    pub(crate) size: Option<u64>,
+    pub(crate) fsync: bool,
+}
+
+/// Delete the temp file.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub(crate) struct Delete {
+    pub(crate) temp: PathBuf,
+}
+
+/// The actor.
+pub(crate) struct FileActor {
+    file: FileId,
+    order: Option<TransferOrder>,
+    config: Arc<EngineConfig>,
+    report: Option<WeakRecipient<Report>>,
+    /// Turned true to stop the transfer at the next chunk.
+    stop: watch::Sender<bool>,
+    /// Who waits for the stopped transfer's durable offset.
+    stopped: Option<oneshot::Sender<Option<u64>>>,
+    running: bool,
+}
+
+impl std::fmt::Debug for FileActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileActor")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileActor {
+    /// An actor that runs `order` as soon as it starts.
+    pub(crate) fn transfer(
+        order: TransferOrder,
+        config: Arc<EngineConfig>,
+        report: WeakRecipient<Report>,
+    ) -> Self {
+        Self {
+            file: order.file,
+            order: Some(order),
+            config,
+            report: Some(report),
+            stop: watch::channel(false).0,
+            stopped: None,
+            running: false,
+        }
+    }
+
+    /// An actor for publish or delete requests.
+    pub(crate) fn commit(file: FileId, config: Arc<EngineConfig>) -> Self {
+        Self {
+            file,
+            order: None,
+            config,
+            report: None,
+            stop: watch::channel(false).0,
+            stopped: None,
+            running: false,
+        }
+    }
+}
+
+impl Actor for FileActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let (Some(order), Some(report)) = (self.order.take(), self.report.clone()) else {
+            return;
+        };
+        let attempt = order.attempt;
+        let file = self.file;
+        let run = Transfer {
+            order,
+            config: self.config.clone(),
+            report: report.clone(),
+            stop: self.stop.subscribe(),
+        }
+        .run();
+        self.running = true;
+        ctx.spawn(run.into_actor(self).map(move |result, act, ctx| {
+            act.running = false;
+            let event = match result {
+                Ok(size) => TransferEvent::Transferred { size },
+                Err(Failure::Error(error)) => TransferEvent::Failed(error),
+                Err(Failure::Stopped(durable)) => {
+                    if let Some(tx) = act.stopped.take() {
+                        let _ = tx.send(Some(durable));
+                    }
+                    ctx.stop();
+                    return;
+                }
+            };
+            send(
+                &report,
+                Report::File(file, FileEvent::Transfer { attempt, event }),
+            );
+            if let Some(tx) = act.stopped.take() {
+                // Stopped just as it ended: the end was reported.
+                let _ = tx.send(None);
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+fn send(report: &WeakRecipient<Report>, message: Report) {
+    if let Some(recipient) = report.upgrade() {
+        recipient.do_send(message);
+    }
+}
+
+impl Handler<Stop> for FileActor {
+    type Result = ResponseFuture<Option<u64>>;
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.running {
+            ctx.stop();
+            return Box::pin(async { None });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.stopped = Some(tx);
+        self.stop.send_replace(true);
+        Box::pin(async move { rx.await.ok().flatten() })
+    }
+}
+
+impl Handler<Publish> for FileActor {
+    type Result = ResponseFuture<Result<fs::Published, String>>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            blocking(move || fs::publish(&msg.temp, &msg.local, msg.modified, msg.size, msg.fsync))
+                .await
+                .map_err(|err| err.to_string())
+        })
+    }
+}
+
+impl Handler<Delete> for FileActor {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: Delete, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            blocking(move || fs::delete(&msg.temp))
+                .await
+                .map_err(|err| err.to_string())
+        })
+    }
+}
+
+/// Runs blocking work on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    actix_rt::task::spawn_blocking(work)
+        .await
+        .map_err(|err| std::io::Error::other(format!("blocking task failed: {err}")))?
+}
+
+/// One transfer attempt.
+struct Transfer {
+    order: TransferOrder,
+    config: Arc<EngineConfig>,
+    report: WeakRecipient<Report>,
+    stop: watch::Receiver<bool>,
+}
+
+/// How an attempt ended, if not with the whole file.
+enum Failure {
+    Error(TransferError),
+    /// Stopped on request; the durable offset.
+    Stopped(u64),
+}
+
+impl From<TransferError> for Failure {
+    fn from(error: TransferError) -> Self {
+        Self::Error(error)
+    }
+}
+
+/// Where the body goes, and how far it got.
+struct Sink {
+    file: Arc<File>,
+    /// Bytes written (not necessarily durable).
+    offset: u64,
+    /// Bytes durable and reported.
+    durable: u64,
+    last_checkpoint: Instant,
+    last_progress: Instant,
+}
+
+fn local_error(code: &str, err: impl std::fmt::Display) -> TransferError {
+    TransferError::fatal(ErrorContext::LocalFile, code, err.to_string())
+}
+
+impl Transfer {
+    fn event(&self, event: TransferEvent) {
+        send(
+            &self.report,
+            Report::File(
+                self.order.file,
+                FileEvent::Transfer {
+                    attempt: self.order.attempt,
+                    event,
+                },
+            ),
+        );
+    }
+
+    async fn run(mut self) -> Result<u64, Failure> {
+        let temp = PathBuf::from(&self.order.temp);
+        let wanted = self.order.offset;
+        let (file, offset) = blocking(move || fs::open_temp(&temp, wanted))
+            .await
+            .map_err(|err| local_error("temp_file", err))?;
+        let mut sink = Sink {
+            file: Arc::new(file),
+            offset,
+            durable: offset,
+            last_checkpoint: Instant::now(),
+            last_progress: Instant::now(),
+        };
+        // A temp file shorter than the checkpoint lost its data: start over,
+        // without a validator (nothing to resume).
+        let mut validator = if offset == wanted {
+            self.order.validator.clone()
+        } else {
+            None
+        };
+        let mut restarted_on_416 = false;
+        loop {
+            let mut stop = self.stop.clone();
+            let request = self.request(sink.offset, validator.as_ref());
+            let Some(response) = until_stopped(&mut stop, request).await else {
+                return Err(Failure::Stopped(sink.durable));
+            };
+            let mut response = response?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = |name: header::HeaderName| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let content_range = text(header::CONTENT_RANGE);
+            let size = match status {
+                StatusCode::PARTIAL_CONTENT if sink.offset > 0 => {
+                    match content_range.as_deref().and_then(http::parse_content_range) {
+                        Some(ContentRange::Bytes {
+                            first, complete, ..
+                        }) if first == sink.offset => complete,
+                        _ => {
+                            return Err(Failure::Error(TransferError::transient(
+                                ErrorContext::RemoteFile,
+                                "invalid_content_range",
+                                format!(
+                                    "206 with Content-Range {content_range:?} for a request from byte {}",
+                                    sink.offset
+                                ),
+                            )));
+                        }
+                    }
+                }
+                StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
+                    if sink.offset > 0 {
+                        // The entity changed or ranges are not supported:
+                        // restart from zero, never splice.
+                        self.truncate(&mut sink, 0).await?;
+                    }
+                    response
+                        .headers()
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()))
+                }
+                StatusCode::RANGE_NOT_SATISFIABLE => {
+                    let complete =
+                        match content_range.as_deref().and_then(http::parse_content_range) {
+                            Some(ContentRange::Unsatisfied { complete }) => Some(complete),
+                            _ => None,
+                        };
+                    if sink.offset > 0
+                        && complete == Some(sink.offset)
+                        && self.order.size == Some(sink.offset)
+                    {
+                        // Everything was already here.
+                        self.event(TransferEvent::Responded {
+                            offset: sink.offset,
+                            size: complete,
+                            validator: validator.clone(),
+                            modified: None,
+                        });
+                        return Ok(sink.offset);
+                    }
+                    if restarted_on_416 {
+                        return Err(Failure::Error(TransferError::fatal(
+                            ErrorContext::RemoteFile,
+                            "http_416",
+                            "the server refused the range twice",
+                        )));
+                    }
+                    restarted_on_416 = true;
+                    self.truncate(&mut sink, 0).await?;
+                    validator = None;
+                    continue;
+                }
+                status => return Err(Failure::Error(self.status_error(status, &headers))),
+            };
+            if let Some(coding) = text(header::CONTENT_ENCODING)
+                && !coding.trim().eq_ignore_ascii_case("identity")
+            {
+                return Err(Failure::Error(TransferError::fatal(
+                    ErrorContext::RemoteFile,
+                    "content_encoding",
+                    format!("the server sent a {coding:?}-encoded body, not the file itself"),
+                )));
+            }
+            let etag = text(header::ETAG);
+            let last_modified = text(header::LAST_MODIFIED);
+            self.event(TransferEvent::Responded {
+                offset: sink.offset,
+                size,
+                validator: http::validator(etag.as_deref(), last_modified.as_deref()),
+                modified: last_modified.as_deref().and_then(http::parse_http_date),
+            });
+            return self.body(&mut response, &mut sink, size).await;
+        }
+    }
+
+    /// Sends the GET (following redirects from the file's remote name).
+    async fn request(
+        &self,
+        offset: u64,
+        validator: Option<&ferry_core::Validator>,
+    ) -> Result<Response, TransferError> {
+        let client = client(&self.config);
+        let mut url = url_of(&self.order.remote)?;
+        let mut hops = 0;
+        loop {
+            let host = url.host_str().unwrap_or_default().to_owned();
+            let mut request = client
+                .get(url.as_str())
+                .insert_header((header::ACCEPT_ENCODING, "identity"))
+                .timeout(self.config.connect_timeout);
+            if offset > 0 {
+                request = request.insert_header((header::RANGE, format!("bytes={offset}-")));
+                match validator {
+                    Some(ferry_core::Validator::ETag(tag)) => {
+                        request = request.insert_header((header::IF_RANGE, tag.as_str()));
+                    }
+                    Some(ferry_core::Validator::LastModified(date)) => {
+                        request = request.insert_header((header::IF_RANGE, date.as_str()));
+                    }
+                    None => {}
+                }
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|err| send_error(&host, &err))?;
+            send(&self.report, Report::HostReachable(host));
+            let status = response.status();
+            if status.is_redirection()
+                && let Some(location) = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+            {
+                hops += 1;
+                if hops > self.config.max_redirects {
+                    return Err(TransferError::fatal(
+                        ErrorContext::RemoteFile,
+                        "too_many_redirects",
+                        format!("more than {} redirects", self.config.max_redirects),
+                    ));
+                }
+                let next = url.join(location).map_err(|err| {
+                    TransferError::fatal(
+                        ErrorContext::RemoteFile,
+                        "bad_redirect",
+                        format!("redirect to {location:?}: {err}"),
+                    )
+                })?;
+                if url.scheme() == "https" && next.scheme() != "https" {
+                    return Err(TransferError::fatal(
+                        ErrorContext::RemoteFile,
+                        "insecure_redirect",
+                        format!("refused redirect from https to {next}"),
+                    ));
+                }
+                if !matches!(next.scheme(), "http" | "https") {
+                    return Err(TransferError::fatal(
+                        ErrorContext::RemoteFile,
+                        "bad_redirect",
+                        format!("redirect to unsupported URL {next}"),
+                    ));
+                }
+                url = next;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    fn status_error(
+        &self,
+        status: StatusCode,
+        headers: &awc::http::header::HeaderMap,
+    ) -> TransferError {
+        let code = status.as_u16();
+        let mut error = TransferError::transient(
+            ErrorContext::RemoteFile,
+            format!("http_{code}"),
+            format!("the server answered {status}"),
+        );
+        error.class = http::status_class(code);
+        let now = crate::clock::wall_now();
+        error.retry_after = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| http::parse_retry_after(v, now));
+        error
+    }
+
+    async fn truncate(&self, sink: &mut Sink, len: u64) -> Result<(), TransferError> {
+        let file = sink.file.clone();
+        blocking(move || file.set_len(len))
+            .await
+            .map_err(|err| local_error("temp_file", err))?;
+        sink.offset = len;
+        sink.durable = len;
+        Ok(())
+    }
+
+    /// Streams the body into the temp file.
+    async fn body(
+        &mut self,
+        response: &mut Response,
+        sink: &mut Sink,
+        size: Option<u64>,
+    ) -> Result<u64, Failure> {
+        let mut buf = BytesMut::with_capacity(WRITE_SIZE);
+        let mut stopped = false;
+        let outcome = loop {
+            let idle = self.config.idle_timeout;
+            let next = actix_rt::time::timeout(idle, response.next());
+            let mut stop = self.stop.clone();
+            let Some(next) = until_stopped(&mut stop, next).await else {
+                stopped = true;
+                break Ok(());
+            };
+            let chunk = match next {
+                Err(_) => {
+                    break Err(TransferError::transient(
+                        ErrorContext::Transport,
+                        "body_timeout",
+                        format!("no data for {:?}", self.config.idle_timeout),
+                    ));
+                }
+                Ok(None) => break Ok(()),
+                Ok(Some(Err(err))) => {
+                    break Err(TransferError::transient(
+                        ErrorContext::Transport,
+                        "truncated_body",
+                        err.to_string(),
+                    ));
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            let received = sink.offset + buf.len() as u64 + chunk.len() as u64;
+            if size.is_some_and(|s| received > s) {
+                break Err(TransferError::transient(
+                    ErrorContext::RemoteFile,
+                    "body_too_long",
+                    "the body is longer than announced",
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+            if sink.last_progress.elapsed() >= self.config.progress_interval {
+                sink.last_progress = Instant::now();
+                self.event(TransferEvent::Received { offset: received });
+            }
+            if buf.len() >= WRITE_SIZE {
+                let data = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_SIZE));
+                self.write(sink, data).await?;
+                if sink.offset - sink.durable >= self.config.checkpoint_bytes
+                    || sink.last_checkpoint.elapsed() >= self.config.checkpoint_interval
+                {
+                    self.checkpoint(sink).await?;
+                }
+            }
+        };
+        // Keep what arrived, even when the body broke off or we stop.
+        if !buf.is_empty() {
+            self.write(sink, buf).await?;
+        }
+        self.sync(sink).await?;
+        if stopped {
+            return Err(Failure::Stopped(sink.durable));
+        }
+        if let Err(error) = outcome {
+            self.report_checkpoint(sink);
+            return Err(Failure::Error(error));
+        }
+        if let Some(size) = size
+            && sink.offset < size
+        {
+            self.report_checkpoint(sink);
+            return Err(Failure::Error(TransferError::transient(
+                ErrorContext::Transport,
+                "truncated_body",
+                format!("the body ended at byte {} of {size}", sink.offset),
+            )));
+        }
+        Ok(sink.offset)
+    }
+
+    async fn write(&self, sink: &mut Sink, data: BytesMut) -> Result<(), TransferError> {
+        let file = sink.file.clone();
+        let offset = sink.offset;
+        let len = data.len() as u64;
+        blocking(move || fs::write_at(&file, &data, offset))
+            .await
+            .map_err(|err| write_error(&err))?;
+        sink.offset += len;
+        Ok(())
+    }
+
+    async fn sync(&self, sink: &mut Sink) -> Result<(), TransferError> {
+        let file = sink.file.clone();
+        blocking(move || file.sync_data())
+            .await
+            .map_err(|err| write_error(&err))?;
+        sink.durable = sink.offset;
+        sink.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// fsync, then report the durable offset (the supervisor records it).
+    async fn checkpoint(&self, sink: &mut Sink) -> Result<(), TransferError> {
+        self.sync(sink).await?;
+        self.report_checkpoint(sink);
+        Ok(())
+    }
+
+    fn report_checkpoint(&self, sink: &Sink) {
+        if sink.durable > 0 {
+            self.event(TransferEvent::Checkpointed {
+                offset: sink.durable,
+            });
+        }
+    }
+}
+
+fn write_error(err: &std::io::Error) -> TransferError {
+    let code = if err.raw_os_error() == Some(28) {
+        "disk_full"
+    } else {
+        "write_failed"
+    };
+    local_error(code, err)
+}
+
+fn url_of(remote: &str) -> Result<url::Url, TransferError> {
+    url::Url::parse(remote).map_err(|err| {
+        TransferError::fatal(
+            ErrorContext::RemoteFile,
+            "bad_url",
+            format!("{remote}: {err}"),
+        )
+    })
+}
+
+/// A failed send: connection-level errors are transient and name the host.
+fn send_error(host: &str, err: &awc::error::SendRequestError) -> TransferError {
+    use awc::error::{ConnectError, SendRequestError as E};
+    let (code, unreachable) = match err {
+        E::Url(_) => {
+            return TransferError::fatal(ErrorContext::RemoteFile, "bad_url", err.to_string());
+        }
+        E::Connect(ConnectError::Timeout) | E::Timeout => ("timeout", true),
+        E::Connect(ConnectError::Resolver(_)) => ("dns", true),
+        E::Connect(ConnectError::Io(_)) => ("connection_failed", true),
+        E::Connect(_) => ("connect_failed", true),
+        E::Send(_) => ("connection_reset", false),
+        _ => ("request_failed", false),
+    };
+    let mut error = TransferError::transient(ErrorContext::Transport, code, err.to_string());
+    if unreachable {
+        error.unreachable_host = Some(host.to_owned());
+    }
+    error
+}
+
+/// Runs `work` unless the stop signal turns true first (then `None`).
+async fn until_stopped<F: std::future::Future>(
+    stop: &mut watch::Receiver<bool>,
+    work: F,
+) -> Option<F::Output> {
+    if *stop.borrow() {
+        return None;
+    }
+    let stopped = stop.wait_for(|stop| *stop);
+    futures_util::pin_mut!(work);
+    futures_util::pin_mut!(stopped);
+    match futures_util::future::select(work, stopped).await {
+        futures_util::future::Either::Left((output, _)) => Some(output),
+        futures_util::future::Either::Right(_) => None,
+    }
+}

@@ -1,0 +1,418 @@
+//! `Manager`: one per engine. The job registry, the scheduler that grants
+//! transfer slots (global, per host; per job is the job's own parallel-files
+//! limit, enforced by the core), the event bus, and the retry of temp files
+//! whose deletion failed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use actix::prelude::*;
+use ferry_core::{JobId, JobState, Priority};
+use futures_util::future::join_all;
+use tokio::sync::mpsc;
+
+use crate::{
+    engine::{Event, EventKind, Shared},
+    file_actor::blocking,
+    fs,
+    store::StoreBatch,
+    supervisor::{Grant, HostUp, JobSupervisor, Shutdown},
+};
+
+/// Events a subscriber may have queued before it is dropped as too slow.
+const SUBSCRIBER_BUFFER: usize = 16_384;
+
+struct Entry {
+    addr: Addr<JobSupervisor>,
+    owner: String,
+    state: JobState,
+}
+
+/// A slot a job holds.
+struct Held {
+    host: String,
+    foreground: bool,
+}
+
+pub(crate) struct Manager {
+    shared: std::sync::Arc<Shared>,
+    jobs: HashMap<JobId, Entry>,
+    /// Slot requests in grant order: priority, then arrival.
+    waiting: BTreeMap<(Priority, u64), (JobId, String)>,
+    arrivals: u64,
+    held: HashMap<JobId, Vec<Held>>,
+    background_running: usize,
+    per_host: HashMap<String, usize>,
+    event_seq: u64,
+    subscribers: Vec<mpsc::Sender<Event>>,
+    pending_deletes: Vec<String>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("jobs", &self.jobs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    pub(crate) fn new(shared: std::sync::Arc<Shared>, pending_deletes: Vec<String>) -> Self {
+        Self {
+            shared,
+            jobs: HashMap::new(),
+            waiting: BTreeMap::new(),
+            arrivals: 0,
+            held: HashMap::new(),
+            background_running: 0,
+            per_host: HashMap::new(),
+            event_seq: 0,
+            subscribers: Vec::new(),
+            pending_deletes,
+        }
+    }
+
+    /// Grants every waiting request the limits allow, highest priority first.
+    fn schedule(&mut self) {
+        let max_total = self.shared.config.max_transfers.max(1);
+        let max_host = self.shared.config.max_transfers_per_host.max(1);
+        let keys: Vec<(Priority, u64)> = self.waiting.keys().copied().collect();
+        for key in keys {
+            let Some((job, host)) = self.waiting.get(&key).cloned() else {
+                continue;
+            };
+            let foreground = key.0 == Priority::Foreground;
+            if self.per_host.get(&host).copied().unwrap_or(0) >= max_host {
+                continue;
+            }
+            if !foreground && self.background_running >= max_total {
+                continue;
+            }
+            self.waiting.remove(&key);
+            let Some(entry) = self.jobs.get(&job) else {
+                continue;
+            };
+            *self.per_host.entry(host.clone()).or_default() += 1;
+            if !foreground {
+                self.background_running += 1;
+            }
+            self.held.entry(job).or_default().push(Held {
+                host: host.clone(),
+                foreground,
+            });
+            entry.addr.do_send(Grant { host });
+        }
+    }
+
+    fn release(&mut self, job: JobId, host: &str) {
+        let Some(held) = self.held.get_mut(&job) else {
+            return;
+        };
+        let Some(i) = held.iter().position(|h| h.host == host) else {
+            return;
+        };
+        let slot = held.swap_remove(i);
+        if held.is_empty() {
+            self.held.remove(&job);
+        }
+        if let Some(n) = self.per_host.get_mut(&slot.host) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_host.remove(&slot.host);
+            }
+        }
+        if !slot.foreground {
+            self.background_running = self.background_running.saturating_sub(1);
+        }
+    }
+
+    fn emit(&mut self, mut event: Event) {
+        self.event_seq += 1;
+        event.seq = self.event_seq;
+        self.subscribers
+            .retain(|tx| match tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(message = "Event subscriber too slow; dropped.");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+    }
+
+    /// Deletes again the temp files whose deletion failed before.
+    fn retry_pending_deletes(&mut self, ctx: &mut Context<Self>) {
+        if self.pending_deletes.is_empty() {
+            return;
+        }
+        let paths = std::mem::take(&mut self.pending_deletes);
+        let store = self.shared.store.clone();
+        let work = async move {
+            let mut left = Vec::new();
+            for path in paths {
+                let target = std::path::PathBuf::from(&path);
+                match blocking(move || fs::delete(&target)).await {
+                    Ok(()) => {
+                        let _ = store.write_lazy(StoreBatch::remove_pending_delete(&path));
+                    }
+                    Err(_) => left.push(path),
+                }
+            }
+            left
+        };
+        ctx.spawn(work.into_actor(self).map(|left, act, _| {
+            act.pending_deletes.extend(left);
+        }));
+    }
+}
+
+impl Actor for Manager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        self.retry_pending_deletes(ctx);
+        ctx.run_interval(self.shared.config.sweep_interval, |act, ctx| {
+            act.retry_pending_deletes(ctx);
+        });
+    }
+}
+
+/// A supervisor joins the registry.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Register {
+    pub(crate) job: JobId,
+    pub(crate) addr: Addr<JobSupervisor>,
+    pub(crate) owner: String,
+    pub(crate) state: JobState,
+}
+
+impl Handler<Register> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
+        self.jobs.insert(
+            msg.job,
+            Entry {
+                addr: msg.addr,
+                owner: msg.owner,
+                state: msg.state,
+            },
+        );
+    }
+}
+
+/// A job's records are gone (retention over): it leaves the registry.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Unregister(pub(crate) JobId);
+
+impl Handler<Unregister> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
+        self.jobs.remove(&msg.0);
+        self.waiting.retain(|_, (job, _)| *job != msg.0);
+        let hosts: Vec<String> = self
+            .held
+            .get(&msg.0)
+            .map(|h| h.iter().map(|s| s.host.clone()).collect())
+            .unwrap_or_default();
+        for host in hosts {
+            self.release(msg.0, &host);
+        }
+        self.schedule();
+    }
+}
+
+/// The address of a job's supervisor.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Addr<JobSupervisor>>")]
+pub(crate) struct Lookup(pub(crate) JobId);
+
+impl Handler<Lookup> for Manager {
+    type Result = Option<Addr<JobSupervisor>>;
+
+    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+        self.jobs.get(&msg.0).map(|e| e.addr.clone())
+    }
+}
+
+/// The supervisors of the jobs `user` may list (all users' with `all`),
+/// final jobs excluded.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Addr<JobSupervisor>>")]
+pub(crate) struct Listable {
+    pub(crate) user: Option<String>,
+}
+
+impl Handler<Listable> for Manager {
+    type Result = Vec<Addr<JobSupervisor>>;
+
+    fn handle(&mut self, msg: Listable, _: &mut Context<Self>) -> Self::Result {
+        self.jobs
+            .values()
+            .filter(|e| !e.state.is_final())
+            .filter(|e| msg.user.as_ref().is_none_or(|u| *u == e.owner))
+            .map(|e| e.addr.clone())
+            .collect()
+    }
+}
+
+/// A job's state or owner changed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct JobInfo {
+    pub(crate) job: JobId,
+    pub(crate) owner: String,
+    pub(crate) state: JobState,
+}
+
+impl Handler<JobInfo> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobInfo, _: &mut Context<Self>) {
+        if let Some(entry) = self.jobs.get_mut(&msg.job) {
+            entry.owner = msg.owner;
+            entry.state = msg.state;
+        }
+    }
+}
+
+/// A job wants a slot for a transfer to `host`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct RequestSlot {
+    pub(crate) job: JobId,
+    pub(crate) host: String,
+    pub(crate) priority: Priority,
+}
+
+impl Handler<RequestSlot> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: RequestSlot, _: &mut Context<Self>) {
+        self.arrivals += 1;
+        self.waiting
+            .insert((msg.priority, self.arrivals), (msg.job, msg.host));
+        self.schedule();
+    }
+}
+
+/// A job's transfer to `host` ended: its slot is free.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReleaseSlot {
+    pub(crate) job: JobId,
+    pub(crate) host: String,
+}
+
+impl Handler<ReleaseSlot> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseSlot, _: &mut Context<Self>) {
+        self.release(msg.job, &msg.host);
+        self.schedule();
+    }
+}
+
+/// A transfer connected to `host`: jobs held in TRANSIENT_ERROR by it may go.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct HostReachable(pub(crate) String);
+
+impl Handler<HostReachable> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: HostReachable, _: &mut Context<Self>) {
+        for entry in self.jobs.values() {
+            if entry.state == JobState::TransientError {
+                entry.addr.do_send(HostUp(msg.0.clone()));
+            }
+        }
+    }
+}
+
+/// An event for the subscribers (the job's state is durable).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Emit(pub(crate) Event);
+
+impl Handler<Emit> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Emit, _: &mut Context<Self>) {
+        if let Some(entry) = self.jobs.get_mut(&msg.0.job) {
+            entry.state = msg.0.state;
+        }
+        self.emit(msg.0);
+    }
+}
+
+/// A new subscriber; it first receives the jobs already TRANSFERRED or in
+/// ERROR (as replayed events), then every event.
+#[derive(Debug, Message)]
+#[rtype(result = "mpsc::Receiver<Event>")]
+pub(crate) struct Subscribe;
+
+impl Handler<Subscribe> for Manager {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, _: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        for (job, entry) in &self.jobs {
+            let kind = match entry.state {
+                JobState::Transferred => EventKind::JobTransferred,
+                JobState::Error => EventKind::JobError,
+                _ => continue,
+            };
+            let _ = tx.try_send(Event {
+                seq: self.event_seq,
+                job: *job,
+                owner: entry.owner.clone(),
+                state: entry.state,
+                kind,
+            });
+        }
+        self.subscribers.push(tx);
+        MessageResult(rx)
+    }
+}
+
+/// A temp file whose deletion failed: retried every sweep interval.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PendingDelete(pub(crate) String);
+
+impl Handler<PendingDelete> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: PendingDelete, _: &mut Context<Self>) {
+        self.pending_deletes.push(msg.0);
+    }
+}
+
+/// Stops every job's transfers and flushes the store; answered when done.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ShutdownAll;
+
+impl Handler<ShutdownAll> for Manager {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
+        self.waiting.clear();
+        let stops: Vec<_> = self.jobs.values().map(|e| e.addr.send(Shutdown)).collect();
+        Box::pin(
+            async move {
+                join_all(stops).await;
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.jobs.clear();
+                act.subscribers.clear();
+                ctx.stop();
+            }),
+        )
+    }
+}

@@ -1,0 +1,371 @@
+//! The store: ferry's only contact with RocksDB.
+//!
+//! # Design constraints
+//! - One module builds every `WriteBatch` ([`Store::write`] through the writer
+//!   thread); nothing else names rocksdb.
+//! - Writes run on a dedicated writer thread, never on an actix arbiter. The
+//!   writer drains every request queued while it was busy into **one** batch
+//!   and one synced write (group commit): many jobs acknowledging commands at
+//!   once cost one fsync, not one each.
+//! - A request that needs durability (`sync`) is answered only after the
+//!   synced write returns; lazy requests ride along in the same batch order.
+//!
+//! # Layout
+//! Column families (constants below): `meta` (schema version, engine id),
+//! `jobs` (job records by job id), `files` (file records by job id + file id,
+//! so one job's files are one key range), `pending_deletes` (temp files whose
+//! deletion failed, retried by the sweep). Values are ferry-core's encoded
+//! records: only ferry-core knows their bytes.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc},
+    thread,
+};
+
+use ferry_core::{Batch, DecodeError, FileRecord, JobId, JobRecord, SCHEMA_VERSION, record};
+use rocksdb::{
+    ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options,
+    WriteBatch, WriteOptions,
+};
+use tokio::sync::oneshot;
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+const CF_META: &str = "meta";
+const CF_JOBS: &str = "jobs";
+const CF_FILES: &str = "files";
+const CF_PENDING_DELETES: &str = "pending_deletes";
+const COLUMN_FAMILIES: [&str; 4] = [CF_META, CF_JOBS, CF_FILES, CF_PENDING_DELETES];
+
+const KEY_SCHEMA: &[u8] = b"schema_version";
+const KEY_ENGINE_ID: &[u8] = b"engine_id";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// RocksDB failed (I/O error, corruption, the data dir locked by another
+    /// process, ...).
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The data dir was written by a build with another schema version.
+    #[error("the store at {path} has schema version {found}, this build reads version {expected}")]
+    SchemaVersion {
+        /// The data dir.
+        path: PathBuf,
+        /// The version found.
+        found: String,
+        /// The version this build reads.
+        expected: u8,
+    },
+    /// A record could not be decoded.
+    #[error("corrupt record: {0}")]
+    Decode(#[from] DecodeError),
+    /// The writer thread is gone (the store was closed).
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// A write for the writer thread.
+#[derive(Debug, Default)]
+pub(crate) struct StoreBatch {
+    puts: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    deletes: Vec<(&'static str, Vec<u8>)>,
+    /// Delete every record of these jobs.
+    forget: Vec<JobId>,
+}
+
+impl StoreBatch {
+    /// The records of a core `Persist` effect.
+    pub(crate) fn from_core(batch: &Batch) -> Self {
+        let mut out = Self::default();
+        if let Some(job) = &batch.job_record {
+            out.puts.push((CF_JOBS, job.key().to_vec(), job.encode()));
+        }
+        for file in &batch.files {
+            out.puts
+                .push((CF_FILES, file.key().to_vec(), file.encode()));
+        }
+        out
+    }
+
+    /// Deletes every record of `job`.
+    pub(crate) fn forget(job: JobId) -> Self {
+        Self {
+            forget: vec![job],
+            ..Self::default()
+        }
+    }
+
+    /// Records `path` as a temp file to delete later.
+    pub(crate) fn add_pending_delete(path: &str) -> Self {
+        Self {
+            puts: vec![(CF_PENDING_DELETES, path.as_bytes().to_vec(), Vec::new())],
+            ..Self::default()
+        }
+    }
+
+    /// Removes `path` from the pending deletes.
+    pub(crate) fn remove_pending_delete(path: &str) -> Self {
+        Self {
+            deletes: vec![(CF_PENDING_DELETES, path.as_bytes().to_vec())],
+            ..Self::default()
+        }
+    }
+}
+
+enum Request {
+    Write {
+        batch: StoreBatch,
+        sync: bool,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    /// Close the database (after the writes queued before) and end.
+    Close(oneshot::Sender<()>),
+}
+
+/// Everything the store held at open.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// Each job's record and its file records.
+    pub(crate) jobs: Vec<(JobRecord, Vec<FileRecord>)>,
+    /// Temp files whose deletion is still owed.
+    pub(crate) pending_deletes: Vec<String>,
+    /// Records that could not be decoded (reported, skipped).
+    pub(crate) corrupt: Vec<String>,
+}
+
+/// The store. Cheap to clone. The database itself belongs to the writer
+/// thread: it is closed (and its lock released) by [`Store::close`], or when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Store {
+    tx: mpsc::Sender<Request>,
+    engine_id: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("engine_id", &self.engine_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and reads everything in it.
+    /// Blocking: call it off the arbiters (the engine does so at start).
+    pub(crate) fn open(dir: &Path, new_engine_id: u64) -> Result<(Self, Loaded), StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = Db::open_cf_descriptors(&options, dir, cfs)?;
+        let meta = cf(&db, CF_META)?;
+        let engine_id = match db.get_cf(&meta, KEY_SCHEMA)? {
+            None => {
+                // A new store: stamp it.
+                let mut batch = WriteBatch::default();
+                batch.put_cf(&meta, KEY_SCHEMA, [SCHEMA_VERSION]);
+                batch.put_cf(&meta, KEY_ENGINE_ID, new_engine_id.to_be_bytes());
+                let mut sync = WriteOptions::default();
+                sync.set_sync(true);
+                db.write_opt(batch, &sync)?;
+                new_engine_id
+            }
+            Some(version) if version == [SCHEMA_VERSION] => {
+                let id = db.get_cf(&meta, KEY_ENGINE_ID)?.unwrap_or_default();
+                let bytes: [u8; 8] = id
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| DecodeError::Malformed("the engine id is not 8 bytes".into()))?;
+                u64::from_be_bytes(bytes)
+            }
+            Some(version) => {
+                return Err(StoreError::SchemaVersion {
+                    path: dir.to_owned(),
+                    found: format!("{version:?}"),
+                    expected: SCHEMA_VERSION,
+                });
+            }
+        };
+        drop(meta);
+        let loaded = load(&db)?;
+        let (tx, rx) = mpsc::channel();
+        thread::Builder::new()
+            .name("ferry-store".into())
+            .spawn(move || writer(db, &rx))
+            .map_err(|err| StoreError::Decode(DecodeError::Malformed(err.to_string())))?;
+        Ok((Self { tx, engine_id }, loaded))
+    }
+
+    /// The engine id stamped in the store when it was created.
+    pub(crate) fn engine_id(&self) -> u64 {
+        self.engine_id
+    }
+
+    /// Writes everything queued, closes the database and releases its lock.
+    pub(crate) async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Close(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Writes `batch`; with `sync`, answers once it is fsynced. Runs on the
+    /// writer thread, grouped with other writes queued meanwhile.
+    pub(crate) async fn write(&self, batch: StoreBatch, sync: bool) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        let request = Request::Write {
+            batch,
+            sync,
+            done: Some(done),
+        };
+        self.tx.send(request).map_err(|_| StoreError::Closed)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Decode(DecodeError::Malformed(message))),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Queues `batch` without waiting (a lazy write; order with later writes
+    /// is kept).
+    pub(crate) fn write_lazy(&self, batch: StoreBatch) -> Result<(), StoreError> {
+        let request = Request::Write {
+            batch,
+            sync: false,
+            done: None,
+        };
+        self.tx.send(request).map_err(|_| StoreError::Closed)
+    }
+
+    /// Waits until every write queued so far is durable.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        self.write(StoreBatch::default(), true).await
+    }
+}
+
+/// Reads every job, file and pending delete.
+fn load(db: &Db) -> Result<Loaded, StoreError> {
+    let mut loaded = Loaded::default();
+    let jobs_cf = cf(db, CF_JOBS)?;
+    let files_cf = cf(db, CF_FILES)?;
+    let mut jobs: Vec<(JobRecord, Vec<FileRecord>)> = Vec::new();
+    for item in db.iterator_cf(&jobs_cf, IteratorMode::Start) {
+        let (key, value) = item?;
+        match JobRecord::decode(&value) {
+            Ok(job) => jobs.push((job, Vec::new())),
+            Err(err) => loaded.corrupt.push(format!("job {key:02x?}: {err}")),
+        }
+    }
+    for (job, files) in &mut jobs {
+        let prefix = record::job_key(job.id());
+        let mode = IteratorMode::From(&prefix, Direction::Forward);
+        for item in db.iterator_cf(&files_cf, mode) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            files.push(FileRecord::decode(&value)?);
+        }
+    }
+    loaded.jobs = jobs;
+    let pending = cf(&db, CF_PENDING_DELETES)?;
+    for item in db.iterator_cf(&pending, IteratorMode::Start) {
+        let (key, _) = item?;
+        loaded
+            .pending_deletes
+            .push(String::from_utf8_lossy(&key).into_owned());
+    }
+    Ok(loaded)
+}
+
+fn cf<'a>(db: &'a Db, name: &str) -> Result<Arc<rocksdb::BoundColumnFamily<'a>>, StoreError> {
+    db.cf_handle(name).ok_or_else(|| {
+        StoreError::Decode(DecodeError::Malformed(format!(
+            "column family {name} missing"
+        )))
+    })
+}
+
+/// The writer thread: group commit. Owns the database; closing it drops it.
+fn writer(db: Db, rx: &mpsc::Receiver<Request>) {
+    let mut closing = None;
+    while let Ok(first) = rx.recv() {
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some(request) = next {
+            match request {
+                Request::Write { batch, sync, done } => group.push((batch, sync, done)),
+                Request::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        let result = write_group(&db, &mut group).map_err(|err| err.to_string());
+        if let Err(err) = &result {
+            tracing::error!(message = "Store write failed.", error = %err);
+        }
+        for (_, _, done) in group {
+            if let Some(done) = done {
+                let _ = done.send(result.clone());
+            }
+        }
+        if closing.is_some() {
+            break;
+        }
+    }
+    let _ = db.flush_wal(true);
+    drop(db);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+type Queued = (
+    StoreBatch,
+    bool,
+    Option<oneshot::Sender<Result<(), String>>>,
+);
+
+fn write_group(db: &Db, group: &mut [Queued]) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::default();
+    let mut sync = false;
+    for (request, request_sync, _) in group.iter_mut() {
+        sync |= *request_sync;
+        let StoreBatch {
+            puts,
+            deletes,
+            forget,
+        } = std::mem::take(request);
+        for (name, key, value) in puts {
+            batch.put_cf(&cf(db, name)?, key, value);
+        }
+        for (name, key) in deletes {
+            batch.delete_cf(&cf(db, name)?, key);
+        }
+        for job in forget {
+            let key = record::job_key(job);
+            batch.delete_cf(&cf(db, CF_JOBS)?, key);
+            let mut end = key.to_vec();
+            end.extend_from_slice(&[0xff; 5]);
+            batch.delete_range_cf(&cf(db, CF_FILES)?, key.to_vec(), end);
+        }
+    }
+    if batch.is_empty() && !sync {
+        return Ok(());
+    }
+    let mut options = WriteOptions::default();
+    options.set_sync(sync);
+    if batch.is_empty() {
+        // A flush: a synced write of nothing still syncs the WAL.
+        db.flush_wal(true)?;
+        return Ok(());
+    }
+    db.write_opt(batch, &options)?;
+    Ok(())
+}

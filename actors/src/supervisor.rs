@@ -1,0 +1,788 @@
+//! `JobSupervisor`: one per job. Owns the core [`Job`], feeds it commands and
+//! file events, carries out its effects in order, and runs its timer.
+//!
+//! The supervisor is the core's shell and nothing more: it never decides a
+//! state. Its one piece of machinery is the *pump*: effects the job emits go
+//! into a queue with the replies that wait for them, and the pump carries
+//! them out in order. A synced persist, a stop, or a group of publishes and
+//! deletes suspends the pump until done, so a reply queued after a persist is
+//! sent only once that persist is durable (every acknowledged command is
+//! durable), and Complete's intent is durable before any file is touched.
+
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use actix::{WeakAddr, prelude::*};
+use ferry_core::{
+    Command, CommandError, Durability, Effect, FileEvent, FileId, FileView, Job, JobId, JobState,
+    JobView, Notification, Principal, Reply, TransferEvent, TransferOrder,
+};
+use futures_util::future::join_all;
+use tokio::sync::oneshot;
+
+use crate::{
+    engine::{EngineError, Event, EventKind, Outcome, Shared},
+    file_actor::{self, Delete, FileActor, Publish, Report, Stop},
+    fs,
+    manager::{JobInfo, Manager, ReleaseSlot, RequestSlot},
+    store::StoreBatch,
+};
+
+type Responder = oneshot::Sender<Result<Outcome, EngineError>>;
+
+/// What waits in the pump's queue.
+enum Item {
+    Effect(Effect),
+    Reply(Responder, Result<Outcome, EngineError>),
+}
+
+/// A running transfer: its actor, the attempt, and the host its slot counts
+/// against.
+struct Running {
+    actor: Addr<FileActor>,
+    attempt: u64,
+    host: String,
+}
+
+/// A filesystem step of a commit.
+enum Step {
+    Publish {
+        file: FileId,
+        temp: String,
+        local: String,
+        modified: Option<ferry_core::UtcTime>,
+        size: Option<u64>,
+    },
+    Delete {
+        file: FileId,
+        temp: String,
+    },
+}
+
+pub(crate) struct JobSupervisor {
+    id: JobId,
+    job: Job,
+    shared: Arc<Shared>,
+    manager: WeakAddr<Manager>,
+    queue: VecDeque<Item>,
+    pumping: bool,
+    transfers: HashMap<FileId, Running>,
+    slot_requested: bool,
+    /// The host of a slot granted but not yet used by a transfer (a grant,
+    /// or a stop followed at once by a restart of the same file).
+    spare_slot: Option<String>,
+    answer_to: Option<Responder>,
+    /// Commands that arrived while a Complete or Cancel ran (`busy`).
+    deferred: VecDeque<(Principal, Command, Responder)>,
+    timer: Option<SpawnHandle>,
+    stopping: bool,
+    failed: bool,
+    reported_state: Option<JobState>,
+}
+
+impl std::fmt::Debug for JobSupervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobSupervisor")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobSupervisor {
+    pub(crate) fn new(job: Job, shared: Arc<Shared>, manager: WeakAddr<Manager>) -> Self {
+        Self {
+            id: job.id(),
+            job,
+            shared,
+            manager,
+            queue: VecDeque::new(),
+            pumping: false,
+            transfers: HashMap::new(),
+            slot_requested: false,
+            spare_slot: None,
+            answer_to: None,
+            deferred: VecDeque::new(),
+            timer: None,
+            stopping: false,
+            failed: false,
+            reported_state: None,
+        }
+    }
+
+    fn to_manager<M>(&self, message: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Manager: Handler<M>,
+    {
+        if let Some(manager) = self.manager.upgrade() {
+            manager.do_send(message);
+        }
+    }
+
+    /// Moves the job's effects into the pump's queue.
+    fn drain(&mut self) {
+        while let Some(effect) = self.job.poll_effect() {
+            self.queue.push_back(Item::Effect(effect));
+        }
+    }
+
+    fn exec(&mut self, who: Principal, command: Command, tx: Responder, ctx: &mut Context<Self>) {
+        if self.stopping || self.failed {
+            let _ = tx.send(Err(EngineError::Stopped));
+            return;
+        }
+        let now = self.shared.clock.now();
+        match self.job.handle_command(&who, command.clone(), now) {
+            Err(CommandError::Busy) => self.deferred.push_back((who, command, tx)),
+            Err(err) => self.queue.push_back(Item::Reply(tx, Err(err.into()))),
+            Ok(Reply::Pending) => {
+                self.drain();
+                self.answer_to = Some(tx);
+            }
+            Ok(reply) => {
+                self.drain();
+                self.queue
+                    .push_back(Item::Reply(tx, Ok(Outcome::Reply(reply))));
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn feed(&mut self, file: FileId, event: FileEvent) {
+        let now = self.shared.clock.now();
+        if let Err(err) = self.job.handle_file_event(file, event, now) {
+            tracing::warn!(message = "File event refused.", job = %self.id, %file, error = %err);
+        }
+        self.drain();
+    }
+
+    /// Carries out queued effects until one must be waited for.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while !self.pumping {
+            let Some(item) = self.queue.pop_front() else {
+                break;
+            };
+            match item {
+                Item::Reply(tx, result) => {
+                    let _ = tx.send(result);
+                }
+                Item::Effect(effect) => self.carry_out(effect, ctx),
+            }
+        }
+        if !self.pumping {
+            self.idle(ctx);
+        }
+    }
+
+    /// Suspends the pump until `work` is done, then runs `then` and pumps on.
+    fn wait<R: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        work: impl Future<Output = R> + 'static,
+        then: impl FnOnce(&mut Self, R, &mut Context<Self>) + 'static,
+    ) {
+        self.pumping = true;
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            act.pumping = false;
+            then(act, result, ctx);
+            act.pump(ctx);
+        }));
+    }
+
+    fn carry_out(&mut self, effect: Effect, ctx: &mut Context<Self>) {
+        match effect {
+            Effect::Persist(batch) => {
+                let store = self.shared.store.clone();
+                let write = StoreBatch::from_core(&batch);
+                match batch.durability {
+                    Durability::Lazy => {
+                        if let Err(err) = store.write_lazy(write) {
+                            self.store_failed(&err, ctx);
+                        }
+                    }
+                    Durability::Sync => {
+                        self.wait(
+                            ctx,
+                            async move { store.write(write, true).await },
+                            |act, r, ctx| {
+                                if let Err(err) = r {
+                                    act.store_failed(&err, ctx);
+                                }
+                            },
+                        );
+                    }
+                }
+            }
+            Effect::StartTransfer(order) => self.start_transfer(order, ctx),
+            Effect::StopTransfer { file, attempt } => {
+                let Some(running) = self.transfers.remove(&file) else {
+                    return;
+                };
+                // Kept for a restart that may follow; released when idle.
+                if let Some(host) = self.spare_slot.replace(running.host) {
+                    self.release_slot(host);
+                }
+                let actor = running.actor;
+                self.wait(
+                    ctx,
+                    async move { actor.send(Stop).await },
+                    move |act, r, _| {
+                        // The stopped attempt's last durable offset still counts.
+                        if let Ok(Some(offset)) = r {
+                            let event = TransferEvent::Checkpointed { offset };
+                            act.feed(file, FileEvent::Transfer { attempt, event });
+                        }
+                    },
+                );
+            }
+            effect @ (Effect::Publish { .. } | Effect::DeleteTemp { .. }) => {
+                let mut steps = vec![step(effect)];
+                while let Some(Item::Effect(Effect::Publish { .. } | Effect::DeleteTemp { .. })) =
+                    self.queue.front()
+                {
+                    if let Some(Item::Effect(effect)) = self.queue.pop_front() {
+                        steps.push(step(effect));
+                    }
+                }
+                let shared = self.shared.clone();
+                self.wait(ctx, run_steps(steps, shared), |act, events, _| {
+                    for (file, event, pending_delete) in events {
+                        if let Some(path) = pending_delete {
+                            // Durable with the job's next synced write (the
+                            // commit's outcome), retried by the manager.
+                            let write = StoreBatch::add_pending_delete(&path);
+                            if let Err(err) = act.shared.store.write_lazy(write) {
+                                tracing::error!(message = "Could not record a pending delete.", error = %err);
+                            }
+                            act.to_manager(crate::manager::PendingDelete(path));
+                        }
+                        act.feed(file, event);
+                    }
+                });
+            }
+            Effect::Notify(notification) => self.notify(notification),
+            Effect::Answer(result) => {
+                if let Some(tx) = self.answer_to.take() {
+                    let _ = tx.send(result.map(Outcome::Answer).map_err(EngineError::from));
+                }
+                // Commands that waited for the commit run now, in order.
+                let deferred = std::mem::take(&mut self.deferred);
+                for (who, command, tx) in deferred {
+                    self.exec(who, command, tx, ctx);
+                }
+            }
+            Effect::Forget(job) => {
+                let store = self.shared.store.clone();
+                self.wait(
+                    ctx,
+                    async move { store.write(StoreBatch::forget(job), true).await },
+                    move |act, _, ctx| {
+                        act.to_manager(crate::manager::Unregister(job));
+                        ctx.stop();
+                    },
+                );
+            }
+        }
+    }
+
+    fn start_transfer(&mut self, order: TransferOrder, ctx: &mut Context<Self>) {
+        let file = order.file;
+        let attempt = order.attempt;
+        // The transfer holds the slot granted for it.
+        let host = self
+            .spare_slot
+            .take()
+            .unwrap_or_else(|| host_of(&order.remote));
+        let arbiter = self.shared.arbiter();
+        let config = self.shared.config.clone();
+        let report = ctx.address().downgrade().recipient();
+        let actor = FileActor::start_in_arbiter(&arbiter, move |_| {
+            FileActor::transfer(order, config, report)
+        });
+        self.transfers.insert(
+            file,
+            Running {
+                actor,
+                attempt,
+                host,
+            },
+        );
+    }
+
+    fn release_slot(&self, host: String) {
+        self.to_manager(ReleaseSlot { job: self.id, host });
+    }
+
+    fn notify(&mut self, notification: Notification) {
+        let kind = match notification {
+            Notification::JobTransferred => EventKind::JobTransferred,
+            Notification::JobError => EventKind::JobError,
+            Notification::JobModified => EventKind::JobModified,
+            Notification::FileTransferred(file) => EventKind::FileTransferred(file),
+        };
+        if matches!(kind, EventKind::JobTransferred | EventKind::JobError) {
+            self.run_notify_command();
+        }
+        let view = self.job.view();
+        self.to_manager(crate::manager::Emit(Event {
+            seq: 0,
+            job: self.id,
+            owner: view.owner,
+            state: view.state,
+            kind,
+        }));
+    }
+
+    /// Runs the job's notify command, if any (BITS SetNotifyCmdLine): the
+    /// program with its arguments, nothing expanded, not waited for.
+    fn run_notify_command(&self) {
+        let Some(command) = self.job.notify_command().cloned() else {
+            return;
+        };
+        let job = self.id;
+        actix_rt::task::spawn_blocking(move || {
+            match std::process::Command::new(&command.program)
+                .args(&command.args)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+            {
+                Ok(mut child) => {
+                    let _ = child.wait();
+                }
+                Err(err) => {
+                    tracing::warn!(message = "Notify command failed to start.", %job, error = %err);
+                }
+            }
+        });
+    }
+
+    /// Nothing to carry out: set the timer, ask for a slot, report the state.
+    fn idle(&mut self, ctx: &mut Context<Self>) {
+        if let Some(host) = self.spare_slot.take() {
+            self.release_slot(host);
+        }
+        if self.stopping || self.failed {
+            return;
+        }
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(at) = self.job.poll_timeout() {
+            let delay = self
+                .shared
+                .clock
+                .instant(at)
+                .saturating_duration_since(std::time::Instant::now());
+            self.timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.timer = None;
+                let now = act.shared.clock.now();
+                act.job.handle_timeout(now);
+                act.drain();
+                act.pump(ctx);
+            }));
+        }
+        if !self.slot_requested
+            && let Some(file) = self.job.next_transfer()
+            && let Some(view) = self.job.file_view(file)
+        {
+            self.slot_requested = true;
+            self.to_manager(RequestSlot {
+                job: self.id,
+                host: host_of(&view.remote),
+                priority: self.job.priority(),
+            });
+        }
+        let state = self.job.state();
+        if self.reported_state != Some(state) {
+            self.reported_state = Some(state);
+            self.to_manager(JobInfo {
+                job: self.id,
+                owner: self.job.owner().to_owned(),
+                state,
+            });
+        }
+    }
+
+    fn store_failed(&mut self, err: &crate::store::StoreError, ctx: &mut Context<Self>) {
+        tracing::error!(message = "Store write failed; the job stops.", job = %self.id, error = %err);
+        self.failed = true;
+        for item in self.queue.drain(..) {
+            if let Item::Reply(tx, _) = item {
+                let _ = tx.send(Err(EngineError::Store(err.to_string())));
+            }
+        }
+        if let Some(tx) = self.answer_to.take() {
+            let _ = tx.send(Err(EngineError::Store(err.to_string())));
+        }
+        for (_, running) in self.transfers.drain() {
+            running.actor.do_send(Stop);
+        }
+        ctx.stop();
+    }
+}
+
+fn step(effect: Effect) -> Step {
+    match effect {
+        Effect::Publish {
+            file,
+            temp,
+            local,
+            modified,
+            size,
+        } => Step::Publish {
+            file,
+            temp,
+            local,
+            modified,
+            size,
+        },
+        Effect::DeleteTemp { file, temp } => Step::Delete { file, temp },
+        // Invariant: only called with Publish or DeleteTemp.
+        _ => Step::Delete {
+            file: FileId(u32::MAX),
+            temp: String::new(),
+        },
+    }
+}
+
+/// The host of a URL, for per-host limits.
+pub(crate) fn host_of(remote: &str) -> String {
+    url::Url::parse(remote)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Carries out a group of commit steps: file actors publish and delete
+/// concurrently (after one syncfs when there are many publishes), then each
+/// touched directory is fsynced once, then the results are reported. Each
+/// result may name a temp file to remember as pending delete.
+async fn run_steps(
+    steps: Vec<Step>,
+    shared: Arc<Shared>,
+) -> Vec<(FileId, FileEvent, Option<String>)> {
+    let publishes = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Publish { .. }))
+        .count();
+    let mut per_file_fsync = true;
+    if publishes >= shared.config.syncfs_threshold.max(1) {
+        let dir = steps.iter().find_map(|s| match s {
+            Step::Publish { local, .. } => Path::new(local).parent().map(Path::to_path_buf),
+            Step::Delete { .. } => None,
+        });
+        if let Some(dir) = dir {
+            per_file_fsync = file_actor::blocking(move || fs::sync_filesystem(&dir))
+                .await
+                .is_err();
+        }
+    }
+    crate::failpoint::crash("commit::before_publish");
+    let mut dirs = BTreeSet::new();
+    let work = steps.into_iter().map(|step| {
+        let shared = shared.clone();
+        async move {
+            match step {
+                Step::Publish {
+                    file,
+                    temp,
+                    local,
+                    modified,
+                    size,
+                } => {
+                    let actor = FileActor::start_in_arbiter(&shared.arbiter(), {
+                        let config = shared.config.clone();
+                        move |_| FileActor::commit(file, config)
+                    });
+                    let request = Publish {
+                        temp: PathBuf::from(&temp),
+                        local: PathBuf::from(&local),
+                        modified,
+                        size,
+                        fsync: per_file_fsync,
+                    };
+                    let result = actor
+                        .send(request)
+                        .await
+                        .unwrap_or_else(|err| Err(err.to_string()));
+                    crate::failpoint::crash("commit::between_renames");
+                    let dir = Path::new(&local).parent().map(Path::to_path_buf);
+                    let (event, pending) = match result {
+                        Ok(fs::Published::Done) => (FileEvent::Published(Ok(())), None),
+                        Err(cause) => (FileEvent::Published(Err(cause)), None),
+                    };
+                    (file, event, pending, dir)
+                }
+                Step::Delete { file, temp } => {
+                    let actor = FileActor::start_in_arbiter(&shared.arbiter(), {
+                        let config = shared.config.clone();
+                        move |_| FileActor::commit(file, config)
+                    });
+                    let result = actor
+                        .send(Delete {
+                            temp: PathBuf::from(&temp),
+                        })
+                        .await
+                        .unwrap_or_else(|err| Err(err.to_string()));
+                    let pending = result.is_err().then(|| temp.clone());
+                    (file, FileEvent::TempDeleted(result), pending, None)
+                }
+            }
+        }
+    });
+    let results = join_all(work).await;
+    for (_, event, _, dir) in &results {
+        if let (FileEvent::Published(Ok(())) | FileEvent::PublishedTempLeft(_), Some(dir)) =
+            (event, dir)
+        {
+            dirs.insert(dir.clone());
+        }
+    }
+    let mut failed_dirs = BTreeSet::new();
+    for dir in dirs {
+        let target = dir.clone();
+        if let Err(err) = file_actor::blocking(move || fs::sync_dir(&target)).await {
+            tracing::error!(message = "Directory fsync failed.", dir = %dir.display(), error = %err);
+            failed_dirs.insert(dir);
+        }
+    }
+    crate::failpoint::crash("commit::before_outcome");
+    results
+        .into_iter()
+        .map(|(file, event, pending, dir)| {
+            // A rename that cannot be made durable is not a publish.
+            let event = match (&event, &dir) {
+                (FileEvent::Published(Ok(())), Some(dir)) if failed_dirs.contains(dir) => {
+                    FileEvent::Published(Err(format!("fsync of {} failed", dir.display())))
+                }
+                _ => event,
+            };
+            (file, event, pending)
+        })
+        .collect()
+}
+
+impl Actor for JobSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // A created or restored job has effects ready (its first persist, a
+        // commit to roll forward).
+        self.drain();
+        self.pump(ctx);
+    }
+}
+
+/// Run a command as `who`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Outcome, EngineError>")]
+pub(crate) struct Exec {
+    pub(crate) who: Principal,
+    pub(crate) command: Command,
+}
+
+impl Handler<Exec> for JobSupervisor {
+    type Result = ResponseFuture<Result<Outcome, EngineError>>;
+
+    fn handle(&mut self, msg: Exec, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.exec(msg.who, msg.command, tx, ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(EngineError::Stopped)) })
+    }
+}
+
+/// Answers once everything queued so far is carried out (a new job's first
+/// persist, for example).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub(crate) struct Barrier;
+
+impl Handler<Barrier> for JobSupervisor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+
+    fn handle(&mut self, _: Barrier, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .push_back(Item::Reply(tx, Ok(Outcome::Reply(Reply::Done))));
+        self.pump(ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(err),
+                Err(_) => Err(EngineError::Stopped),
+            }
+        })
+    }
+}
+
+/// A snapshot of the job and its files, as `who` may see them.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(JobView, Vec<FileView>), CommandError>")]
+pub(crate) struct View {
+    pub(crate) who: Principal,
+    pub(crate) files: bool,
+}
+
+impl Handler<View> for JobSupervisor {
+    type Result = Result<(JobView, Vec<FileView>), CommandError>;
+
+    fn handle(&mut self, msg: View, _: &mut Context<Self>) -> Self::Result {
+        let view = self.job.view_as(&msg.who)?;
+        let files = if msg.files {
+            self.job.files()
+        } else {
+            Vec::new()
+        };
+        Ok((view, files))
+    }
+}
+
+/// The scheduler granted a slot for `host`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Grant {
+    pub(crate) host: String,
+}
+
+impl Handler<Grant> for JobSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Grant, ctx: &mut Context<Self>) {
+        self.slot_requested = false;
+        if self.stopping || self.failed {
+            self.release_slot(msg.host);
+            return;
+        }
+        let now = self.shared.clock.now();
+        if self.job.handle_grant(now).is_none() {
+            self.release_slot(msg.host);
+        } else {
+            // The transfer about to start holds this slot.
+            if let Some(host) = self.spare_slot.replace(msg.host) {
+                self.release_slot(host);
+            }
+            self.drain();
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Report> for JobSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Report, ctx: &mut Context<Self>) {
+        match msg {
+            Report::HostReachable(host) => {
+                self.to_manager(crate::manager::HostReachable(host));
+            }
+            Report::File(file, event) => {
+                if let FileEvent::Transfer {
+                    attempt,
+                    event: TransferEvent::Transferred { .. } | TransferEvent::Failed(_),
+                } = &event
+                    && self
+                        .transfers
+                        .get(&file)
+                        .is_some_and(|r| r.attempt == *attempt)
+                    && let Some(running) = self.transfers.remove(&file)
+                {
+                    // The actor stopped itself: its slot is free.
+                    self.release_slot(running.host);
+                }
+                self.feed(file, event);
+                self.pump(ctx);
+            }
+        }
+    }
+}
+
+/// Another job's transfer reached `host`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct HostUp(pub(crate) String);
+
+impl Handler<HostUp> for JobSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HostUp, ctx: &mut Context<Self>) {
+        let now = self.shared.clock.now();
+        self.job.handle_host_reachable(&msg.0, now);
+        self.drain();
+        self.pump(ctx);
+    }
+}
+
+/// Stop transfers (each writes and checkpoints what it has) and flush the
+/// store, without changing the job's state. Answered when done.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown;
+
+impl Handler<Shutdown> for JobSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let stops: Vec<_> = self
+            .transfers
+            .drain()
+            .map(|(file, running)| async move {
+                (file, running.attempt, running.actor.send(Stop).await)
+            })
+            .collect();
+        Box::pin(
+            join_all(stops)
+                .into_actor(self)
+                .map(|results, act, _| {
+                    let now = act.shared.clock.now();
+                    for (file, attempt, result) in results {
+                        if let Ok(Some(offset)) = result {
+                            // Record the last checkpoint: the core's state is
+                            // otherwise left as it is (restored as QUEUED).
+                            let event = FileEvent::Transfer {
+                                attempt,
+                                event: TransferEvent::Checkpointed { offset },
+                            };
+                            let _ = act.job.handle_file_event(file, event, now);
+                        }
+                    }
+                    // Only persists are carried out now: no new transfers.
+                    let mut writes = Vec::new();
+                    while let Some(effect) = act.job.poll_effect() {
+                        if let Effect::Persist(batch) = effect {
+                            writes.push(StoreBatch::from_core(&batch));
+                        }
+                    }
+                    for item in act.queue.drain(..) {
+                        match item {
+                            Item::Effect(Effect::Persist(batch)) => {
+                                writes.push(StoreBatch::from_core(&batch));
+                            }
+                            Item::Reply(tx, _) => {
+                                let _ = tx.send(Err(EngineError::Stopped));
+                            }
+                            Item::Effect(_) => {}
+                        }
+                    }
+                    (act.shared.store.clone(), writes)
+                })
+                .then(|(store, writes), act, _| {
+                    async move {
+                        for write in writes {
+                            let _ = store.write_lazy(write);
+                        }
+                        let _ = store.flush().await;
+                    }
+                    .into_actor(act)
+                })
+                .map(|(), _, ctx| ctx.stop()),
+        )
+    }
+}

@@ -1,0 +1,343 @@
+//! Crashes: a child process running the engine is killed (SIGKILL mid-
+//! transfer) or aborted by a failpoint between the durable steps of a
+//! Complete; the parent restarts the engine on the same data dir and checks
+//! that nothing acknowledged was lost and the commit rolled forward.
+//!
+//! The child is this test binary itself, running the ignored test `child`
+//! with its instructions in environment variables.
+#![cfg(feature = "failpoints")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::Duration,
+};
+
+use ferry_actors::{Engine, EngineConfig, EventKind};
+use ferry_bench::origin::Origin;
+use ferry_core::{
+    CancelResult, CompleteResult, FileSpec, JobId, JobSpec, JobState, Principal, Property,
+};
+use tempfile::TempDir;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// In-process failpoints are global: tests that set them run one at a time.
+static FAILPOINTS: Mutex<()> = Mutex::new(());
+
+fn alice() -> Principal {
+    Principal::user("alice")
+}
+
+fn config(data: &std::path::Path) -> EngineConfig {
+    let mut config = EngineConfig::new(data);
+    config.core.retry_delay_floor = Duration::from_millis(50);
+    config.arbiters = 2;
+    config.checkpoint_bytes = 256 * 1024;
+    config
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+/// The child: runs one scenario, printing its progress on stdout.
+#[test]
+#[ignore = "run by the crash tests as a child process"]
+fn child() {
+    // Never outlive a parent that failed before killing us.
+    std::thread::spawn(|| {
+        std::thread::sleep(2 * DEADLINE);
+        std::process::exit(3);
+    });
+    let _failpoints = fail::FailScenario::setup();
+    let system = actix_rt::System::new();
+    system.block_on(async {
+        let engine = Engine::start(config(env("FERRY_DATA").as_ref()))
+            .await
+            .unwrap();
+        let mut events = engine.subscribe().await.unwrap();
+        let job = engine
+            .create_job(&alice(), JobSpec::download("crash"))
+            .await
+            .unwrap();
+        let origin = env("FERRY_ORIGIN");
+        let downloads = env("FERRY_DOWNLOADS");
+        let files: Vec<FileSpec> = env("FERRY_FILES")
+            .split(',')
+            .map(|name| FileSpec::new(format!("{origin}/{name}"), format!("{downloads}/{name}")))
+            .collect();
+        engine.add_files(&alice(), job, files).await.unwrap();
+        engine
+            .set(
+                &alice(),
+                job,
+                Property::MinRetryDelay(Duration::from_millis(50)),
+            )
+            .await
+            .unwrap();
+        engine.resume(&alice(), job).await.unwrap();
+        println!("JOB {job}");
+        match env("FERRY_SCENARIO").as_str() {
+            "transfer" => loop {
+                let files = engine.files(&alice(), job).await.unwrap();
+                if files[0].bytes_durable > 0 {
+                    println!("DURABLE {}", files[0].bytes_durable);
+                    // Wait to be killed.
+                    std::future::pending::<()>().await;
+                }
+                actix_rt::time::sleep(Duration::from_millis(5)).await;
+            },
+            "commit" => {
+                while let Some(event) = events.next().await {
+                    if event.kind == EventKind::JobTransferred {
+                        break;
+                    }
+                }
+                println!("TRANSFERRED");
+                let answer = engine.complete(&alice(), job).await;
+                // Only reached if no failpoint aborted us.
+                println!("ANSWER {answer:?}");
+            }
+            other => panic!("unknown scenario {other}"),
+        }
+    });
+}
+
+struct Run {
+    origin: Origin,
+    data: TempDir,
+    downloads: TempDir,
+}
+
+impl Run {
+    fn new(files: &[(&str, u64)]) -> Self {
+        let origin = Origin::start().unwrap();
+        for (name, size) in files {
+            origin.add(&format!("/{name}"), *size);
+        }
+        Self {
+            origin,
+            data: TempDir::new().unwrap(),
+            downloads: TempDir::new().unwrap(),
+        }
+    }
+
+    fn spawn(&self, scenario: &str, files: &[&str], failpoints: Option<&str>) -> Child {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                "child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("FERRY_SCENARIO", scenario)
+            .env("FERRY_DATA", self.data.path())
+            .env("FERRY_DOWNLOADS", self.downloads.path())
+            .env("FERRY_ORIGIN", format!("http://{}", self.origin.addr()))
+            .env("FERRY_FILES", files.join(","))
+            .env_remove("FAILPOINTS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(failpoints) = failpoints {
+            command.env("FAILPOINTS", failpoints);
+        }
+        command.spawn().unwrap()
+    }
+
+    fn assert_file(&self, name: &str) {
+        let got = std::fs::read(self.downloads.path().join(name)).unwrap();
+        let want = self.origin.expected(&format!("/{name}"));
+        assert!(got == want, "{name} differs from the origin's content");
+    }
+
+    fn listing(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.downloads.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Reads the child's stdout until a line starting with `prefix`; returns
+/// the job id it printed and that line. Blocking reads run off the arbiter.
+async fn read_until(child: &mut Child, prefix: &'static str) -> (JobId, String) {
+    let stdout = child.stdout.take().unwrap();
+    let (job, line, stdout) = actix_rt::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut job = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("the child ended before printing {prefix}");
+            }
+            // libtest may print its own "test child ... " before our first
+            // line: look for the markers anywhere in a line.
+            if let Some(at) = line.find("JOB ") {
+                job = Some(line[at + 4..].trim().parse::<JobId>().unwrap());
+            }
+            if let Some(at) = line.find(prefix) {
+                return (job.unwrap(), line[at..].to_owned(), reader.into_inner());
+            }
+        }
+    })
+    .await
+    .unwrap();
+    child.stdout = Some(stdout);
+    (job, line)
+}
+
+async fn wait_exit(mut child: Child) -> std::process::ExitStatus {
+    actix_rt::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn until_state(engine: &Engine, job: JobId, want: JobState) {
+    let start = std::time::Instant::now();
+    loop {
+        let state = engine.job(&alice(), job).await.unwrap().state;
+        if state == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "job stuck in {state}, waiting for {want}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn sigkill_mid_transfer_then_restart_finishes_byte_identical() {
+    let run = Run::new(&[("big", 6 * 1024 * 1024)]);
+    run.origin.hold("/big");
+    let mut child = run.spawn("transfer", &["big"], None);
+    let (job, line) = read_until(&mut child, "DURABLE").await;
+    let durable: u64 = line.trim_start_matches("DURABLE ").trim().parse().unwrap();
+    // SIGKILL: no shutdown, no flush.
+    child.kill().unwrap();
+    wait_exit(child).await;
+    run.origin.release("/big");
+
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    let files = engine.files(&alice(), job).await.unwrap();
+    assert!(files[0].bytes_durable >= durable, "progress went backwards");
+    until_state(&engine, job, JobState::Transferred).await;
+    let answer = engine.complete(&alice(), job).await.unwrap();
+    assert_eq!(answer.result, CompleteResult::Complete);
+    run.assert_file("big");
+    assert_eq!(run.listing(), vec!["big"]);
+    // It resumed rather than starting over.
+    let requests = run.origin.requests_of("/big");
+    assert!(requests.last().unwrap().range.is_some(), "{requests:?}");
+    engine.shutdown().await.unwrap();
+}
+
+async fn crash_in_complete(failpoint: &str) {
+    let names = ["a", "b", "c"];
+    let run = Run::new(&[("a", 100_000), ("b", 2_000_000), ("c", 10)]);
+    let mut child = run.spawn("commit", &names, Some(&format!("{failpoint}=return")));
+    let (job, _) = read_until(&mut child, "TRANSFERRED").await;
+    let status = wait_exit(child).await;
+    assert!(
+        !status.success(),
+        "the failpoint {failpoint} did not stop the child"
+    );
+
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    // The commit rolls forward to the answer of an uninterrupted Complete.
+    until_state(&engine, job, JobState::Acknowledged).await;
+    let view = engine.job(&alice(), job).await.unwrap();
+    match view.answer {
+        Some(ferry_core::Answer::Complete(answer)) => {
+            assert_eq!(answer.result, CompleteResult::Complete, "{failpoint}");
+            assert_eq!(answer.saved.len(), 3);
+        }
+        other => panic!("{failpoint}: answer {other:?}"),
+    }
+    for name in names {
+        run.assert_file(name);
+    }
+    assert_eq!(run.listing(), vec!["a", "b", "c"], "{failpoint}");
+    engine.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn crash_after_the_intent_record_rolls_forward() {
+    crash_in_complete("commit::before_publish").await;
+}
+
+#[actix_rt::test]
+async fn crash_between_renames_rolls_forward() {
+    crash_in_complete("commit::between_renames").await;
+}
+
+#[actix_rt::test]
+async fn crash_before_the_final_record_rolls_forward() {
+    crash_in_complete("commit::before_outcome").await;
+}
+
+#[actix_rt::test]
+async fn temp_files_that_cannot_be_deleted_are_named_and_deleted_later() {
+    let _serial = FAILPOINTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let run = Run::new(&[("a", 3_000_000)]);
+    run.origin.hold("/a");
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    let job = engine
+        .create_job(&alice(), JobSpec::download("undeletable"))
+        .await
+        .unwrap();
+    let local = run
+        .downloads
+        .path()
+        .join("a")
+        .to_string_lossy()
+        .into_owned();
+    engine
+        .add_files(
+            &alice(),
+            job,
+            vec![FileSpec::new(run.origin.url("/a"), local)],
+        )
+        .await
+        .unwrap();
+    engine.resume(&alice(), job).await.unwrap();
+    let start = std::time::Instant::now();
+    while run.origin.requests_of("/a").is_empty() {
+        assert!(start.elapsed() < DEADLINE);
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    fail::cfg("fs::delete", "return").unwrap();
+    let answer = engine.cancel(&alice(), job).await.unwrap();
+    fail::remove("fs::delete");
+    assert_eq!(answer.result, CancelResult::UnableToDeleteFiles);
+    assert_eq!(answer.undeleted.len(), 1);
+    let temp = answer.undeleted[0].path.clone();
+    assert!(std::path::Path::new(&temp).exists());
+    run.origin.release("/a");
+    engine.shutdown().await.unwrap();
+    // The pending delete is retried at the next start.
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    let start = std::time::Instant::now();
+    while std::path::Path::new(&temp).exists() {
+        assert!(start.elapsed() < DEADLINE, "{temp} never deleted");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(run.listing().is_empty());
+    engine.shutdown().await.unwrap();
+}

@@ -1,0 +1,76 @@
+//! Restarts: everything acknowledged survives, transfers continue.
+
+use ferry_core::{CompleteResult, JobState, Priority, Property};
+
+use crate::util::{Harness, alice};
+
+#[actix_rt::test]
+async fn a_restart_mid_transfer_continues_to_byte_identical_files() {
+    let mut h = Harness::new().await;
+    let job = h.job(&[("a", 4 * 1024 * 1024), ("b", 100)]).await;
+    h.engine
+        .set(&alice(), job, Property::Priority(Priority::High))
+        .await
+        .unwrap();
+    h.origin.hold("/a");
+    h.engine.resume(&alice(), job).await.unwrap();
+    // Wait until some of a is durable.
+    let start = std::time::Instant::now();
+    loop {
+        let files = h.engine.files(&alice(), job).await.unwrap();
+        if files[0].bytes_durable > 0 {
+            break;
+        }
+        assert!(start.elapsed() < crate::util::DEADLINE);
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    h.restart().await;
+    h.origin.release("/a");
+    let view = h.engine.job(&alice(), job).await.unwrap();
+    assert_eq!(view.priority, Priority::High);
+    assert_eq!(view.owner, "alice");
+    h.transferred(job).await;
+    // The second attempt resumed: it asked for a range.
+    let requests = h.origin.requests_of("/a");
+    assert!(
+        requests.iter().skip(1).any(|r| r.range.is_some()),
+        "{requests:?}"
+    );
+    let answer = h.engine.complete(&alice(), job).await.unwrap();
+    assert_eq!(answer.result, CompleteResult::Complete);
+    h.assert_file("a");
+    h.assert_file("b");
+}
+
+#[actix_rt::test]
+async fn a_suspended_job_stays_suspended_and_final_jobs_stay_readable() {
+    let mut h = Harness::new().await;
+    let suspended = h.job(&[("a", 10)]).await;
+    let done = h.job(&[("b", 10)]).await;
+    h.engine.resume(&alice(), done).await.unwrap();
+    h.transferred(done).await;
+    h.engine.complete(&alice(), done).await.unwrap();
+    h.restart().await;
+    assert_eq!(
+        h.engine.job(&alice(), suspended).await.unwrap().state,
+        JobState::Suspended
+    );
+    let view = h.engine.job(&alice(), done).await.unwrap();
+    assert_eq!(view.state, JobState::Acknowledged);
+    assert!(view.answer.is_some());
+    let listed = h.engine.list(&alice(), false).await.unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+#[actix_rt::test]
+async fn a_late_subscriber_first_gets_jobs_already_transferred() {
+    let mut h = Harness::new().await;
+    let job = h.job(&[("a", 10)]).await;
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+    h.restart().await;
+    let event = h
+        .event(job, |e| e.kind == ferry_actors::EventKind::JobTransferred)
+        .await;
+    assert_eq!(event.state, JobState::Transferred);
+}

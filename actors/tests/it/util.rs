@@ -1,0 +1,157 @@
+//! The harness: an origin, an engine on a temp data dir, a download dir, and
+//! waiting for events with a deadline (never sleeping for state).
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ferry_actors::{Engine, EngineConfig, Event, EventKind, Events};
+use ferry_bench::origin::Origin;
+use ferry_core::{FileSpec, JobId, JobSpec, JobState, Principal, Property};
+use tempfile::TempDir;
+
+/// How long any wait may take before the test fails.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
+
+pub(crate) fn alice() -> Principal {
+    Principal::user("alice")
+}
+
+pub(crate) struct Harness {
+    pub(crate) origin: Origin,
+    pub(crate) data: TempDir,
+    pub(crate) downloads: TempDir,
+    pub(crate) engine: Engine,
+    pub(crate) events: Events,
+}
+
+pub(crate) fn config(data: &Path) -> EngineConfig {
+    let mut config = EngineConfig::new(data);
+    config.core.retry_delay_floor = Duration::from_millis(50);
+    config.arbiters = 2;
+    config.checkpoint_bytes = 256 * 1024;
+    config.idle_timeout = Duration::from_secs(10);
+    config.connect_timeout = Duration::from_secs(10);
+    config
+}
+
+impl Harness {
+    pub(crate) async fn new() -> Self {
+        let origin = Origin::start().unwrap();
+        let data = TempDir::new().unwrap();
+        let downloads = TempDir::new().unwrap();
+        let engine = Engine::start(config(data.path())).await.unwrap();
+        let events = engine.subscribe().await.unwrap();
+        Self {
+            origin,
+            data,
+            downloads,
+            engine,
+            events,
+        }
+    }
+
+    /// Stops the engine and starts a new one on the same data dir.
+    pub(crate) async fn restart(&mut self) {
+        self.engine.clone().shutdown().await.unwrap();
+        self.engine = Engine::start(config(self.data.path())).await.unwrap();
+        self.events = self.engine.subscribe().await.unwrap();
+    }
+
+    pub(crate) fn local(&self, name: &str) -> PathBuf {
+        self.downloads.path().join(name)
+    }
+
+    /// A job of alice's with these files (`name` served at `/name` with
+    /// `size` bytes, saved as `name` in the download dir), not resumed.
+    pub(crate) async fn job(&self, files: &[(&str, u64)]) -> JobId {
+        let job = self
+            .engine
+            .create_job(&alice(), JobSpec::download("test"))
+            .await
+            .unwrap();
+        let specs = files
+            .iter()
+            .map(|(name, size)| {
+                let path = format!("/{name}");
+                self.origin.add(&path, *size);
+                FileSpec::new(
+                    self.origin.url(&path),
+                    self.local(name).to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        self.engine.add_files(&alice(), job, specs).await.unwrap();
+        self.engine
+            .set(
+                &alice(),
+                job,
+                Property::MinRetryDelay(Duration::from_millis(50)),
+            )
+            .await
+            .unwrap();
+        job
+    }
+
+    /// Waits for the first event of `job` that `matches`.
+    pub(crate) async fn event(&mut self, job: JobId, matches: impl Fn(&Event) -> bool) -> Event {
+        let wait = async {
+            loop {
+                let event = self.events.next().await.expect("event stream ended");
+                if event.job == job && matches(&event) {
+                    return event;
+                }
+            }
+        };
+        actix_rt::time::timeout(DEADLINE, wait)
+            .await
+            .expect("no such event before the deadline")
+    }
+
+    pub(crate) async fn transferred(&mut self, job: JobId) {
+        self.event(job, |e| e.kind == EventKind::JobTransferred)
+            .await;
+    }
+
+    /// Polls the job's state until `done` (with the deadline).
+    pub(crate) async fn until(&self, job: JobId, done: impl Fn(JobState) -> bool) -> JobState {
+        let start = std::time::Instant::now();
+        loop {
+            let state = self.engine.job(&alice(), job).await.unwrap().state;
+            if done(state) {
+                return state;
+            }
+            assert!(start.elapsed() < DEADLINE, "job stuck in {state}");
+            actix_rt::task::yield_now().await;
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until the origin has served a request of `path`.
+    pub(crate) async fn requested(&self, path: &str) {
+        let start = std::time::Instant::now();
+        while self.origin.requests_of(path).is_empty() {
+            assert!(start.elapsed() < DEADLINE, "{path} never requested");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Names in the download dir.
+    pub(crate) fn listing(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.downloads.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Asserts the file at `name` holds exactly what the origin serves.
+    pub(crate) fn assert_file(&self, name: &str) {
+        let got = std::fs::read(self.local(name)).unwrap();
+        let want = self.origin.expected(&format!("/{name}"));
+        assert_eq!(got.len(), want.len(), "{name}: length");
+        assert!(got == want, "{name}: content differs");
+    }
+}

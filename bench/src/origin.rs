@@ -1,0 +1,427 @@
+//! The shared test origin: an actix-web server on 127.0.0.1:0 that serves
+//! generated content with Range, ETag and Last-Modified, and injects faults.
+//!
+//! Content is a pure function of a file's seed and the byte offset
+//! ([`content`]), so any size costs no memory or disk and a downloaded file
+//! is checked byte for byte against [`Origin::expected`]. Each file can:
+//! - hold its last byte until the test calls [`Origin::release`], so a test
+//!   decides exactly which files are transferred when Complete arrives;
+//! - fail in the ways real servers do ([`Fault`]): reset mid-body, answer an
+//!   error status (with `Retry-After`) a number of times, ignore ranges, send
+//!   no length, stall, or change its content ([`Origin::change`]).
+//!
+//! Every request is logged ([`Origin::requests`]) with its Range and If-Range
+//! headers, so tests assert what the client asked for.
+
+use std::{
+    collections::HashMap,
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime},
+};
+
+use actix_web::{
+    App, HttpRequest, HttpResponse, HttpServer,
+    dev::ServerHandle,
+    http::{
+        StatusCode,
+        header::{self, HttpDate},
+    },
+    web,
+};
+use bytes::Bytes;
+use futures_util::stream::{self, Stream, StreamExt as _};
+use tokio::sync::watch;
+
+/// How much content one body chunk carries.
+const CHUNK: u64 = 64 * 1024;
+
+/// The byte at `offset` of content generated from `seed`.
+pub fn byte_at(seed: u64, offset: u64) -> u8 {
+    // splitmix64 of the 8-byte block, then the byte within it.
+    let mut z = seed
+        .wrapping_add(offset / 8)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    z.to_le_bytes()[(offset % 8) as usize]
+}
+
+/// `len` bytes of content generated from `seed`, starting at `start`.
+pub fn content(seed: u64, start: u64, len: u64) -> Vec<u8> {
+    (start..start + len).map(|i| byte_at(seed, i)).collect()
+}
+
+/// A fault to inject into a file's responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Close the connection after this many body bytes.
+    ResetAfter(u64),
+    /// Answer this status (with an optional `Retry-After` in seconds).
+    Status(u16, Option<u64>),
+    /// Answer 200 with the whole entity, ignoring Range.
+    IgnoreRange,
+    /// Answer 200 without a Content-Length (chunked), ignoring Range.
+    NoLength,
+    /// Wait this long before each body chunk.
+    Slow(Duration),
+}
+
+/// A file the origin serves.
+#[derive(Debug)]
+struct File {
+    size: u64,
+    seed: u64,
+    version: u32,
+    modified: SystemTime,
+    /// Faults for the next requests, each used once, in order.
+    faults: Vec<Fault>,
+    /// A fault applied to every request.
+    always: Option<Fault>,
+    /// Hold the last byte until released (the value turns true).
+    held: Option<watch::Sender<bool>>,
+}
+
+impl File {
+    fn etag(&self) -> String {
+        format!("\"{:x}-{}\"", self.seed, self.version)
+    }
+
+    fn last_modified(&self) -> String {
+        HttpDate::from(self.modified).to_string()
+    }
+}
+
+/// One request the origin received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The path asked for.
+    pub path: String,
+    /// The Range header, if any.
+    pub range: Option<String>,
+    /// The If-Range header, if any.
+    pub if_range: Option<String>,
+    /// The status answered.
+    pub status: u16,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: HashMap<String, File>,
+    requests: Vec<Request>,
+}
+
+/// The running origin. Stops when dropped.
+#[derive(Debug)]
+pub struct Origin {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    handle: ServerHandle,
+}
+
+impl Origin {
+    /// Starts an origin on 127.0.0.1 with a free port, on the current actix
+    /// System.
+    pub fn start() -> io::Result<Self> {
+        let state = Arc::new(Mutex::new(State::default()));
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(serve))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(("127.0.0.1", 0))?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| io::Error::other("the origin bound no address"))?;
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Ok(Self {
+            addr,
+            state,
+            handle,
+        })
+    }
+
+    /// The origin's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Serves `size` bytes of generated content at `path`; the seed is
+    /// derived from the path, so the same path always serves the same bytes.
+    pub fn add(&self, path: &str, size: u64) {
+        let seed = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let file = File {
+            size,
+            seed,
+            version: 1,
+            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000),
+            faults: Vec::new(),
+            always: None,
+            held: None,
+        };
+        self.state().files.insert(path.to_owned(), file);
+    }
+
+    /// The bytes `path` serves now.
+    pub fn expected(&self, path: &str) -> Vec<u8> {
+        let state = self.state();
+        state
+            .files
+            .get(path)
+            .map(|f| content(f.seed, 0, f.size))
+            .unwrap_or_default()
+    }
+
+    /// The file's current ETag.
+    pub fn etag(&self, path: &str) -> Option<String> {
+        self.state().files.get(path).map(File::etag)
+    }
+
+    /// Changes the content of `path` (new seed, ETag and Last-Modified), and
+    /// optionally its size.
+    pub fn change(&self, path: &str, size: Option<u64>) {
+        if let Some(f) = self.state().files.get_mut(path) {
+            f.version += 1;
+            f.seed = f.seed.wrapping_add(0x5851_f42d_4c95_7f2d);
+            f.modified += Duration::from_secs(60);
+            if let Some(size) = size {
+                f.size = size;
+            }
+        }
+    }
+
+    /// Queues a fault for the next request of `path` (faults queued earlier
+    /// come first).
+    pub fn fail_next(&self, path: &str, fault: Fault) {
+        if let Some(f) = self.state().files.get_mut(path) {
+            f.faults.push(fault);
+        }
+    }
+
+    /// Applies `fault` to every request of `path` (`None` clears it).
+    pub fn fail_always(&self, path: &str, fault: Option<Fault>) {
+        if let Some(f) = self.state().files.get_mut(path) {
+            f.always = fault;
+        }
+    }
+
+    /// Holds the last byte of `path`'s bodies until [`Origin::release`].
+    pub fn hold(&self, path: &str) {
+        if let Some(f) = self.state().files.get_mut(path) {
+            f.held = Some(watch::channel(false).0);
+        }
+    }
+
+    /// Lets held bodies of `path` finish.
+    pub fn release(&self, path: &str) {
+        if let Some(f) = self.state().files.get_mut(path)
+            && let Some(held) = f.held.take()
+        {
+            held.send_replace(true);
+        }
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state().requests.clone()
+    }
+
+    /// The requests of `path` received so far.
+    pub fn requests_of(&self, path: &str) -> Vec<Request> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Stops the server.
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        // Stopping is asynchronous; the returned future need not be awaited
+        // for the stop to begin.
+        drop(self.handle.stop(false));
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock only happens in a failing test; the
+    // state is still usable for reporting.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A parsed `Range: bytes=a-b` (b inclusive, or open).
+fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let a: u64 = a.trim().parse().ok()?;
+    let b = match b.trim() {
+        "" => None,
+        b => Some(b.parse().ok()?),
+    };
+    Some((a, b))
+}
+
+async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let path = req.path().to_owned();
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (range, if_range) = (header(header::RANGE), header(header::IF_RANGE));
+    let mut guard = lock(&state);
+    let state = &mut *guard;
+    let log = |state: &mut State, status: u16| {
+        state.requests.push(Request {
+            path: path.clone(),
+            range: range.clone(),
+            if_range: if_range.clone(),
+            status,
+        });
+    };
+    let Some(file) = state.files.get_mut(&path) else {
+        log(state, 404);
+        return HttpResponse::NotFound().finish();
+    };
+    let fault = if file.faults.is_empty() {
+        file.always.clone()
+    } else {
+        Some(file.faults.remove(0))
+    };
+    let (size, seed, etag, modified) = (file.size, file.seed, file.etag(), file.last_modified());
+    let held = file.held.as_ref().map(watch::Sender::subscribe);
+    if let Some(Fault::Status(code, retry_after)) = fault {
+        log(state, code);
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = HttpResponse::build(status);
+        if let Some(secs) = retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        return response.finish();
+    }
+    let ignore_range = matches!(fault, Some(Fault::IgnoreRange | Fault::NoLength));
+    let range_valid = if_range
+        .as_deref()
+        .is_none_or(|v| v == etag || v == modified);
+    let wanted = range
+        .as_deref()
+        .filter(|_| !ignore_range && range_valid)
+        .and_then(parse_range);
+    let (status, start, end) = match wanted {
+        Some((start, _)) if start >= size => {
+            log(state, 416);
+            return HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .insert_header((header::ETAG, etag))
+                .finish();
+        }
+        Some((start, last)) => {
+            let end = last.map_or(size, |l| (l + 1).min(size));
+            (StatusCode::PARTIAL_CONTENT, start, end)
+        }
+        None => (StatusCode::OK, 0, size),
+    };
+    log(state, status.as_u16());
+    drop(guard);
+
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::LAST_MODIFIED, modified));
+    if !matches!(fault, Some(Fault::NoLength)) {
+        response.insert_header((header::ACCEPT_RANGES, "bytes"));
+        response.no_chunking(end - start);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        response.insert_header((
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", end.saturating_sub(1)),
+        ));
+    }
+    let reset_after = match fault {
+        Some(Fault::ResetAfter(n)) => Some(start + n),
+        _ => None,
+    };
+    let slow = match fault {
+        Some(Fault::Slow(d)) => Some(d),
+        _ => None,
+    };
+    response.streaming(body(seed, start, end, size, reset_after, slow, held))
+}
+
+/// The body from `start` to `end`: generated chunk by chunk, cut at
+/// `reset_after`, slowed, and holding the entity's last byte while `held`.
+fn body(
+    seed: u64,
+    start: u64,
+    end: u64,
+    size: u64,
+    reset_after: Option<u64>,
+    slow: Option<Duration>,
+    held: Option<watch::Receiver<bool>>,
+) -> impl Stream<Item = Result<Bytes, io::Error>> {
+    stream::unfold(start, move |pos| {
+        let held = held.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            if reset_after.is_some_and(|r| pos >= r) {
+                let err = io::Error::new(io::ErrorKind::ConnectionReset, "injected reset");
+                return Some((Err(err), end));
+            }
+            if let Some(d) = slow {
+                actix_rt::time::sleep(d).await;
+            }
+            let mut stop = (pos + CHUNK).min(end);
+            if let Some(r) = reset_after {
+                stop = stop.min(r.max(pos + 1));
+            }
+            if let Some(held) = &held
+                && end == size
+            {
+                if pos + 1 == size {
+                    // Everything but the last byte is out: wait (a dropped
+                    // sender also ends the wait).
+                    let mut held = held.clone();
+                    let _ = held.wait_for(|released| *released).await;
+                } else {
+                    stop = stop.min(size - 1);
+                }
+            }
+            Some((Ok(Bytes::from(content(seed, pos, stop - pos))), stop))
+        }
+    })
+    .boxed_local()
+}
