@@ -192,6 +192,22 @@ impl FileRecord {
         &self.local
     }
 
+    /// Bytes durable in the temp file (where a resume starts).
+    pub fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// Whether the temp file holds the whole file (waiting for Complete).
+    pub fn transferred(&self) -> bool {
+        self.transferred
+    }
+
+    /// Whether a temp file may exist (a transfer was started, and the file
+    /// was not published).
+    pub fn may_have_temp(&self) -> bool {
+        self.touched && !self.completed
+    }
+
     /// This record's key.
     pub fn key(&self) -> [u8; 20] {
         file_key(self.job, self.file)

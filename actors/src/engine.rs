@@ -191,18 +191,29 @@ impl Engine {
 
         // Orphan temp files: this engine's names, in directories that live
         // records name, that no live record names.
+        // Temp files of unfinished transfers are cut back to their recorded
+        // offset: bytes past the last checkpoint are never trusted.
         let mut dirs = BTreeSet::new();
         let mut keep = HashSet::new();
+        let mut truncate = Vec::new();
         for (_, files) in &loaded.jobs {
             for file in files {
                 if let Some(dir) = Path::new(file.local()).parent() {
                     dirs.insert(dir.to_path_buf());
                 }
                 keep.insert(file.temp().to_owned());
+                if file.may_have_temp() && !file.transferred() {
+                    truncate.push((PathBuf::from(file.temp()), file.durable()));
+                }
             }
         }
         let engine_id = core.engine_id;
         let swept = blocking(move || {
+            for (temp, durable) in truncate {
+                if let Err(err) = fs::truncate_temp(&temp, durable) {
+                    tracing::warn!(message = "Could not truncate a temp file.", path = %temp.display(), error = %err);
+                }
+            }
             let mut deleted = Vec::new();
             for dir in dirs {
                 match fs::sweep_dir(&dir, engine_id, &keep) {

@@ -47,6 +47,26 @@ pub(crate) fn open_temp(path: &Path, offset: u64) -> io::Result<(File, u64)> {
     Ok((file, resume))
 }
 
+/// Cuts an existing temp file back to `len` bytes if it is longer (a missing
+/// file is fine: the transfer starts over). Never follows a symlink.
+pub(crate) fn truncate_temp(path: &Path, len: u64) -> io::Result<()> {
+    let file = match OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let meta = file.metadata()?;
+    if meta.is_file() && meta.len() > len {
+        file.set_len(len)?;
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Writes `data` at `offset`.
 pub(crate) fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     file.write_all_at(data, offset)

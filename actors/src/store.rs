@@ -272,7 +272,7 @@ fn load(db: &Db) -> Result<Loaded, StoreError> {
         }
     }
     loaded.jobs = jobs;
-    let pending = cf(&db, CF_PENDING_DELETES)?;
+    let pending = cf(db, CF_PENDING_DELETES)?;
     for item in db.iterator_cf(&pending, IteratorMode::Start) {
         let (key, _) = item?;
         loaded

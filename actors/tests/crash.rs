@@ -16,7 +16,6 @@
 use std::{
     io::{BufRead as _, BufReader},
     process::{Child, Command, Stdio},
-    sync::Mutex,
     time::Duration,
 };
 
@@ -28,9 +27,6 @@ use ferry_core::{
 use tempfile::TempDir;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// In-process failpoints are global: tests that set them run one at a time.
-static FAILPOINTS: Mutex<()> = Mutex::new(());
 
 fn alice() -> Principal {
     Principal::user("alice")
@@ -292,9 +288,8 @@ async fn crash_before_the_final_record_rolls_forward() {
 
 #[actix_rt::test]
 async fn temp_files_that_cannot_be_deleted_are_named_and_deleted_later() {
-    let _serial = FAILPOINTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The only test of this binary that sets an in-process failpoint (they
+    // are process-global); the others run their engines in child processes.
     let run = Run::new(&[("a", 3_000_000)]);
     run.origin.hold("/a");
     let engine = Engine::start(config(run.data.path())).await.unwrap();

@@ -46,7 +46,8 @@ pub fn byte_at(seed: u64, offset: u64) -> u8 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    z.to_le_bytes()[(offset % 8) as usize]
+    // `offset % 8` is below 8: the shift keeps the wanted byte lowest.
+    (z >> ((offset % 8) * 8)) as u8
 }
 
 /// `len` bytes of content generated from `seed`, starting at `start`.
@@ -67,6 +68,9 @@ pub enum Fault {
     NoLength,
     /// Wait this long before each body chunk.
     Slow(Duration),
+    /// Send the body with `Content-Encoding: gzip` (claiming a coding the
+    /// client did not accept).
+    Encoded,
 }
 
 /// A file the origin serves.
@@ -110,6 +114,8 @@ pub struct Request {
 #[derive(Debug, Default)]
 struct State {
     files: HashMap<String, File>,
+    /// Paths answered with a 302 to another location.
+    redirects: HashMap<String, String>,
     requests: Vec<Request>,
 }
 
@@ -211,6 +217,22 @@ impl Origin {
         }
     }
 
+    /// Changes the size of `path` but not its ETag or Last-Modified (a
+    /// misbehaving server: same validators, other content length).
+    pub fn resize(&self, path: &str, size: u64) {
+        if let Some(f) = self.state().files.get_mut(path) {
+            f.size = size;
+        }
+    }
+
+    /// Answers requests of `from` with `302 Found` to `location` (a path or
+    /// an absolute URL).
+    pub fn redirect(&self, from: &str, location: &str) {
+        self.state()
+            .redirects
+            .insert(from.to_owned(), location.to_owned());
+    }
+
     /// Queues a fault for the next request of `path` (faults queued earlier
     /// come first).
     pub fn fail_next(&self, path: &str, fault: Fault) {
@@ -310,6 +332,12 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
             status,
         });
     };
+    if let Some(location) = state.redirects.get(&path).cloned() {
+        log(state, 302);
+        return HttpResponse::Found()
+            .insert_header((header::LOCATION, location))
+            .finish();
+    }
     let Some(file) = state.files.get_mut(&path) else {
         log(state, 404);
         return HttpResponse::NotFound().finish();
@@ -362,6 +390,9 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     if !matches!(fault, Some(Fault::NoLength)) {
         response.insert_header((header::ACCEPT_RANGES, "bytes"));
         response.no_chunking(end - start);
+    }
+    if matches!(fault, Some(Fault::Encoded)) {
+        response.insert_header((header::CONTENT_ENCODING, "gzip"));
     }
     if status == StatusCode::PARTIAL_CONTENT {
         response.insert_header((

@@ -100,7 +100,7 @@ async fn an_existing_regular_file_is_replaced() {
 
 #[actix_rt::test]
 async fn after_cancel_every_command_is_invalid_state_and_no_temp_file_remains() {
-    let mut h = Harness::new().await;
+    let h = Harness::new().await;
     let job = h.job(&[("a", 400_000), ("b", 10)]).await;
     h.origin.hold("/a");
     h.engine.resume(&alice(), job).await.unwrap();

@@ -167,3 +167,131 @@ async fn a_refused_connection_is_transient() {
     let view = h.engine.job(&alice(), job).await.unwrap();
     assert_eq!(view.error.unwrap().context, ErrorContext::Transport);
 }
+
+#[actix_rt::test]
+async fn a_416_that_does_not_match_restarts_the_file_once() {
+    let mut h = Harness::new().await;
+    let job = h.job(&[("a", 3 * 1024 * 1024)]).await;
+    h.origin
+        .fail_next("/a", Fault::ResetAfter(2 * 1024 * 1024 + 10));
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.event(job, |e| e.state == JobState::TransientError).await;
+    // Same validators, shorter entity: the resume range is unsatisfiable.
+    h.origin.resize("/a", 1024 * 1024);
+    h.transferred(job).await;
+    let statuses: Vec<u16> = h
+        .origin
+        .requests_of("/a")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![200, 416, 200]);
+    h.engine.complete(&alice(), job).await.unwrap();
+    h.assert_file("a");
+}
+
+#[actix_rt::test]
+async fn an_encoded_body_is_an_error_not_a_file() {
+    let mut h = Harness::new().await;
+    let job = h.job(&[("a", 100)]).await;
+    h.origin.fail_always("/a", Some(Fault::Encoded));
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.event(job, |e| e.kind == EventKind::JobError).await;
+    let error = h.engine.job(&alice(), job).await.unwrap().error.unwrap();
+    assert_eq!(error.code, "content_encoding");
+}
+
+#[actix_rt::test]
+async fn a_stalled_body_times_out_and_is_retried() {
+    let mut h = Harness::with(|c| c.idle_timeout = Duration::from_millis(300)).await;
+    let job = h.job(&[("a", 200_000)]).await;
+    h.origin
+        .fail_next("/a", Fault::Slow(Duration::from_secs(5)));
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.event(job, |e| e.state == JobState::TransientError).await;
+    let error = h.engine.job(&alice(), job).await.unwrap().error.unwrap();
+    assert_eq!(error.code, "body_timeout");
+    h.transferred(job).await;
+}
+
+#[actix_rt::test]
+async fn redirects_are_followed_from_the_remote_name_each_attempt() {
+    let mut h = Harness::new().await;
+    h.origin.add("/target", 3 * 1024 * 1024);
+    h.origin.redirect("/a", "/target");
+    let job = h
+        .engine
+        .create_job(&alice(), ferry_core::JobSpec::download("r"))
+        .await
+        .unwrap();
+    let local = h.local("a").to_string_lossy().into_owned();
+    h.engine
+        .add_files(
+            &alice(),
+            job,
+            vec![ferry_core::FileSpec::new(h.origin.url("/a"), local)],
+        )
+        .await
+        .unwrap();
+    h.engine
+        .set(
+            &alice(),
+            job,
+            Property::MinRetryDelay(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap();
+    h.origin
+        .fail_next("/target", Fault::ResetAfter(1024 * 1024));
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+    // Both attempts went through the redirect.
+    assert_eq!(h.origin.requests_of("/a").len(), 2);
+    assert_eq!(h.origin.requests_of("/target").len(), 2);
+    h.engine.complete(&alice(), job).await.unwrap();
+    let got = std::fs::read(h.local("a")).unwrap();
+    assert!(got == h.origin.expected("/target"));
+}
+
+#[actix_rt::test]
+async fn a_connection_to_a_host_requeues_jobs_held_by_connection_errors_to_it() {
+    let mut h = Harness::new().await;
+    // A job whose server is down, with a retry delay far in the future.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = h
+        .engine
+        .create_job(&alice(), ferry_core::JobSpec::download("down"))
+        .await
+        .unwrap();
+    let local = h.local("down").to_string_lossy().into_owned();
+    h.engine
+        .add_files(
+            &alice(),
+            down,
+            vec![ferry_core::FileSpec::new(
+                format!("http://127.0.0.1:{port}/x"),
+                local,
+            )],
+        )
+        .await
+        .unwrap();
+    h.engine
+        .set(
+            &alice(),
+            down,
+            Property::MinRetryDelay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    h.engine.resume(&alice(), down).await.unwrap();
+    h.event(down, |e| e.state == JobState::TransientError).await;
+    // Another job reaches the same host (127.0.0.1): the first is queued
+    // again at once, not an hour later.
+    let up = h.job(&[("a", 10)]).await;
+    h.engine.resume(&alice(), up).await.unwrap();
+    h.event(down, |e| e.state == JobState::Queued).await;
+}

@@ -8,7 +8,7 @@ use std::{
 
 use ferry_actors::{Engine, EngineConfig, Event, EventKind, Events};
 use ferry_bench::origin::Origin;
-use ferry_core::{FileSpec, JobId, JobSpec, JobState, Principal, Property};
+use ferry_core::{FileSpec, JobId, JobSpec, Principal, Property};
 use tempfile::TempDir;
 
 /// How long any wait may take before the test fails.
@@ -38,10 +38,17 @@ pub(crate) fn config(data: &Path) -> EngineConfig {
 
 impl Harness {
     pub(crate) async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// A harness whose engine config `adjust` changes.
+    pub(crate) async fn with(adjust: impl FnOnce(&mut EngineConfig)) -> Self {
         let origin = Origin::start().unwrap();
         let data = TempDir::new().unwrap();
         let downloads = TempDir::new().unwrap();
-        let engine = Engine::start(config(data.path())).await.unwrap();
+        let mut config = config(data.path());
+        adjust(&mut config);
+        let engine = Engine::start(config).await.unwrap();
         let events = engine.subscribe().await.unwrap();
         Self {
             origin,
@@ -112,20 +119,6 @@ impl Harness {
     pub(crate) async fn transferred(&mut self, job: JobId) {
         self.event(job, |e| e.kind == EventKind::JobTransferred)
             .await;
-    }
-
-    /// Polls the job's state until `done` (with the deadline).
-    pub(crate) async fn until(&self, job: JobId, done: impl Fn(JobState) -> bool) -> JobState {
-        let start = std::time::Instant::now();
-        loop {
-            let state = self.engine.job(&alice(), job).await.unwrap().state;
-            if done(state) {
-                return state;
-            }
-            assert!(start.elapsed() < DEADLINE, "job stuck in {state}");
-            actix_rt::task::yield_now().await;
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     /// Waits until the origin has served a request of `path`.
