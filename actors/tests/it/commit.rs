@@ -162,3 +162,25 @@ fn current_umask() -> u32 {
     let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
     u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).unwrap()
 }
+
+#[actix_rt::test]
+async fn complete_of_many_files_publishes_them_all() {
+    let mut h = Harness::new().await;
+    let names: Vec<String> = (0..80).map(|i| format!("f{i:02}")).collect();
+    let files: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 100 + n.len() as u64)).collect();
+    let job = h.job(&files).await;
+    h.engine
+        .set(&alice(), job, Property::ParallelFiles(8))
+        .await
+        .unwrap();
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+    // Above the syncfs threshold (64): one syncfs instead of 80 fsyncs.
+    let answer = h.engine.complete(&alice(), job).await.unwrap();
+    assert_eq!(answer.result, CompleteResult::Complete);
+    assert_eq!(answer.saved.len(), 80);
+    assert_eq!(h.listing(), names);
+    for name in &names {
+        h.assert_file(name);
+    }
+}

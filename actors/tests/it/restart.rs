@@ -74,3 +74,58 @@ async fn a_late_subscriber_first_gets_jobs_already_transferred() {
         .await;
     assert_eq!(event.state, JobState::Transferred);
 }
+
+#[actix_rt::test]
+async fn the_start_sweep_deletes_only_this_engines_orphan_temp_files() {
+    let mut h = Harness::new().await;
+    let job = h.job(&[("a", 10)]).await;
+    let engine_id = h.engine.engine_id();
+    let orphan_job = ferry_core::JobId(uuid::Uuid::from_u128(77));
+    let orphan = ferry_core::temp_file_name(engine_id, orphan_job, ferry_core::FileId(0));
+    let foreign = ferry_core::temp_file_name(engine_id ^ 1, orphan_job, ferry_core::FileId(0));
+    for name in [orphan.as_str(), foreign.as_str(), "user-file", ".ferry-notes"] {
+        std::fs::write(h.local(name), b"x").unwrap();
+    }
+    h.restart().await;
+    let listing = h.listing();
+    assert!(!listing.contains(&orphan), "{listing:?}");
+    for name in [foreign.as_str(), "user-file", ".ferry-notes"] {
+        assert!(listing.iter().any(|n| n == name), "{name} was deleted");
+    }
+    // The live job is untouched and still works.
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+}
+
+#[actix_rt::test]
+async fn a_store_of_an_unknown_schema_version_is_refused_not_reset() {
+    let data = tempfile::TempDir::new().unwrap();
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&options, data.path(), ["meta"]).unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, b"schema_version", [99]).unwrap();
+    }
+    let err = ferry_actors::Engine::start(crate::util::config(data.path()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "store_open");
+    assert!(err.to_string().contains("schema version"), "{err}");
+    // Nothing was rewritten: the version is still the unknown one.
+    let err = ferry_actors::Engine::start(crate::util::config(data.path()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("schema version"), "{err}");
+}
+
+#[actix_rt::test]
+async fn a_data_dir_in_use_by_another_engine_is_a_clear_error() {
+    let h = Harness::new().await;
+    let err = ferry_actors::Engine::start(crate::util::config(h.data.path()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "store_open");
+    assert!(err.to_string().to_lowercase().contains("lock"), "{err}");
+}
