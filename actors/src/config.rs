@@ -37,6 +37,9 @@ pub struct EngineConfig {
     /// Publishes in one Complete from which one syncfs replaces the per-file
     /// fsyncs.
     pub syncfs_threshold: usize,
+    /// Root certificates (DER) trusted for https besides the bundled web PKI
+    /// roots: a private or corporate CA.
+    pub tls_roots: Vec<Vec<u8>>,
 }
 
 impl EngineConfig {
@@ -56,6 +59,7 @@ impl EngineConfig {
             progress_interval: Duration::from_millis(250),
             sweep_interval: Duration::from_secs(600),
             syncfs_threshold: 64,
+            tls_roots: Vec::new(),
         }
     }
 }

@@ -46,6 +46,8 @@ fn client(config: &EngineConfig) -> Client {
                     // The engine's scheduler caps concurrency; awc's own limit
                     // would count pool waits against the request timeout.
                     .limit(0);
+                #[cfg(feature = "rustls")]
+                let connector = connector.rustls_0_23(tls_config(config));
                 Client::builder()
                     .connector(connector)
                     .disable_redirects()
@@ -54,6 +56,26 @@ fn client(config: &EngineConfig) -> Client {
             })
             .clone()
     })
+}
+
+/// The TLS client settings: the web PKI roots plus the configured ones,
+/// HTTP/2 and HTTP/1.1 by ALPN.
+#[cfg(feature = "rustls")]
+fn tls_config(config: &EngineConfig) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for der in &config.tls_roots {
+        let cert = rustls::pki_types::CertificateDer::from(der.clone());
+        if let Err(err) = roots.add(cert) {
+            tracing::warn!(message = "Ignored an unusable TLS root certificate.", error = %err);
+        }
+    }
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(tls)
 }
 
 /// What a file actor tells its supervisor.

@@ -73,6 +73,11 @@ pub enum Fault {
     Encoded,
 }
 
+#[cfg(feature = "tls")]
+type TlsConfig = rustls::ServerConfig;
+#[cfg(not(feature = "tls"))]
+type TlsConfig = std::convert::Infallible;
+
 /// A file the origin serves.
 #[derive(Debug)]
 struct File {
@@ -131,6 +136,25 @@ impl Origin {
     /// Starts an origin on 127.0.0.1 with a free port, on the current actix
     /// System.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts an https origin with this certificate chain and private key
+    /// (DER), for example a self-signed one made by the test.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(chain: Vec<Vec<u8>>, key: Vec<u8>) -> io::Result<Self> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let chain = chain.into_iter().map(CertificateDer::from).collect();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(io::Error::other)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::start_with(Some(config))
+    }
+
+    fn start_with(tls: Option<TlsConfig>) -> io::Result<Self> {
         let state = Arc::new(Mutex::new(State::default()));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
@@ -140,8 +164,14 @@ impl Origin {
         })
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(1)
-        .bind(("127.0.0.1", 0))?;
+        .shutdown_timeout(1);
+        let server = match tls {
+            #[cfg(feature = "tls")]
+            Some(tls) => server.bind_rustls_0_23(("127.0.0.1", 0), tls)?,
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match never {},
+            None => server.bind(("127.0.0.1", 0))?,
+        };
         let addr = server
             .addrs()
             .first()

@@ -167,7 +167,10 @@ fn current_umask() -> u32 {
 async fn complete_of_many_files_publishes_them_all() {
     let mut h = Harness::new().await;
     let names: Vec<String> = (0..80).map(|i| format!("f{i:02}")).collect();
-    let files: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 100 + n.len() as u64)).collect();
+    let files: Vec<(&str, u64)> = names
+        .iter()
+        .map(|n| (n.as_str(), 100 + n.len() as u64))
+        .collect();
     let job = h.job(&files).await;
     h.engine
         .set(&alice(), job, Property::ParallelFiles(8))

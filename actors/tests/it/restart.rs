@@ -83,7 +83,12 @@ async fn the_start_sweep_deletes_only_this_engines_orphan_temp_files() {
     let orphan_job = ferry_core::JobId(uuid::Uuid::from_u128(77));
     let orphan = ferry_core::temp_file_name(engine_id, orphan_job, ferry_core::FileId(0));
     let foreign = ferry_core::temp_file_name(engine_id ^ 1, orphan_job, ferry_core::FileId(0));
-    for name in [orphan.as_str(), foreign.as_str(), "user-file", ".ferry-notes"] {
+    for name in [
+        orphan.as_str(),
+        foreign.as_str(),
+        "user-file",
+        ".ferry-notes",
+    ] {
         std::fs::write(h.local(name), b"x").unwrap();
     }
     h.restart().await;

@@ -82,3 +82,92 @@ async fn suspend_stops_and_resume_continues() {
     h.engine.complete(&alice(), job).await.unwrap();
     h.assert_file("a");
 }
+
+#[actix_rt::test]
+async fn https_downloads_verify_the_server_and_refuse_redirects_to_http() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let der = cert.cert.der().to_vec();
+    let key = cert.signing_key.serialize_der();
+    let tls = ferry_bench::origin::Origin::start_tls(vec![der.clone()], key).unwrap();
+    tls.add("/secure", 1_500_000);
+    let mut h = Harness::with(|c| c.tls_roots = vec![der]).await;
+    h.origin.add("/plain", 10);
+    tls.redirect("/down", &h.origin.url("/plain"));
+    let job = h
+        .engine
+        .create_job(&alice(), ferry_core::JobSpec::download("tls"))
+        .await
+        .unwrap();
+    let url = |path: &str| format!("https://localhost:{}{path}", tls.addr().port());
+    let local = h.local("secure").to_string_lossy().into_owned();
+    h.engine
+        .add_files(
+            &alice(),
+            job,
+            vec![ferry_core::FileSpec::new(url("/secure"), local)],
+        )
+        .await
+        .unwrap();
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+    h.engine.complete(&alice(), job).await.unwrap();
+    let got = std::fs::read(h.local("secure")).unwrap();
+    assert!(got == tls.expected("/secure"));
+
+    // https -> http is refused (fatal), never followed.
+    let job = h
+        .engine
+        .create_job(&alice(), ferry_core::JobSpec::download("down"))
+        .await
+        .unwrap();
+    let local = h.local("down").to_string_lossy().into_owned();
+    h.engine
+        .add_files(
+            &alice(),
+            job,
+            vec![ferry_core::FileSpec::new(url("/down"), local)],
+        )
+        .await
+        .unwrap();
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.event(job, |e| e.kind == EventKind::JobError).await;
+    let error = h.engine.job(&alice(), job).await.unwrap().error.unwrap();
+    assert_eq!(error.code, "insecure_redirect");
+    assert!(h.origin.requests_of("/plain").is_empty());
+}
+
+#[actix_rt::test]
+async fn an_untrusted_certificate_is_an_error() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = ferry_bench::origin::Origin::start_tls(
+        vec![cert.cert.der().to_vec()],
+        cert.signing_key.serialize_der(),
+    )
+    .unwrap();
+    tls.add("/secure", 10);
+    let mut h = Harness::new().await;
+    let job = h
+        .engine
+        .create_job(&alice(), ferry_core::JobSpec::download("tls"))
+        .await
+        .unwrap();
+    let local = h.local("secure").to_string_lossy().into_owned();
+    let remote = format!("https://localhost:{}/secure", tls.addr().port());
+    h.engine
+        .add_files(
+            &alice(),
+            job,
+            vec![ferry_core::FileSpec::new(remote, local)],
+        )
+        .await
+        .unwrap();
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.event(job, |e| {
+        e.state == JobState::TransientError || e.state == JobState::Error
+    })
+    .await;
+    assert!(
+        tls.requests().is_empty(),
+        "no request may pass an untrusted TLS handshake"
+    );
+}
