@@ -139,29 +139,8 @@ async fn zero_no_progress_timeout_makes_a_503_fatal() {
 #[actix_rt::test]
 async fn a_refused_connection_is_transient() {
     let mut h = Harness::new().await;
-    // A port nothing listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let job = h
-        .engine
-        .create_job(&alice(), ferry_core::JobSpec::download("x"))
-        .await
-        .unwrap();
-    let local = h.local("a").to_string_lossy().into_owned();
-    h.engine
-        .add_files(
-            &alice(),
-            job,
-            vec![ferry_core::FileSpec::new(
-                format!("http://127.0.0.1:{port}/a"),
-                local,
-            )],
-        )
-        .await
-        .unwrap();
+    let port = crate::util::dead_port();
+    let job = h.job_from(format!("http://127.0.0.1:{port}/a"), "a").await;
     h.engine.resume(&alice(), job).await.unwrap();
     h.event(job, |e| e.state == JobState::TransientError).await;
     let view = h.engine.job(&alice(), job).await.unwrap();
@@ -219,20 +198,7 @@ async fn redirects_are_followed_from_the_remote_name_each_attempt() {
     let mut h = Harness::new().await;
     h.origin.add("/target", 3 * 1024 * 1024);
     h.origin.redirect("/a", "/target");
-    let job = h
-        .engine
-        .create_job(&alice(), ferry_core::JobSpec::download("r"))
-        .await
-        .unwrap();
-    let local = h.local("a").to_string_lossy().into_owned();
-    h.engine
-        .add_files(
-            &alice(),
-            job,
-            vec![ferry_core::FileSpec::new(h.origin.url("/a"), local)],
-        )
-        .await
-        .unwrap();
+    let job = h.job_from(h.origin.url("/a"), "a").await;
     h.engine
         .set(
             &alice(),
@@ -257,28 +223,10 @@ async fn redirects_are_followed_from_the_remote_name_each_attempt() {
 async fn a_connection_to_a_host_requeues_jobs_held_by_connection_errors_to_it() {
     let mut h = Harness::new().await;
     // A job whose server is down, with a retry delay far in the future.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::util::dead_port();
     let down = h
-        .engine
-        .create_job(&alice(), ferry_core::JobSpec::download("down"))
-        .await
-        .unwrap();
-    let local = h.local("down").to_string_lossy().into_owned();
-    h.engine
-        .add_files(
-            &alice(),
-            down,
-            vec![ferry_core::FileSpec::new(
-                format!("http://127.0.0.1:{port}/x"),
-                local,
-            )],
-        )
-        .await
-        .unwrap();
+        .job_from(format!("http://127.0.0.1:{port}/x"), "down")
+        .await;
     h.engine
         .set(
             &alice(),

@@ -93,21 +93,8 @@ async fn https_downloads_verify_the_server_and_refuse_redirects_to_http() {
     let mut h = Harness::with(|c| c.tls_roots = vec![der]).await;
     h.origin.add("/plain", 10);
     tls.redirect("/down", &h.origin.url("/plain"));
-    let job = h
-        .engine
-        .create_job(&alice(), ferry_core::JobSpec::download("tls"))
-        .await
-        .unwrap();
     let url = |path: &str| format!("https://localhost:{}{path}", tls.addr().port());
-    let local = h.local("secure").to_string_lossy().into_owned();
-    h.engine
-        .add_files(
-            &alice(),
-            job,
-            vec![ferry_core::FileSpec::new(url("/secure"), local)],
-        )
-        .await
-        .unwrap();
+    let job = h.job_from(url("/secure"), "secure").await;
     h.engine.resume(&alice(), job).await.unwrap();
     h.transferred(job).await;
     h.engine.complete(&alice(), job).await.unwrap();
@@ -115,20 +102,7 @@ async fn https_downloads_verify_the_server_and_refuse_redirects_to_http() {
     assert!(got == tls.expected("/secure"));
 
     // https -> http is refused (fatal), never followed.
-    let job = h
-        .engine
-        .create_job(&alice(), ferry_core::JobSpec::download("down"))
-        .await
-        .unwrap();
-    let local = h.local("down").to_string_lossy().into_owned();
-    h.engine
-        .add_files(
-            &alice(),
-            job,
-            vec![ferry_core::FileSpec::new(url("/down"), local)],
-        )
-        .await
-        .unwrap();
+    let job = h.job_from(url("/down"), "down").await;
     h.engine.resume(&alice(), job).await.unwrap();
     h.event(job, |e| e.kind == EventKind::JobError).await;
     let error = h.engine.job(&alice(), job).await.unwrap().error.unwrap();
@@ -146,21 +120,8 @@ async fn an_untrusted_certificate_is_an_error() {
     .unwrap();
     tls.add("/secure", 10);
     let mut h = Harness::new().await;
-    let job = h
-        .engine
-        .create_job(&alice(), ferry_core::JobSpec::download("tls"))
-        .await
-        .unwrap();
-    let local = h.local("secure").to_string_lossy().into_owned();
     let remote = format!("https://localhost:{}/secure", tls.addr().port());
-    h.engine
-        .add_files(
-            &alice(),
-            job,
-            vec![ferry_core::FileSpec::new(remote, local)],
-        )
-        .await
-        .unwrap();
+    let job = h.job_from(remote, "secure").await;
     h.engine.resume(&alice(), job).await.unwrap();
     h.event(job, |e| {
         e.state == JobState::TransientError || e.state == JobState::Error

@@ -101,6 +101,22 @@ impl Harness {
         job
     }
 
+    /// A job of alice's with one file from any `remote` URL, saved as
+    /// `name` in the download dir, not resumed.
+    pub(crate) async fn job_from(&self, remote: String, name: &str) -> JobId {
+        let job = self
+            .engine
+            .create_job(&alice(), JobSpec::download(name))
+            .await
+            .unwrap();
+        let local = self.local(name).to_string_lossy().into_owned();
+        self.engine
+            .add_files(&alice(), job, vec![FileSpec::new(remote, local)])
+            .await
+            .unwrap();
+        job
+    }
+
     /// Waits for the first event of `job` that `matches`.
     pub(crate) async fn event(&mut self, job: JobId, matches: impl Fn(&Event) -> bool) -> Event {
         let wait = async {
@@ -147,4 +163,13 @@ impl Harness {
         assert_eq!(got.len(), want.len(), "{name}: length");
         assert!(got == want, "{name}: content differs");
     }
+}
+
+/// A loopback port nothing listens on (bound, noted, closed).
+pub(crate) fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
