@@ -86,6 +86,40 @@ pub fn parse_retry_after(value: &str, now: UtcTime) -> Option<Duration> {
     Some(at.saturating_since(now))
 }
 
+/// What to do with a 416 (Range Not Satisfiable) answer to a resume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsatisfiable {
+    /// `Content-Range: bytes */N` with N the recorded size, asked at offset
+    /// N: every byte is already here; the file is transferred.
+    Finished,
+    /// Any other 416, the first time: restart the file from zero.
+    Restart,
+    /// Any other 416 after a restart already: fatal.
+    Fatal,
+}
+
+/// The rule for a 416 answer to `Range: bytes=offset-`, given the size the
+/// file's record holds, the `Content-Range` header, and whether this attempt
+/// already restarted once because of a 416.
+pub fn unsatisfiable(
+    offset: u64,
+    recorded_size: Option<u64>,
+    content_range: Option<&str>,
+    restarted_before: bool,
+) -> Unsatisfiable {
+    let complete = match content_range.and_then(parse_content_range) {
+        Some(ContentRange::Unsatisfied { complete }) => Some(complete),
+        _ => None,
+    };
+    if offset > 0 && complete == Some(offset) && recorded_size == Some(offset) {
+        Unsatisfiable::Finished
+    } else if restarted_before {
+        Unsatisfiable::Fatal
+    } else {
+        Unsatisfiable::Restart
+    }
+}
+
 /// An HTTP date (IMF-fixdate, or the obsolete RFC 850 and asctime forms).
 pub fn parse_http_date(value: &str) -> Option<UtcTime> {
     let time = httpdate::parse_http_date(value.trim()).ok()?;
@@ -175,6 +209,33 @@ mod tests {
             "bytes0-9/10",
         ] {
             assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_416_finishes_only_when_everything_is_already_here() {
+        use Unsatisfiable::{Fatal, Finished, Restart};
+        let cases = [
+            // offset, recorded size, Content-Range, restarted before
+            ((100, Some(100), Some("bytes */100"), false), Finished),
+            ((100, Some(100), Some("bytes */100"), true), Finished),
+            // the server's size differs from the record
+            ((100, Some(100), Some("bytes */90"), false), Restart),
+            // the record's size differs from the offset
+            ((100, Some(120), Some("bytes */100"), false), Restart),
+            // no size on record, no header, a malformed header
+            ((100, None, Some("bytes */100"), false), Restart),
+            ((100, Some(100), None, false), Restart),
+            ((100, Some(100), Some("bytes 0-9/100"), false), Restart),
+            ((100, Some(100), Some("garbage"), true), Fatal),
+            ((0, Some(0), Some("bytes */0"), false), Restart),
+        ];
+        for ((offset, size, header, restarted), want) in cases {
+            assert_eq!(
+                unsatisfiable(offset, size, header, restarted),
+                want,
+                "{offset} {size:?} {header:?} {restarted}"
+            );
         }
     }
 

@@ -20,7 +20,7 @@ use awc::{
 use bytes::BytesMut;
 use ferry_core::{
     ErrorContext, FileEvent, FileId, TransferError, TransferEvent, TransferOrder, UtcTime,
-    http::{self, ContentRange},
+    http::{self, ContentRange, Unsatisfiable},
 };
 use futures_util::StreamExt as _;
 use tokio::sync::{oneshot, watch};
@@ -380,35 +380,36 @@ impl Transfer {
                         .and_then(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()))
                 }
                 StatusCode::RANGE_NOT_SATISFIABLE => {
-                    let complete =
-                        match content_range.as_deref().and_then(http::parse_content_range) {
-                            Some(ContentRange::Unsatisfied { complete }) => Some(complete),
-                            _ => None,
-                        };
-                    if sink.offset > 0
-                        && complete == Some(sink.offset)
-                        && self.order.size == Some(sink.offset)
-                    {
-                        // Everything was already here.
-                        self.event(TransferEvent::Responded {
-                            offset: sink.offset,
-                            size: complete,
-                            validator: validator.clone(),
-                            modified: None,
-                        });
-                        return Ok(sink.offset);
+                    match http::unsatisfiable(
+                        sink.offset,
+                        self.order.size,
+                        content_range.as_deref(),
+                        restarted_on_416,
+                    ) {
+                        Unsatisfiable::Finished => {
+                            // Everything was already here.
+                            self.event(TransferEvent::Responded {
+                                offset: sink.offset,
+                                size: Some(sink.offset),
+                                validator: validator.clone(),
+                                modified: None,
+                            });
+                            return Ok(sink.offset);
+                        }
+                        Unsatisfiable::Fatal => {
+                            return Err(Failure::Error(TransferError::fatal(
+                                ErrorContext::RemoteFile,
+                                "http_416",
+                                "the server refused the range twice",
+                            )));
+                        }
+                        Unsatisfiable::Restart => {
+                            restarted_on_416 = true;
+                            self.truncate(&mut sink, 0).await?;
+                            validator = None;
+                            continue;
+                        }
                     }
-                    if restarted_on_416 {
-                        return Err(Failure::Error(TransferError::fatal(
-                            ErrorContext::RemoteFile,
-                            "http_416",
-                            "the server refused the range twice",
-                        )));
-                    }
-                    restarted_on_416 = true;
-                    self.truncate(&mut sink, 0).await?;
-                    validator = None;
-                    continue;
                 }
                 status => return Err(Failure::Error(self.status_error(status, &headers))),
             };
