@@ -1,6 +1,6 @@
 //! The shell's clocks, turned into the core's [`Now`].
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ferry_core::{MonoTime, Now, UtcTime};
 
@@ -22,9 +22,14 @@ impl Clock {
         Now::new(MonoTime::from_elapsed(self.epoch.elapsed()), wall_now())
     }
 
-    /// The std instant of a core deadline.
-    pub(crate) fn instant(self, at: MonoTime) -> Instant {
-        self.epoch + at.elapsed()
+    /// How long until a core deadline, capped at a day: a far deadline
+    /// (a job may set one years ahead) is re-armed when the day is over.
+    pub(crate) fn delay_until(self, at: MonoTime) -> Duration {
+        const CAP: Duration = Duration::from_secs(24 * 3600);
+        match self.epoch.checked_add(at.elapsed()) {
+            Some(when) => when.saturating_duration_since(Instant::now()).min(CAP),
+            None => CAP,
+        }
     }
 }
 

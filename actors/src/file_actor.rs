@@ -350,12 +350,29 @@ impl Transfer {
                     .map(str::to_owned)
             };
             let content_range = text(header::CONTENT_RANGE);
+            // What refuses a response is checked before anything on disk
+            // changes (a bad 200 must not throw away saved progress).
+            if status.is_success()
+                && let Some(coding) = text(header::CONTENT_ENCODING)
+                && !coding.trim().eq_ignore_ascii_case("identity")
+            {
+                return Err(Failure::Error(TransferError::fatal(
+                    ErrorContext::RemoteFile,
+                    "content_encoding",
+                    format!("the server sent a {coding:?}-encoded body, not the file itself"),
+                )));
+            }
             let size = match status {
-                StatusCode::PARTIAL_CONTENT if sink.offset > 0 => {
+                StatusCode::PARTIAL_CONTENT => {
+                    // Any 206 must say which bytes it carries and of how
+                    // many: the size comes from Content-Range, never from
+                    // Content-Length (the length of the part).
                     match content_range.as_deref().and_then(http::parse_content_range) {
                         Some(ContentRange::Bytes {
-                            first, complete, ..
-                        }) if first == sink.offset => complete,
+                            first,
+                            complete: Some(complete),
+                            ..
+                        }) if first == sink.offset => Some(complete),
                         _ => {
                             return Err(Failure::Error(TransferError::transient(
                                 ErrorContext::RemoteFile,
@@ -368,7 +385,7 @@ impl Transfer {
                         }
                     }
                 }
-                StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
+                StatusCode::OK => {
                     if sink.offset > 0 {
                         // The entity changed or ranges are not supported:
                         // restart from zero, never splice.
@@ -413,15 +430,6 @@ impl Transfer {
                 }
                 status => return Err(Failure::Error(self.status_error(status, &headers))),
             };
-            if let Some(coding) = text(header::CONTENT_ENCODING)
-                && !coding.trim().eq_ignore_ascii_case("identity")
-            {
-                return Err(Failure::Error(TransferError::fatal(
-                    ErrorContext::RemoteFile,
-                    "content_encoding",
-                    format!("the server sent a {coding:?}-encoded body, not the file itself"),
-                )));
-            }
             let etag = text(header::ETAG);
             let last_modified = text(header::LAST_MODIFIED);
             self.event(TransferEvent::Responded {

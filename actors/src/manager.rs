@@ -299,6 +299,31 @@ impl Handler<RequestSlot> for Manager {
     }
 }
 
+/// A job started a transfer without a granted slot (the core restarted a
+/// file whose slot was already given back): count it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct TakeSlot {
+    pub(crate) job: JobId,
+    pub(crate) host: String,
+    pub(crate) foreground: bool,
+}
+
+impl Handler<TakeSlot> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: TakeSlot, _: &mut Context<Self>) {
+        *self.per_host.entry(msg.host.clone()).or_default() += 1;
+        if !msg.foreground {
+            self.background_running += 1;
+        }
+        self.held.entry(msg.job).or_default().push(Held {
+            host: msg.host,
+            foreground: msg.foreground,
+        });
+    }
+}
+
 /// A job's transfer to `host` ended: its slot is free.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

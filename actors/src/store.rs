@@ -268,9 +268,15 @@ fn load(db: &Db) -> Result<Loaded, StoreError> {
             if !key.starts_with(&prefix) {
                 break;
             }
-            files.push(FileRecord::decode(&value)?);
+            match FileRecord::decode(&value) {
+                Ok(file) => files.push(file),
+                // The job is left out (its records stay in the store).
+                Err(err) => loaded.corrupt.push(format!("file {key:02x?}: {err}")),
+            }
         }
     }
+    // A job with a corrupt file record does not restore (its file count
+    // does not match); Job::restore reports it, the engine skips it.
     loaded.jobs = jobs;
     let pending = cf(db, CF_PENDING_DELETES)?;
     for item in db.iterator_cf(&pending, IteratorMode::Start) {

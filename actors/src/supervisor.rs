@@ -36,6 +36,8 @@ type Responder = oneshot::Sender<Result<Outcome, EngineError>>;
 /// What waits in the pump's queue.
 enum Item {
     Effect(Effect),
+    /// A notification, with the job's state when it was emitted.
+    Notify(Notification, JobState),
     Reply(Responder, Result<Outcome, EngineError>),
 }
 
@@ -71,9 +73,10 @@ pub(crate) struct JobSupervisor {
     pumping: bool,
     transfers: HashMap<FileId, Running>,
     slot_requested: bool,
-    /// The host of a slot granted but not yet used by a transfer (a grant,
-    /// or a stop followed at once by a restart of the same file).
-    spare_slot: Option<String>,
+    /// Hosts of slots granted but not used by a transfer yet (a grant, or a
+    /// stop followed at once by a restart of the same file); released when
+    /// the pump goes idle.
+    spare_slots: Vec<String>,
     answer_to: Option<Responder>,
     /// Commands that arrived while a Complete or Cancel ran (`busy`).
     deferred: VecDeque<(Principal, Command, Responder)>,
@@ -102,7 +105,7 @@ impl JobSupervisor {
             pumping: false,
             transfers: HashMap::new(),
             slot_requested: false,
-            spare_slot: None,
+            spare_slots: Vec::new(),
             answer_to: None,
             deferred: VecDeque::new(),
             timer: None,
@@ -126,7 +129,11 @@ impl JobSupervisor {
     /// Moves the job's effects into the pump's queue.
     fn drain(&mut self) {
         while let Some(effect) = self.job.poll_effect() {
-            self.queue.push_back(Item::Effect(effect));
+            let item = match effect {
+                Effect::Notify(n) => Item::Notify(n, self.job.state()),
+                effect => Item::Effect(effect),
+            };
+            self.queue.push_back(item);
         }
     }
 
@@ -171,6 +178,7 @@ impl JobSupervisor {
                     let _ = tx.send(result);
                 }
                 Item::Effect(effect) => self.carry_out(effect, ctx),
+                Item::Notify(notification, state) => self.notify(notification, state),
             }
         }
         if !self.pumping {
@@ -194,6 +202,16 @@ impl JobSupervisor {
     }
 
     fn carry_out(&mut self, effect: Effect, ctx: &mut Context<Self>) {
+        if self.stopping
+            && matches!(
+                effect,
+                Effect::StartTransfer(_) | Effect::Publish { .. } | Effect::DeleteTemp { .. }
+            )
+        {
+            // Shutting down: no new file work. The job's records say where
+            // it was; a commit rolls forward at the next start.
+            return;
+        }
         match effect {
             Effect::Persist(batch) => {
                 let store = self.shared.store.clone();
@@ -223,9 +241,7 @@ impl JobSupervisor {
                     return;
                 };
                 // Kept for a restart that may follow; released when idle.
-                if let Some(host) = self.spare_slot.replace(running.host) {
-                    self.release_slot(host);
-                }
+                self.spare_slots.push(running.host);
                 let actor = running.actor;
                 self.wait(
                     ctx,
@@ -264,7 +280,10 @@ impl JobSupervisor {
                     }
                 });
             }
-            Effect::Notify(notification) => self.notify(notification),
+            Effect::Notify(notification) => {
+                let state = self.job.state();
+                self.notify(notification, state);
+            }
             Effect::Answer(result) => {
                 if let Some(tx) = self.answer_to.take() {
                     let _ = tx.send(result.map(Outcome::Answer).map_err(EngineError::from));
@@ -292,11 +311,30 @@ impl JobSupervisor {
     fn start_transfer(&mut self, order: TransferOrder, ctx: &mut Context<Self>) {
         let file = order.file;
         let attempt = order.attempt;
-        // The transfer holds the slot granted for it.
-        let host = self
-            .spare_slot
-            .take()
-            .unwrap_or_else(|| host_of(&order.remote));
+        // The transfer holds a slot: a spare one (for its host if there is
+        // one), or, if the core restarted a file whose slot was already
+        // released, one taken from the manager (counted even if over the
+        // limit: the accounting stays balanced).
+        let wanted = host_of(&order.remote);
+        let host = match self.spare_slots.iter().position(|h| *h == wanted) {
+            Some(i) => self.spare_slots.swap_remove(i),
+            None => match self.spare_slots.pop() {
+                Some(host) => host,
+                None => {
+                    self.to_manager(crate::manager::TakeSlot {
+                        job: self.id,
+                        host: wanted.clone(),
+                        foreground: self.job.priority() == ferry_core::Priority::Foreground,
+                    });
+                    wanted
+                }
+            },
+        };
+        if let Some(old) = self.transfers.remove(&file) {
+            // Never two writers on one temp file.
+            old.actor.do_send(Stop);
+            self.release_slot(old.host);
+        }
         let arbiter = self.shared.arbiter();
         let config = self.shared.config.clone();
         let report = ctx.address().downgrade().recipient();
@@ -317,7 +355,7 @@ impl JobSupervisor {
         self.to_manager(ReleaseSlot { job: self.id, host });
     }
 
-    fn notify(&mut self, notification: Notification) {
+    fn notify(&mut self, notification: Notification, state: JobState) {
         let kind = match notification {
             Notification::JobTransferred => EventKind::JobTransferred,
             Notification::JobError => EventKind::JobError,
@@ -327,12 +365,11 @@ impl JobSupervisor {
         if matches!(kind, EventKind::JobTransferred | EventKind::JobError) {
             self.run_notify_command();
         }
-        let view = self.job.view();
         self.to_manager(crate::manager::Emit(Event {
             seq: 0,
             job: self.id,
-            owner: view.owner,
-            state: view.state,
+            owner: self.job.owner().to_owned(),
+            state,
             kind,
         }));
     }
@@ -344,25 +381,32 @@ impl JobSupervisor {
             return;
         };
         let job = self.id;
-        actix_rt::task::spawn_blocking(move || {
-            match std::process::Command::new(&command.program)
-                .args(&command.args)
-                .stdin(std::process::Stdio::null())
-                .spawn()
-            {
-                Ok(mut child) => {
-                    let _ = child.wait();
+        // Its own thread: a long-running program must not hold a thread of
+        // the blocking pool, which carries the file I/O.
+        let spawned = std::thread::Builder::new()
+            .name("ferry-notify".into())
+            .spawn(move || {
+                match std::process::Command::new(&command.program)
+                    .args(&command.args)
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                {
+                    Ok(mut child) => {
+                        let _ = child.wait();
+                    }
+                    Err(err) => {
+                        tracing::warn!(message = "Notify command failed to start.", %job, error = %err);
+                    }
                 }
-                Err(err) => {
-                    tracing::warn!(message = "Notify command failed to start.", %job, error = %err);
-                }
-            }
-        });
+            });
+        if let Err(err) = spawned {
+            tracing::warn!(message = "Notify command not started.", %job, error = %err);
+        }
     }
 
     /// Nothing to carry out: set the timer, ask for a slot, report the state.
     fn idle(&mut self, ctx: &mut Context<Self>) {
-        if let Some(host) = self.spare_slot.take() {
+        for host in std::mem::take(&mut self.spare_slots) {
             self.release_slot(host);
         }
         if self.stopping || self.failed {
@@ -372,11 +416,7 @@ impl JobSupervisor {
             ctx.cancel_future(timer);
         }
         if let Some(at) = self.job.poll_timeout() {
-            let delay = self
-                .shared
-                .clock
-                .instant(at)
-                .saturating_duration_since(std::time::Instant::now());
+            let delay = self.shared.clock.delay_until(at);
             self.timer = Some(ctx.run_later(delay, |act, ctx| {
                 act.timer = None;
                 let now = act.shared.clock.now();
@@ -418,9 +458,20 @@ impl JobSupervisor {
         if let Some(tx) = self.answer_to.take() {
             let _ = tx.send(Err(EngineError::Store(err.to_string())));
         }
-        for (_, running) in self.transfers.drain() {
-            running.actor.do_send(Stop);
+        let hosts: Vec<String> = self
+            .transfers
+            .drain()
+            .map(|(_, running)| {
+                running.actor.do_send(Stop);
+                running.host
+            })
+            .chain(std::mem::take(&mut self.spare_slots))
+            .collect();
+        for host in hosts {
+            self.release_slot(host);
         }
+        // Unregistering also drops a slot request still waiting.
+        self.to_manager(crate::manager::Unregister(self.id));
         ctx.stop();
     }
 }
@@ -662,9 +713,7 @@ impl Handler<Grant> for JobSupervisor {
             self.release_slot(msg.host);
         } else {
             // The transfer about to start holds this slot.
-            if let Some(host) = self.spare_slot.replace(msg.host) {
-                self.release_slot(host);
-            }
+            self.spare_slots.push(msg.host);
             self.drain();
         }
         self.pump(ctx);
@@ -753,13 +802,9 @@ impl Handler<Shutdown> for JobSupervisor {
                             let _ = act.job.handle_file_event(file, event, now);
                         }
                     }
-                    // Only persists are carried out now: no new transfers.
+                    // Only persists are carried out now, queued ones first
+                    // (they are older): no new transfers.
                     let mut writes = Vec::new();
-                    while let Some(effect) = act.job.poll_effect() {
-                        if let Effect::Persist(batch) = effect {
-                            writes.push(StoreBatch::from_core(&batch));
-                        }
-                    }
                     for item in act.queue.drain(..) {
                         match item {
                             Item::Effect(Effect::Persist(batch)) => {
@@ -768,8 +813,17 @@ impl Handler<Shutdown> for JobSupervisor {
                             Item::Reply(tx, _) => {
                                 let _ = tx.send(Err(EngineError::Stopped));
                             }
-                            Item::Effect(_) => {}
+                            Item::Effect(_) | Item::Notify(..) => {}
                         }
+                    }
+                    while let Some(effect) = act.job.poll_effect() {
+                        if let Effect::Persist(batch) = effect {
+                            writes.push(StoreBatch::from_core(&batch));
+                        }
+                    }
+                    // A transfer started while the stops were awaited.
+                    for (_, running) in act.transfers.drain() {
+                        running.actor.do_send(Stop);
                     }
                     (act.shared.store.clone(), writes)
                 })

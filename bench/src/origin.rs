@@ -404,8 +404,14 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
                 .insert_header((header::ETAG, etag))
                 .finish();
         }
+        Some((start, last)) if last.is_some_and(|l| l < start) => {
+            log(state, 416);
+            return HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .finish();
+        }
         Some((start, last)) => {
-            let end = last.map_or(size, |l| (l + 1).min(size));
+            let end = last.map_or(size, |l| l.saturating_add(1).min(size));
             (StatusCode::PARTIAL_CONTENT, start, end)
         }
         None => (StatusCode::OK, 0, size),

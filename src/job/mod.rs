@@ -787,6 +787,9 @@ impl Job {
         };
         for (i, f) in self.files.iter().enumerate() {
             if f.fate == Some(Fate::Drop) && f.touched {
+                // Deleted again: an earlier failure of this file is replaced
+                // by this attempt's result.
+                finish.record.undeleted.retain(|u| u.file != file_id(i));
                 finish.outstanding.insert((file_id(i), Step::Delete));
                 self.effects.push_back(Effect::DeleteTemp {
                     file: file_id(i),
@@ -957,7 +960,9 @@ impl Job {
                 validator,
                 modified,
             } => {
-                if let Some(f) = self.files.get_mut(id.index()) {
+                if let Some(f) = self.files.get_mut(id.index())
+                    && modified.is_some()
+                {
                     f.modified = modified;
                 }
                 self.responded(id, offset, size, validator, now);
@@ -1032,6 +1037,13 @@ impl Job {
                     f.durable
                 ),
             );
+            // The attempt is still streaming: stop it explicitly.
+            if let Some(running) = self.take_running(id) {
+                self.effects.push_back(Effect::StopTransfer {
+                    file: id,
+                    attempt: running.attempt,
+                });
+            }
             self.fail(Some(id), error, now);
             return;
         }
@@ -1061,8 +1073,15 @@ impl Job {
             f.durable = 0;
             f.received = 0;
         }
-        f.size = size;
-        f.validator = validator;
+        if offset == 0 {
+            f.size = size;
+            f.validator = validator;
+        } else {
+            // A resumed response without a validator or size does not make
+            // the recorded ones wrong: keep them for the next If-Range.
+            f.size = size.or(f.size);
+            f.validator = validator.or(f.validator.take());
+        }
         if let Some(running) = &mut f.running
             && !running.responded
         {

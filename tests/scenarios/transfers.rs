@@ -295,6 +295,7 @@ respond f0 offset=7 size=100
             > files
               f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=100 transferred=0 durable=0
             > respond f0 offset=7 size=100
+              stop f0 #2
               persist sync job=transient_error
               notify job_modified
               state: transient_error

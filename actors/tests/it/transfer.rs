@@ -132,3 +132,23 @@ async fn an_untrusted_certificate_is_an_error() {
         "no request may pass an untrusted TLS handshake"
     );
 }
+
+#[actix_rt::test]
+async fn huge_time_settings_do_not_break_the_timers() {
+    let mut h = Harness::new().await;
+    let job = h.job(&[("a", 10)]).await;
+    for property in [
+        Property::MaxDownloadTime(std::time::Duration::MAX),
+        Property::NoProgressTimeout(std::time::Duration::MAX),
+        Property::MinRetryDelay(std::time::Duration::from_secs(u64::MAX)),
+    ] {
+        h.engine.set(&alice(), job, property).await.unwrap();
+    }
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+    h.restart().await;
+    assert_eq!(
+        h.engine.job(&alice(), job).await.unwrap().state,
+        JobState::Transferred
+    );
+}
