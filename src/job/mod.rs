@@ -301,7 +301,11 @@ impl Job {
             priority: self.props.priority,
             state: self.state,
             bytes_total: sizes,
-            bytes_transferred: self.files.iter().map(bytes_shown).sum(),
+            bytes_transferred: self
+                .files
+                .iter()
+                .map(bytes_shown)
+                .fold(0, u64::saturating_add),
             files_total: self.files.len(),
             files_transferred: self.transferred,
             error: self.error.clone(),
@@ -406,7 +410,7 @@ impl Job {
     /// higher priority waiting): transfers stop, progress up to the last
     /// checkpoint stays, and the job goes back to QUEUED.
     pub fn handle_preempt(&mut self, now: Now) {
-        if !self.state.is_active() {
+        if !self.state.is_active() || self.finish.is_some() {
             return;
         }
         self.stop_transfers();
@@ -422,7 +426,7 @@ impl Job {
             .as_ref()
             .and_then(|e| e.unreachable_host.as_deref())
             .is_some_and(|h| h == host);
-        if self.state == JobState::TransientError && held {
+        if self.state == JobState::TransientError && held && self.finish.is_none() {
             self.set_state(JobState::Queued, now);
             self.settle_active(now);
             self.flush();
@@ -494,17 +498,28 @@ impl Job {
         if self.files.get(id.index()).is_none() {
             return Err(CommandError::UnknownFile(id));
         }
+        if self.forgotten {
+            return Ok(EventOutcome::Stale);
+        }
         let outcome = match event {
             FileEvent::Transfer { attempt, event } => {
                 let file = self.files.get(id.index());
                 let current = file
                     .and_then(|f| f.running)
                     .is_some_and(|r| r.attempt == attempt);
-                // A stopped attempt's last checkpoint still counts (its bytes
-                // are durable) as long as no newer attempt started.
-                let final_checkpoint = matches!(event, TransferEvent::Checkpointed { .. })
-                    && file.is_some_and(|f| f.running.is_none() && f.last_attempt == attempt);
-                if !current && !final_checkpoint {
+                // A stopped attempt's last checkpoint (or its completion, which
+                // also means every byte is fsynced) still counts, as long as
+                // no newer attempt started and no commit or end intervened.
+                let late = matches!(
+                    event,
+                    TransferEvent::Checkpointed { .. } | TransferEvent::Transferred { .. }
+                ) && attempt != 0
+                    && self.finish.is_none()
+                    && !self.state.is_final()
+                    && file.is_some_and(|f| {
+                        f.running.is_none() && !f.transferred && f.last_attempt == attempt
+                    });
+                if !current && !late {
                     return Ok(EventOutcome::Stale);
                 }
                 self.transfer_event(id, event, now);
@@ -653,9 +668,7 @@ impl Job {
         if self.finish.is_some() {
             // A stalled commit: nothing is left to transfer; a suspended job
             // returns to TRANSFERRED, to wait for Complete or Cancel.
-            if self.transition(JobState::Transferred, now) {
-                self.tail.push(Effect::Notify(Notification::JobModified));
-            }
+            self.transition(JobState::Transferred, now);
             return Ok(Reply::Done);
         }
         let resumable = matches!(
@@ -713,14 +726,15 @@ impl Job {
                 self.props.description = text;
             }
             Property::MinRetryDelay(d) => {
-                self.props.min_retry_delay = d.max(self.config.retry_delay_floor);
+                self.props.min_retry_delay = d.min(MAX_SETTING).max(self.config.retry_delay_floor);
             }
             Property::NoProgressTimeout(d) => {
+                let d = d.min(MAX_SETTING);
                 let old = self.props.no_progress_timeout;
                 self.props.no_progress_timeout = d;
                 self.no_progress_deadline = self.no_progress_deadline.map(|t| t.shifted(d, old));
             }
-            Property::MaxDownloadTime(d) => self.props.max_download_time = d,
+            Property::MaxDownloadTime(d) => self.props.max_download_time = d.min(MAX_SETTING),
             Property::NotifyCommand(cmd) => {
                 if let Some(cmd) = &cmd {
                     validate::notify_command(cmd)?;
@@ -789,7 +803,11 @@ impl Job {
             if f.fate == Some(Fate::Drop) && f.touched {
                 // Deleted again: an earlier failure of this file is replaced
                 // by this attempt's result.
+                let before = finish.record.undeleted.len();
                 finish.record.undeleted.retain(|u| u.file != file_id(i));
+                if finish.record.undeleted.len() != before {
+                    self.job_dirty = true;
+                }
                 finish.outstanding.insert((file_id(i), Step::Delete));
                 self.effects.push_back(Effect::DeleteTemp {
                     file: file_id(i),
@@ -891,10 +909,9 @@ impl Job {
             // published and `completed` says which.
             let failures = std::mem::take(&mut finish.rename_failures);
             finish.record.stalled = true;
-            // Not a new JobTransferred: the files did not change.
-            if self.transition(JobState::Transferred, now) {
-                self.tail.push(Effect::Notify(Notification::JobModified));
-            }
+            // Not a new JobTransferred (the files did not change), and BITS
+            // sends no JobModification for a change to TRANSFERRED.
+            self.transition(JobState::Transferred, now);
             self.sync_needed = true;
             self.job_dirty = true;
             self.tail
@@ -960,15 +977,11 @@ impl Job {
                 validator,
                 modified,
             } => {
-                if let Some(f) = self.files.get_mut(id.index())
-                    && modified.is_some()
-                {
-                    f.modified = modified;
-                }
-                self.responded(id, offset, size, validator, now);
+                self.responded(id, offset, size, validator, modified, now);
             }
             TransferEvent::Received { offset } => {
                 if let Some(f) = self.files.get_mut(id.index()) {
+                    let offset = f.size.map_or(offset, |size| offset.min(size));
                     f.received = f.received.max(offset);
                 }
             }
@@ -1023,6 +1036,7 @@ impl Job {
         offset: u64,
         size: Option<u64>,
         validator: Option<Validator>,
+        modified: Option<UtcTime>,
         now: Now,
     ) {
         let Some(f) = self.files.get_mut(id.index()) else {
@@ -1037,12 +1051,16 @@ impl Job {
                     f.durable
                 ),
             );
-            // The attempt is still streaming: stop it explicitly.
+            // The attempt is still streaming: stop it explicitly, and accept
+            // nothing more from it (not even a last checkpoint).
             if let Some(running) = self.take_running(id) {
                 self.effects.push_back(Effect::StopTransfer {
                     file: id,
                     attempt: running.attempt,
                 });
+            }
+            if let Some(f) = self.files.get_mut(id.index()) {
+                f.last_attempt = 0;
             }
             self.fail(Some(id), error, now);
             return;
@@ -1072,6 +1090,9 @@ impl Job {
             // files are untouched.
             f.durable = 0;
             f.received = 0;
+        }
+        if modified.is_some() {
+            f.modified = modified;
         }
         if offset == 0 {
             f.size = size;
@@ -1458,6 +1479,10 @@ impl Job {
         Ok(job)
     }
 }
+
+/// The longest time setting kept (100 years): longer ones mean "never" and
+/// are capped, so deadlines stay within both clocks' range.
+const MAX_SETTING: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Both known and different.
 fn changed<T: PartialEq>(old: &Option<T>, new: &Option<T>) -> bool {

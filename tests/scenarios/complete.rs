@@ -567,7 +567,6 @@ files
               persist lazy files=f0
             > publish_failed f1 "Permission denied (os error 13)"
               persist sync job=transferred
-              notify job_modified
               answer error rename_failed: could not publish 1 file(s): f1 /d/b: Permission denied (os error 13)
               state: transferred
             > show
@@ -1097,6 +1096,75 @@ advance 1d
             > advance 1d
               timer at +7d
               forget
+        "#]],
+    );
+}
+
+#[test]
+fn a_stopped_attempt_reports_nothing_into_a_commit_or_a_final_job() {
+    check(
+        r#"
+config retention=1d
+create nightly
+add http://h/a /d/a http://h/b /d/b
+resume
+grant
+respond f0 size=100
+checkpoint f0 10
+cancel
+checkpoint f0 60
+deleted f0
+checkpoint f0 70
+advance 1d
+checkpoint f0 80
+"#,
+        expect![[r#"
+            > config retention=1d
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a http://h/b /d/b
+            added f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=100
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > checkpoint f0 10
+              persist lazy job=transferring files=f0
+            > cancel
+            pending
+              stop f0 #1
+              persist sync job=queued files=f0,f1
+              delete temp of f0
+              state: queued
+            > checkpoint f0 60
+            stale, ignored
+            > deleted f0
+              persist sync job=cancelled
+              notify job_modified
+              answer cancel ok reason=Command undeleted=[]
+              state: cancelled
+            > checkpoint f0 70
+            stale, ignored
+            > advance 1d
+              timer at +1d
+              forget
+            > checkpoint f0 80
+            stale, ignored
         "#]],
     );
 }

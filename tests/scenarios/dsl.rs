@@ -69,6 +69,7 @@ pub(crate) fn run(script: &str) -> String {
                 lost += 1;
             }
             writeln!(world.out, "  ({lost} effects lost)").ok();
+            world.lost = true;
         } else {
             world.drain();
             world.check_store(line);
@@ -92,6 +93,9 @@ struct World {
     /// The attempt of each file's latest StartTransfer.
     attempts: BTreeMap<u32, u64>,
     forgotten: bool,
+    /// A `lose` step dropped effects since the last restart: the job in
+    /// memory is ahead of the store on purpose.
+    lost: bool,
     /// Virtual time elapsed since the script started (for the transcript).
     elapsed: Duration,
     out: String,
@@ -115,6 +119,7 @@ impl World {
             store: BTreeMap::new(),
             attempts: BTreeMap::new(),
             forgotten: false,
+            lost: false,
             elapsed: Duration::ZERO,
             out: String::new(),
         }
@@ -402,6 +407,16 @@ impl World {
         let record = job_record.ok_or("nothing persisted")?;
         let job = Job::restore(record, files, self.config, self.now).map_err(|e| e.to_string())?;
         let after = job.view();
+        // The files rebuild exactly (the job record differs only where a
+        // restart must change it: state, download-time spell).
+        let (old_files, new_files) = (old.file_records(), job.file_records());
+        if !std::mem::take(&mut self.lost) && old_files != new_files {
+            writeln!(
+                self.out,
+                "  RESTORED FILES DIFFER:\n  before {old_files:?}\n  after  {new_files:?}"
+            )
+            .ok();
+        }
         // What a restart may change: an active job waits for slots again, and
         // bytes not yet durable are gone.
         let mut expected = before;

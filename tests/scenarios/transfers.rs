@@ -304,18 +304,23 @@ respond f0 offset=7 size=100
 }
 
 #[test]
-fn events_of_a_stopped_attempt_are_ignored() {
+fn a_stopped_attempt_may_still_finish_but_older_attempts_are_ignored() {
     check(
         r#"
 create nightly
-add http://h/a /d/a
+add http://h/a /d/a http://h/b /d/b
 resume
 grant
 suspend
+# the stopped attempt of f0 finished as it was stopped: its bytes count
 transferred f0 10
 resume
 grant
-stale f0 transferred 10
+suspend
+resume
+grant
+# f1's first attempt is older than its current one: ignored
+stale f1 transferred 10
 transferred f9 10
 show
 "#,
@@ -324,9 +329,9 @@ show
             ok
               persist sync job=suspended
               state: suspended
-            > add http://h/a /d/a
-            added f0
-              persist sync job=suspended files=f0
+            > add http://h/a /d/a http://h/b /d/b
+            added f0,f1
+              persist sync job=suspended files=f0,f1
               notify job_modified
             > resume
             ok
@@ -346,25 +351,43 @@ show
               notify job_modified
               state: suspended
             > transferred f0 10
-            stale, ignored
+              persist sync job=suspended files=f0
+              notify file_transferred f0
             > resume
             ok
               persist sync job=queued
               notify job_modified
               state: queued
             > grant
-            granted f0
-              start f0 #2 offset=0
-              persist sync job=connecting files=f0
+            granted f1
+              start f1 #2 offset=0
+              persist sync job=connecting files=f1
               notify job_modified
               state: connecting
-            > stale f0 transferred 10
+            > suspend
+            ok
+              stop f1 #2
+              persist sync job=suspended
+              notify job_modified
+              state: suspended
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f1
+              start f1 #3 offset=0
+              persist sync job=connecting files=f1
+              notify job_modified
+              state: connecting
+            > stale f1 transferred 10
             stale, ignored
             > transferred f9 10
             error unknown_file: no file f9 in this job
             > show
               job "nightly" owner=alice state=connecting priority=normal type=download
-              progress bytes=0/unknown files=0/1
+              progress bytes=10/unknown files=1/2
               error none count=0
               retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
         "#]],
