@@ -1116,8 +1116,12 @@ impl Job {
     /// A transfer failed (`file`), or the job itself did (`None`).
     fn fail(&mut self, file: Option<FileId>, error: TransferError, now: Now) {
         if let Some(id) = file {
-            // The attempt is over by itself: no stop to send.
+            // The attempt is over by itself: no stop to send, and nothing
+            // more is accepted from it.
             self.take_running(id);
+            if let Some(f) = self.files.get_mut(id.index()) {
+                f.last_attempt = 0;
+            }
         }
         // One failing file holds the whole job: the others stop too.
         self.stop_transfers();
