@@ -126,6 +126,12 @@ impl JobRecord {
         self.state
     }
 
+    /// Whether a Complete or Cancel intent is recorded (the commit rolls
+    /// forward from here).
+    pub fn commit_recorded(&self) -> bool {
+        self.finish.is_some()
+    }
+
     /// How many file records belong to the job.
     pub fn file_count(&self) -> u32 {
         self.file_count

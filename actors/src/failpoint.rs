@@ -4,14 +4,27 @@
 //! `FAILPOINTS=commit::between_renames=return` (or `fail::cfg` in-process)
 //! makes the named point **abort the process** (no unwinding, no cleanup:
 //! the same as SIGKILL for what reaches the disk), so crash tests can stop the
-//! engine between the durable steps of a commit. `fs::delete=return` makes
-//! temp-file deletes fail instead.
+//! engine between the durable steps of a commit; with `FERRY_FAILPOINT_WAIT`
+//! set, the point prints `FAILPOINT <name>` and waits for the test to SIGKILL
+//! the process. Points: `commit::before_intent`, `commit::before_publish`,
+//! `commit::between_renames`, `commit::before_outcome`. `fs::delete=return`
+//! makes temp-file deletes fail instead.
 
 /// Aborts the process if the point `name` is configured.
 pub(crate) fn crash(name: &str) {
     #[cfg(feature = "failpoints")]
     {
         if fail::eval(name, |_| ()).is_some() {
+            if std::env::var_os("FERRY_FAILPOINT_WAIT").is_some() {
+                // Say where we are and wait to be killed (SIGKILL tests).
+                use std::io::Write as _;
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "FAILPOINT {name}");
+                let _ = out.flush();
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
             tracing::warn!(message = "Failpoint hit: aborting.", name);
             std::process::abort();
         }

@@ -223,6 +223,13 @@ impl JobSupervisor {
                         }
                     }
                     Durability::Sync => {
+                        if batch
+                            .job_record
+                            .as_ref()
+                            .is_some_and(|r| r.commit_recorded())
+                        {
+                            crate::failpoint::crash("commit::before_intent");
+                        }
                         self.wait(
                             ctx,
                             async move { store.write(write, true).await },

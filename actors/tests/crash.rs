@@ -126,7 +126,8 @@ impl Run {
         }
     }
 
-    fn spawn(&self, scenario: &str, files: &[&str], failpoints: Option<&str>) -> Child {
+    /// This binary, running the `child` test with the scenario's settings.
+    fn command(&self, scenario: &str, files: &[&str]) -> Command {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args([
@@ -142,11 +143,27 @@ impl Run {
             .env("FERRY_ORIGIN", format!("http://{}", self.origin.addr()))
             .env("FERRY_FILES", files.join(","))
             .env_remove("FAILPOINTS")
+            .env_remove("FERRY_FAILPOINT_WAIT")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        command
+    }
+
+    fn spawn(&self, scenario: &str, files: &[&str], failpoints: Option<&str>) -> Child {
+        let mut command = self.command(scenario, files);
         if let Some(failpoints) = failpoints {
             command.env("FAILPOINTS", failpoints);
         }
+        command.spawn().unwrap()
+    }
+
+    /// A child whose failpoint prints `FAILPOINT <name>` and waits to be
+    /// killed, instead of aborting.
+    fn spawn_waiting(&self, scenario: &str, files: &[&str], failpoints: &str) -> Child {
+        let mut command = self.command(scenario, files);
+        command
+            .env("FAILPOINTS", failpoints)
+            .env("FERRY_FAILPOINT_WAIT", "1");
         command.spawn().unwrap()
     }
 
@@ -334,5 +351,60 @@ async fn temp_files_that_cannot_be_deleted_are_named_and_deleted_later() {
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(run.listing().is_empty());
+    engine.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn crash_before_the_intent_record_leaves_the_job_unchanged() {
+    let names = ["a", "b"];
+    let run = Run::new(&[("a", 100_000), ("b", 10)]);
+    let mut child = run.spawn("commit", &names, Some("commit::before_intent=return"));
+    let (job, _) = read_until(&mut child, "TRANSFERRED").await;
+    let status = wait_exit(child).await;
+    assert!(!status.success(), "the failpoint did not stop the child");
+
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    let view = engine.job(&alice(), job).await.unwrap();
+    assert_eq!(view.state, JobState::Transferred);
+    assert!(view.answer.is_none() && !view.commit_stalled);
+    // Nothing published, the temp files still there.
+    let listing = run.listing();
+    assert_eq!(listing.len(), 2);
+    assert!(
+        listing.iter().all(|n| n.starts_with(".ferry-")),
+        "{listing:?}"
+    );
+    // A new Complete does what the lost one would have.
+    let answer = engine.complete(&alice(), job).await.unwrap();
+    assert_eq!(answer.result, CompleteResult::Complete);
+    for name in names {
+        run.assert_file(name);
+    }
+    engine.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn sigkill_between_renames_rolls_forward() {
+    let names = ["a", "b", "c"];
+    let run = Run::new(&[("a", 100_000), ("b", 2_000_000), ("c", 10)]);
+    let mut child = run.spawn_waiting("commit", &names, "commit::between_renames=return");
+    let (job, line) = read_until(&mut child, "FAILPOINT").await;
+    assert!(line.contains("commit::between_renames"), "{line}");
+    // SIGKILL while the commit is half done.
+    child.kill().unwrap();
+    wait_exit(child).await;
+
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    until_state(&engine, job, JobState::Acknowledged).await;
+    match engine.job(&alice(), job).await.unwrap().answer {
+        Some(ferry_core::Answer::Complete(answer)) => {
+            assert_eq!(answer.result, CompleteResult::Complete);
+        }
+        other => panic!("answer {other:?}"),
+    }
+    for name in names {
+        run.assert_file(name);
+    }
+    assert_eq!(run.listing(), vec!["a", "b", "c"]);
     engine.shutdown().await.unwrap();
 }
