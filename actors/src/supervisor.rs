@@ -263,12 +263,13 @@ impl JobSupervisor {
                 );
             }
             effect @ (Effect::Publish { .. } | Effect::DeleteTemp { .. }) => {
-                let mut steps = vec![step(effect)];
-                while let Some(Item::Effect(Effect::Publish { .. } | Effect::DeleteTemp { .. })) =
-                    self.queue.front()
+                // The publishes and deletes queued together run as one group.
+                let mut steps: Vec<Step> = step(effect).into_iter().collect();
+                while let Some(Item::Effect(effect)) = self.queue.front()
+                    && matches!(effect, Effect::Publish { .. } | Effect::DeleteTemp { .. })
                 {
                     if let Some(Item::Effect(effect)) = self.queue.pop_front() {
-                        steps.push(step(effect));
+                        steps.extend(step(effect));
                     }
                 }
                 let shared = self.shared.clone();
@@ -483,8 +484,9 @@ impl JobSupervisor {
     }
 }
 
-fn step(effect: Effect) -> Step {
-    match effect {
+/// The commit step an effect asks for, if it is one.
+fn step(effect: Effect) -> Option<Step> {
+    Some(match effect {
         Effect::Publish {
             file,
             temp,
@@ -499,12 +501,8 @@ fn step(effect: Effect) -> Step {
             size,
         },
         Effect::DeleteTemp { file, temp } => Step::Delete { file, temp },
-        // Invariant: only called with Publish or DeleteTemp.
-        _ => Step::Delete {
-            file: FileId(u32::MAX),
-            temp: String::new(),
-        },
-    }
+        _ => return None,
+    })
 }
 
 /// The host of a URL, for per-host limits.

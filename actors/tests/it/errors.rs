@@ -199,14 +199,6 @@ async fn redirects_are_followed_from_the_remote_name_each_attempt() {
     h.origin.add("/target", 3 * 1024 * 1024);
     h.origin.redirect("/a", "/target");
     let job = h.job_from(h.origin.url("/a"), "a").await;
-    h.engine
-        .set(
-            &alice(),
-            job,
-            Property::MinRetryDelay(Duration::from_millis(50)),
-        )
-        .await
-        .unwrap();
     h.origin
         .fail_next("/target", Fault::ResetAfter(1024 * 1024));
     h.engine.resume(&alice(), job).await.unwrap();

@@ -90,14 +90,7 @@ impl Harness {
             })
             .collect();
         self.engine.add_files(&alice(), job, specs).await.unwrap();
-        self.engine
-            .set(
-                &alice(),
-                job,
-                Property::MinRetryDelay(Duration::from_millis(50)),
-            )
-            .await
-            .unwrap();
+        self.fast_retries(job).await;
         job
     }
 
@@ -114,7 +107,20 @@ impl Harness {
             .add_files(&alice(), job, vec![FileSpec::new(remote, local)])
             .await
             .unwrap();
+        self.fast_retries(job).await;
         job
+    }
+
+    /// A 50 ms minimum retry delay, so retries do not slow the tests.
+    async fn fast_retries(&self, job: JobId) {
+        self.engine
+            .set(
+                &alice(),
+                job,
+                Property::MinRetryDelay(Duration::from_millis(50)),
+            )
+            .await
+            .unwrap();
     }
 
     /// Waits for the first event of `job` that `matches`.
