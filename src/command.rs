@@ -106,6 +106,9 @@ pub enum Command {
     Complete,
     /// Change a property.
     Set(Property),
+    /// Change several properties at once: all or none (each is checked
+    /// before any is applied).
+    SetAll(Vec<Property>),
     /// Make the caller (an admin) the job's owner; removes the notify command.
     TakeOwnership,
 }
@@ -120,6 +123,7 @@ impl Command {
             Self::Cancel => "cancel",
             Self::Complete => "complete",
             Self::Set(_) => "set",
+            Self::SetAll(_) => "set_all",
             Self::TakeOwnership => "take_ownership",
         }
     }

@@ -203,3 +203,13 @@ pub enum CancelReason {
     /// The inactivity timeout.
     Inactivity,
 }
+
+impl CancelReason {
+    /// The name used in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Command => "command",
+            Self::Inactivity => "inactivity",
+        }
+    }
+}

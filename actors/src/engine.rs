@@ -25,6 +25,7 @@ use crate::{
     file_actor::blocking,
     fs,
     manager::{Listable, Lookup, Manager, Register, ShutdownAll, Subscribe},
+    metrics::Metrics,
     store::{Store, StoreError},
     supervisor::{Barrier, Exec, JobSupervisor, View},
 };
@@ -121,6 +122,7 @@ pub(crate) struct Shared {
     pub(crate) core: CoreConfig,
     pub(crate) store: Store,
     pub(crate) clock: Clock,
+    pub(crate) metrics: Arc<Metrics>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
 }
@@ -158,9 +160,11 @@ impl Engine {
     pub async fn start(config: EngineConfig) -> Result<Self, EngineError> {
         let dir = config.data_dir.clone();
         let new_id = uuid::Uuid::now_v7().as_u64_pair().1;
+        let metrics = Arc::new(Metrics::new());
+        let store_metrics = metrics.clone();
         let (store, loaded) = blocking(move || {
             std::fs::create_dir_all(&dir)?;
-            Store::open(&dir, new_id).map_err(std::io::Error::other)
+            Store::open(&dir, new_id, store_metrics).map_err(std::io::Error::other)
         })
         .await
         .map_err(|err| match err.into_inner() {
@@ -185,6 +189,7 @@ impl Engine {
             core,
             store,
             clock: Clock::new(),
+            metrics,
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
             next_arbiter: AtomicUsize::new(0),
         });
@@ -356,6 +361,16 @@ impl Engine {
         self.done(who, job, Command::Set(property)).await
     }
 
+    /// Changes several properties: all or none.
+    pub async fn set_all(
+        &self,
+        who: &Principal,
+        job: JobId,
+        properties: Vec<Property>,
+    ) -> Result<(), EngineError> {
+        self.done(who, job, Command::SetAll(properties)).await
+    }
+
     /// Makes `who` (an admin) the job's owner.
     pub async fn take_ownership(&self, who: &Principal, job: JobId) -> Result<(), EngineError> {
         self.done(who, job, Command::TakeOwnership).await
@@ -441,6 +456,15 @@ impl Engine {
             .collect();
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
+    }
+
+    /// The engine's metrics in the Prometheus text format: bytes and files
+    /// transferred, transfer errors by class, active transfers, store write
+    /// latency, and jobs by state.
+    pub async fn metrics_text(&self) -> Result<String, EngineError> {
+        let admin = Principal::admin("metrics");
+        let jobs = self.list(&admin, true).await?;
+        Ok(self.shared.metrics.render(jobs.iter().map(|job| job.state)))
     }
 
     /// Subscribes to events. The jobs already TRANSFERRED or in ERROR come

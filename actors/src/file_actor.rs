@@ -25,7 +25,7 @@ use ferry_core::{
 use futures_util::StreamExt as _;
 use tokio::sync::{oneshot, watch};
 
-use crate::{config::EngineConfig, fs};
+use crate::{config::EngineConfig, fs, metrics::Metrics};
 
 type Response = awc::ClientResponse;
 
@@ -118,6 +118,7 @@ pub(crate) struct FileActor {
     file: FileId,
     order: Option<TransferOrder>,
     config: Arc<EngineConfig>,
+    metrics: Option<Arc<Metrics>>,
     report: Option<WeakRecipient<Report>>,
     /// Turned true to stop the transfer at the next chunk.
     stop: watch::Sender<bool>,
@@ -139,12 +140,14 @@ impl FileActor {
     pub(crate) fn transfer(
         order: TransferOrder,
         config: Arc<EngineConfig>,
+        metrics: Arc<Metrics>,
         report: WeakRecipient<Report>,
     ) -> Self {
         Self {
             file: order.file,
             order: Some(order),
             config,
+            metrics: Some(metrics),
             report: Some(report),
             stop: watch::channel(false).0,
             stopped: None,
@@ -158,6 +161,7 @@ impl FileActor {
             file,
             order: None,
             config,
+            metrics: None,
             report: None,
             stop: watch::channel(false).0,
             stopped: None,
@@ -170,14 +174,18 @@ impl Actor for FileActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (Some(order), Some(report)) = (self.order.take(), self.report.clone()) else {
+        let (Some(order), Some(report), Some(metrics)) =
+            (self.order.take(), self.report.clone(), self.metrics.clone())
+        else {
             return;
         };
+        let active = metrics.transfer_started();
         let attempt = order.attempt;
         let file = self.file;
         let run = Transfer {
             order,
             config: self.config.clone(),
+            metrics,
             report: report.clone(),
             stop: self.stop.subscribe(),
         }
@@ -185,6 +193,7 @@ impl Actor for FileActor {
         self.running = true;
         ctx.spawn(run.into_actor(self).map(move |result, act, ctx| {
             act.running = false;
+            drop(active);
             let event = match result {
                 Ok(size) => TransferEvent::Transferred { size },
                 Err(Failure::Error(error)) => TransferEvent::Failed(error),
@@ -267,6 +276,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 struct Transfer {
     order: TransferOrder,
     config: Arc<EngineConfig>,
+    metrics: Arc<Metrics>,
     report: WeakRecipient<Report>,
     stop: watch::Receiver<bool>,
 }
@@ -590,6 +600,7 @@ impl Transfer {
                     "the body is longer than announced",
                 ));
             }
+            self.metrics.received(chunk.len());
             buf.extend_from_slice(&chunk);
             if sink.last_progress.elapsed() >= self.config.progress_interval {
                 sink.last_progress = Instant::now();

@@ -40,6 +40,7 @@
 //!
 //! The library installs no signal handlers and never blocks an arbiter.
 
+pub mod api;
 mod clock;
 mod config;
 mod engine;
@@ -47,6 +48,7 @@ mod failpoint;
 mod file_actor;
 mod fs;
 mod manager;
+mod metrics;
 mod store;
 mod supervisor;
 

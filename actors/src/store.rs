@@ -30,6 +30,8 @@ use rocksdb::{
 };
 use tokio::sync::oneshot;
 
+use crate::metrics::Metrics;
+
 type Db = DBWithThreadMode<MultiThreaded>;
 
 const CF_META: &str = "meta";
@@ -156,7 +158,11 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in `dir` and reads everything in it.
     /// Blocking: call it off the arbiters (the engine does so at start).
-    pub(crate) fn open(dir: &Path, new_engine_id: u64) -> Result<(Self, Loaded), StoreError> {
+    pub(crate) fn open(
+        dir: &Path,
+        new_engine_id: u64,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, Loaded), StoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -195,7 +201,7 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         thread::Builder::new()
             .name("ferry-store".into())
-            .spawn(move || writer(db, &rx))
+            .spawn(move || writer(db, &rx, &metrics))
             .map_err(|err| StoreError::Decode(DecodeError::Malformed(err.to_string())))?;
         Ok((Self { tx, engine_id }, loaded))
     }
@@ -297,7 +303,7 @@ fn cf<'a>(db: &'a Db, name: &str) -> Result<Arc<rocksdb::BoundColumnFamily<'a>>,
 }
 
 /// The writer thread: group commit. Owns the database; closing it drops it.
-fn writer(db: Db, rx: &mpsc::Receiver<Request>) {
+fn writer(db: Db, rx: &mpsc::Receiver<Request>, metrics: &Metrics) {
     let mut closing = None;
     while let Ok(first) = rx.recv() {
         let mut group = Vec::new();
@@ -312,7 +318,9 @@ fn writer(db: Db, rx: &mpsc::Receiver<Request>) {
             }
             next = rx.try_recv().ok();
         }
+        let started = std::time::Instant::now();
         let result = write_group(&db, &mut group).map_err(|err| err.to_string());
+        metrics.store_write(started.elapsed());
         if let Err(err) = &result {
             tracing::error!(message = "Store write failed.", error = %err);
         }

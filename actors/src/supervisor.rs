@@ -345,9 +345,10 @@ impl JobSupervisor {
         }
         let arbiter = self.shared.arbiter();
         let config = self.shared.config.clone();
+        let metrics = self.shared.metrics.clone();
         let report = ctx.address().downgrade().recipient();
         let actor = FileActor::start_in_arbiter(&arbiter, move |_| {
-            FileActor::transfer(order, config, report)
+            FileActor::transfer(order, config, metrics, report)
         });
         self.transfers.insert(
             file,
@@ -734,6 +735,22 @@ impl Handler<Report> for JobSupervisor {
                 self.to_manager(crate::manager::HostReachable(host));
             }
             Report::File(file, event) => {
+                if let FileEvent::Transfer { attempt, event } = &event
+                    && self
+                        .transfers
+                        .get(&file)
+                        .is_some_and(|r| r.attempt == *attempt)
+                {
+                    match event {
+                        TransferEvent::Transferred { .. } => self.shared.metrics.file_transferred(),
+                        TransferEvent::Failed(error) => {
+                            self.shared
+                                .metrics
+                                .transfer_failed(error.class, error.context);
+                        }
+                        _ => {}
+                    }
+                }
                 if let FileEvent::Transfer {
                     attempt,
                     event: TransferEvent::Transferred { .. } | TransferEvent::Failed(_),

@@ -465,6 +465,15 @@ impl Job {
                 self.set(property, now)?;
                 Reply::Done
             }
+            Command::SetAll(properties) => {
+                for property in &properties {
+                    validate::property(property)?;
+                }
+                for property in properties {
+                    self.set(property, now)?;
+                }
+                Reply::Done
+            }
             Command::TakeOwnership => {
                 if !who.admin {
                     return Err(CommandError::AccessDenied);

@@ -111,3 +111,19 @@ fn local(local: &str) -> Result<(), CommandError> {
     }
     Ok(())
 }
+
+/// The checks `set` makes, without applying anything.
+pub(crate) fn property(property: &crate::command::Property) -> Result<(), CommandError> {
+    use crate::command::Property;
+    match property {
+        Property::DisplayName(text) => name(text),
+        Property::Description(text) => description(text),
+        Property::NotifyCommand(Some(cmd)) => notify_command(cmd),
+        Property::ParallelFiles(n) => parallel_files(*n),
+        Property::Priority(_)
+        | Property::MinRetryDelay(_)
+        | Property::NoProgressTimeout(_)
+        | Property::MaxDownloadTime(_)
+        | Property::NotifyCommand(None) => Ok(()),
+    }
+}

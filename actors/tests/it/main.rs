@@ -9,6 +9,7 @@
 
 mod util;
 
+mod api;
 mod commit;
 mod errors;
 mod input;

@@ -1,0 +1,238 @@
+//! The event log behind `GET /v1/events`: one engine subscription feeds a
+//! bounded ring of events with ids, which every SSE client reads from its own
+//! position. A client that reconnects with `Last-Event-ID` gets what it
+//! missed while that is still in the ring; past that, a `gap` event tells it
+//! to re-read the jobs' state.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use ferry_core::{JobId, JobState, Principal};
+use tokio::sync::watch;
+
+use super::json;
+use crate::{Engine, Event, EventKind};
+
+/// How many events the ring keeps (the API promises at least 10,000).
+pub const EVENT_BUFFER: usize = 16_384;
+
+/// An SSE comment this often keeps idle connections open through proxies and
+/// finds clients that went away.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+struct Stored {
+    id: u64,
+    owner: String,
+    job: JobId,
+    json: json::Event,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    events: VecDeque<Stored>,
+}
+
+/// The ring and who waits on it.
+#[derive(Debug)]
+pub(crate) struct EventLog {
+    /// Distinguishes this process's ids from an earlier run's.
+    run: u64,
+    ring: Mutex<Ring>,
+    /// The id of the newest event (0: none yet).
+    newest: watch::Sender<u64>,
+}
+
+pub(crate) fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::JobTransferred => "job_transferred",
+        EventKind::JobError => "job_error",
+        EventKind::JobModified => "job_modified",
+        EventKind::FileTransferred(_) => "file_transferred",
+    }
+}
+
+fn to_json(event: &Event) -> json::Event {
+    json::Event {
+        kind: kind_name(event.kind).to_owned(),
+        job: event.job.to_string(),
+        state: event.state.as_str().to_owned(),
+        file: match event.kind {
+            EventKind::FileTransferred(file) => Some(file.0),
+            _ => None,
+        },
+    }
+}
+
+impl EventLog {
+    /// A log fed by `engine`'s events from now on (on the current arbiter).
+    pub(crate) fn start(engine: &Engine) -> Arc<Self> {
+        let log = Arc::new(Self {
+            run: uuid::Uuid::now_v7().as_u64_pair().1,
+            ring: Mutex::new(Ring::default()),
+            newest: watch::channel(0).0,
+        });
+        let feeder = log.clone();
+        let engine = engine.clone();
+        actix_rt::spawn(async move {
+            let Ok(mut events) = engine.subscribe().await else {
+                return;
+            };
+            // The engine first replays jobs already TRANSFERRED or in ERROR;
+            // they enter the ring like any event (clients that connect later
+            // get such jobs from their own snapshot).
+            while let Some(event) = events.next().await {
+                feeder.push(&event);
+            }
+        });
+        log
+    }
+
+    fn push(&self, event: &Event) {
+        let Ok(mut ring) = self.ring.lock() else {
+            return;
+        };
+        let id = ring.events.back().map_or(1, |e| e.id + 1);
+        if ring.events.len() >= EVENT_BUFFER {
+            ring.events.pop_front();
+        }
+        ring.events.push_back(Stored {
+            id,
+            owner: event.owner.clone(),
+            job: event.job,
+            json: to_json(event),
+        });
+        drop(ring);
+        self.newest.send_replace(id);
+    }
+
+    /// The SSE id of event `id` of this run.
+    fn sse_id(&self, id: u64) -> String {
+        format!("{:x}-{id}", self.run)
+    }
+
+    /// Where a client that last saw `last` (its `Last-Event-ID`) resumes:
+    /// the id after which to send, and whether events were lost.
+    fn resume_point(&self, last: Option<&str>) -> (u64, bool) {
+        let newest = *self.newest.borrow();
+        let Some(last) = last else {
+            return (newest, false);
+        };
+        let oldest = self
+            .ring
+            .lock()
+            .ok()
+            .and_then(|r| r.events.front().map(|e| e.id))
+            .unwrap_or(newest + 1);
+        let parsed = last.split_once('-').and_then(|(run, n)| {
+            Some((u64::from_str_radix(run, 16).ok()?, n.parse::<u64>().ok()?))
+        });
+        match parsed {
+            // Ours and still (or just past) the ring: nothing lost.
+            Some((run, n)) if run == self.run && n <= newest && n + 1 >= oldest => (n, false),
+            // Ours but fallen out of the ring, from an earlier run, or
+            // garbage: send everything still here, after a gap.
+            _ => (oldest.saturating_sub(1), true),
+        }
+    }
+
+    /// Events after `after` that `who` may see (and of `job`, if given),
+    /// formatted for SSE, and the id of the last one examined.
+    fn read(&self, after: u64, who: &Principal, job: Option<JobId>) -> (Vec<Bytes>, u64) {
+        let Ok(ring) = self.ring.lock() else {
+            return (Vec::new(), after);
+        };
+        let mut out = Vec::new();
+        let mut last = after;
+        for stored in ring.events.iter().filter(|e| e.id > after) {
+            last = stored.id;
+            if who.may_access(&stored.owner) && job.is_none_or(|j| j == stored.job) {
+                out.push(sse(Some(&self.sse_id(stored.id)), &stored.json));
+            }
+        }
+        (out, last)
+    }
+}
+
+/// One SSE message.
+fn sse(id: Option<&str>, event: &json::Event) -> Bytes {
+    let data = serde_json::to_string(event).unwrap_or_default();
+    let mut text = String::with_capacity(data.len() + 64);
+    if let Some(id) = id {
+        text.push_str("id: ");
+        text.push_str(id);
+        text.push('\n');
+    }
+    text.push_str("event: ");
+    text.push_str(&event.kind);
+    text.push_str("\ndata: ");
+    text.push_str(&data);
+    text.push_str("\n\n");
+    Bytes::from(text)
+}
+
+/// The byte stream of one SSE client: the snapshot (its jobs already
+/// TRANSFERRED or in ERROR, without ids), a `gap` if it missed events that
+/// are gone, then the events after its position, live.
+pub(crate) async fn stream(
+    log: Arc<EventLog>,
+    engine: Engine,
+    who: Principal,
+    job: Option<JobId>,
+    last_event_id: Option<String>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    let (position, gap) = log.resume_point(last_event_id.as_deref());
+    let mut first = Vec::new();
+    // A comment first: the client sees the stream is open at once.
+    first.push(Bytes::from_static(b": ferry events\n\n"));
+    if gap {
+        first.push(Bytes::from(
+            "event: gap\ndata: {\"type\":\"gap\",\"message\":\"events were missed: re-read the jobs\"}\n\n",
+        ));
+    }
+    let jobs = engine.list(&who, false).await.unwrap_or_default();
+    for view in jobs {
+        if job.is_some_and(|j| j != view.id) {
+            continue;
+        }
+        let kind = match view.state {
+            JobState::Transferred => EventKind::JobTransferred,
+            JobState::Error => EventKind::JobError,
+            _ => continue,
+        };
+        let event = Event {
+            seq: 0,
+            job: view.id,
+            owner: view.owner.clone(),
+            state: view.state,
+            kind,
+        };
+        first.push(sse(None, &to_json(&event)));
+    }
+    let newest = log.newest.subscribe();
+    let state = (log, newest, who, job, position, VecDeque::from(first));
+    futures_util::stream::unfold(state, |mut state| async move {
+        let (log, newest, who, job, position, pending) = &mut state;
+        loop {
+            if let Some(bytes) = pending.pop_front() {
+                return Some((Ok(bytes), state));
+            }
+            let (batch, last) = log.read(*position, who, *job);
+            *position = last;
+            if !batch.is_empty() {
+                pending.extend(batch);
+                continue;
+            }
+            match tokio::time::timeout(KEEPALIVE, newest.changed()).await {
+                Ok(Ok(())) => {}
+                // The engine's feeder ended: the stream ends too.
+                Ok(Err(_)) => return None,
+                Err(_) => pending.push_back(Bytes::from_static(b": keepalive\n\n")),
+            }
+        }
+    })
+}

@@ -1,0 +1,483 @@
+//! The API's JSON documents. They derive both `Serialize` and `Deserialize`
+//! so that clients (the `ferry` CLI) read exactly what the server writes.
+
+use std::time::Duration;
+
+use ferry_core::{
+    Answer, CancelAnswer, CompleteAnswer, FileFailure, FileView, JobError, JobState, JobType,
+    JobView, NotifyCommand, Priority, UtcTime,
+};
+use serde::{Deserialize, Serialize};
+
+/// A job (`GET /v1/jobs/{id}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job's id (a UUID).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// `download`, `upload` or `upload_reply`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `foreground`, `high`, `normal` or `low`.
+    pub priority: String,
+    /// `queued`, `connecting`, `transferring`, `suspended`, `error`,
+    /// `transient_error`, `transferred`, `acknowledged` or `cancelled`.
+    pub state: String,
+    /// The owner's user name.
+    pub owner: String,
+    /// Bytes and files.
+    pub progress: Progress,
+    /// RFC 3339 times.
+    pub times: Times,
+    /// The error object (only in `error` and `transient_error`).
+    pub error: Option<Error>,
+    /// Failed transfer attempts so far (never reset).
+    pub error_count: u64,
+    /// Minimum delay before a transient error is retried, in seconds.
+    pub min_retry_delay_secs: u64,
+    /// Time without progress before a transient error turns fatal, in
+    /// seconds.
+    pub no_progress_timeout_secs: u64,
+    /// Most time the job may spend connecting or transferring, in seconds.
+    pub max_download_time_secs: u64,
+    /// Files transferred at once.
+    pub parallel_files: u32,
+    /// The program run when the job is transferred or fails.
+    pub notify_command: Option<Notify>,
+    /// A Complete could not rename some files and waits to be called again.
+    pub commit_stalled: bool,
+    /// Complete's or Cancel's answer, once the job is final.
+    pub answer: Option<FinalAnswer>,
+    /// The files (only in `GET /v1/jobs/{id}`; lists leave them out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<File>>,
+}
+
+/// A job's progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Sum of the files' sizes; null while a size is unknown.
+    pub bytes_total: Option<u64>,
+    /// Bytes received so far.
+    pub bytes_transferred: u64,
+    /// Number of files.
+    pub files_total: usize,
+    /// Files whose bytes are all transferred.
+    pub files_transferred: usize,
+}
+
+/// A job's times, RFC 3339 in UTC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Times {
+    /// Creation.
+    pub created: String,
+    /// Last change.
+    pub modified: String,
+    /// When the job last became transferred.
+    pub transfer_completed: Option<String>,
+}
+
+/// A job's error object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Error {
+    /// `queue_manager`, `local_file`, `remote_file`, `transport`,
+    /// `remote_application`.
+    pub context: String,
+    /// A stable code (`http_404`, `connection_refused`, ...).
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// The file's id, when the error belongs to one.
+    pub file: Option<u32>,
+}
+
+/// A notify command (never run through a shell).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    /// Absolute path of the program.
+    pub program: String,
+    /// Its arguments, passed as given.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// One file of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct File {
+    /// Its id within the job (0, 1, 2, ... in the order added).
+    pub id: u32,
+    /// Remote URL.
+    pub remote: String,
+    /// Final local name.
+    pub local: String,
+    /// Size; null while unknown.
+    pub bytes_total: Option<u64>,
+    /// Bytes received so far.
+    pub bytes_transferred: u64,
+    /// Every byte is durable: Complete will publish it.
+    pub transferred: bool,
+    /// Published at its final name by Complete.
+    pub completed: bool,
+}
+
+/// The answer of the Complete or Cancel that ended a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum FinalAnswer {
+    /// Complete's answer.
+    Complete(CompleteResult),
+    /// Cancel's answer.
+    Cancel(CancelResult),
+}
+
+/// What Complete did (`POST /v1/jobs/{id}/complete`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteResult {
+    /// `complete`, `partial_complete` or `unable_to_delete_files`.
+    pub result: String,
+    /// Each file and what became of it.
+    pub files: Vec<FileOutcome>,
+    /// Temp files that could not be deleted.
+    pub undeleted: Vec<Failure>,
+}
+
+/// One file in Complete's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOutcome {
+    /// The file's id.
+    pub id: u32,
+    /// Its final name.
+    pub local: String,
+    /// `saved` (published at its final name) or `dropped` (not transferred
+    /// before Complete: its temp file deleted).
+    pub outcome: String,
+}
+
+/// What Cancel did (`POST /v1/jobs/{id}/cancel`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelResult {
+    /// `ok` or `unable_to_delete_files`.
+    pub result: String,
+    /// `command` (a caller's Cancel) or `inactivity`.
+    pub reason: String,
+    /// Temp files that could not be deleted.
+    pub undeleted: Vec<Failure>,
+}
+
+/// A file a filesystem step failed for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The file's id.
+    pub file: u32,
+    /// The path concerned.
+    pub path: String,
+    /// The cause.
+    pub cause: String,
+}
+
+/// An error answer: `{"error": CODE, "message": ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable code.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// For `rename_failed`: each file that could not be published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<Failure>,
+}
+
+/// `POST /v1/jobs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// Display name (at most 256 characters).
+    pub name: String,
+    /// `download` (the default; uploads are not served yet).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// `foreground`, `high`, `normal` (default) or `low`.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Description (at most 1,024 characters).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A file to add (`POST /v1/jobs/{id}/files`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddFile {
+    /// An absolute http or https URL.
+    pub remote: String,
+    /// The absolute path the file appears at on Complete.
+    pub local: String,
+}
+
+/// The body of `POST /v1/jobs/{id}/files`: one file or a list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AddFiles {
+    /// One file.
+    One(AddFile),
+    /// Several, all or none.
+    Many(Vec<AddFile>),
+}
+
+/// `PATCH /v1/jobs/{id}`: the properties to change, all or none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchJob {
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// Minimum retry delay in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_retry_delay_secs: Option<u64>,
+    /// No-progress timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_progress_timeout_secs: Option<u64>,
+    /// Maximum download time in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_download_time_secs: Option<u64>,
+    /// Files transferred at once (1 to 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_files: Option<u32>,
+    /// The notify command; `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub notify_command: Option<Option<Notify>>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<Option<T>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+/// An event on `GET /v1/events` (the SSE `data:` line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// `job_transferred`, `job_error`, `job_modified`, `file_transferred`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The job's id.
+    pub job: String,
+    /// The job's state after the event.
+    pub state: String,
+    /// The file, for `file_transferred`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<u32>,
+}
+
+/// RFC 3339 (UTC, milliseconds) of a time.
+pub fn rfc3339(time: UtcTime) -> String {
+    let nanos = i128::from(time.unix_millis()) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| time.unix_millis().to_string())
+}
+
+/// A priority from its API name.
+pub fn parse_priority(name: &str) -> Option<Priority> {
+    [
+        Priority::Foreground,
+        Priority::High,
+        Priority::Normal,
+        Priority::Low,
+    ]
+    .into_iter()
+    .find(|p| p.as_str() == name)
+}
+
+/// A job type from its API name.
+pub fn parse_job_type(name: &str) -> Option<JobType> {
+    [JobType::Download, JobType::Upload, JobType::UploadReply]
+        .into_iter()
+        .find(|t| t.as_str() == name)
+}
+
+/// The state names, in BITS's order.
+pub const STATES: [JobState; 9] = [
+    JobState::Queued,
+    JobState::Connecting,
+    JobState::Transferring,
+    JobState::Suspended,
+    JobState::Error,
+    JobState::TransientError,
+    JobState::Transferred,
+    JobState::Acknowledged,
+    JobState::Cancelled,
+];
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+impl Job {
+    /// The JSON of a job; `files` only for single-job answers.
+    pub fn from_view(view: &JobView, files: Option<&[FileView]>) -> Self {
+        Self {
+            id: view.id.to_string(),
+            name: view.name.clone(),
+            description: view.description.clone(),
+            kind: view.kind.as_str().to_owned(),
+            priority: view.priority.as_str().to_owned(),
+            state: view.state.as_str().to_owned(),
+            owner: view.owner.clone(),
+            progress: Progress {
+                bytes_total: view.bytes_total,
+                bytes_transferred: view.bytes_transferred,
+                files_total: view.files_total,
+                files_transferred: view.files_transferred,
+            },
+            times: Times {
+                created: rfc3339(view.created),
+                modified: rfc3339(view.modified),
+                transfer_completed: view.transferred_at.map(rfc3339),
+            },
+            error: view.error.as_ref().map(Error::from_core),
+            error_count: view.error_count,
+            min_retry_delay_secs: secs(view.min_retry_delay),
+            no_progress_timeout_secs: secs(view.no_progress_timeout),
+            max_download_time_secs: secs(view.max_download_time),
+            parallel_files: view.parallel_files,
+            notify_command: view.notify_command.as_ref().map(Notify::from_core),
+            commit_stalled: view.commit_stalled,
+            answer: view.answer.as_ref().map(|answer| match answer {
+                Answer::Complete(a) => {
+                    FinalAnswer::Complete(CompleteResult::from_core(a, files.unwrap_or(&[])))
+                }
+                Answer::Cancel(a) => FinalAnswer::Cancel(CancelResult::from_core(a)),
+            }),
+            files: files.map(|files| files.iter().map(File::from_core).collect()),
+        }
+    }
+}
+
+impl Error {
+    fn from_core(error: &JobError) -> Self {
+        Self {
+            context: error.context.as_str().to_owned(),
+            code: error.code.clone(),
+            message: error.message.clone(),
+            file: error.file.map(|f| f.0),
+        }
+    }
+}
+
+impl Notify {
+    fn from_core(cmd: &NotifyCommand) -> Self {
+        Self {
+            program: cmd.program.clone(),
+            args: cmd.args.clone(),
+        }
+    }
+
+    /// The core's notify command.
+    pub fn to_core(&self) -> NotifyCommand {
+        NotifyCommand {
+            program: self.program.clone(),
+            args: self.args.clone(),
+        }
+    }
+}
+
+impl File {
+    /// The JSON of a file.
+    pub fn from_core(file: &FileView) -> Self {
+        Self {
+            id: file.id.0,
+            remote: file.remote.clone(),
+            local: file.local.clone(),
+            bytes_total: file.bytes_total,
+            bytes_transferred: file.bytes_transferred,
+            transferred: file.transferred,
+            completed: file.completed,
+        }
+    }
+}
+
+impl Failure {
+    /// The JSON of a failed file step.
+    pub fn from_core(failure: &FileFailure) -> Self {
+        Self {
+            file: failure.file.0,
+            path: failure.path.clone(),
+            cause: failure.cause.clone(),
+        }
+    }
+}
+
+impl CompleteResult {
+    /// Complete's answer, with the files' names from `files` (ids without a
+    /// view keep an empty name).
+    pub fn from_core(answer: &CompleteAnswer, files: &[FileView]) -> Self {
+        let local = |id: ferry_core::FileId| {
+            files
+                .iter()
+                .find(|f| f.id == id)
+                .map(|f| f.local.clone())
+                .unwrap_or_default()
+        };
+        let mut outcomes: Vec<FileOutcome> = answer
+            .saved
+            .iter()
+            .map(|id| (id, "saved"))
+            .chain(answer.dropped.iter().map(|id| (id, "dropped")))
+            .map(|(id, outcome)| FileOutcome {
+                id: id.0,
+                local: local(*id),
+                outcome: outcome.to_owned(),
+            })
+            .collect();
+        outcomes.sort_by_key(|o| o.id);
+        Self {
+            result: answer.result.as_str().to_owned(),
+            files: outcomes,
+            undeleted: answer.undeleted.iter().map(Failure::from_core).collect(),
+        }
+    }
+}
+
+impl CancelResult {
+    /// Cancel's answer.
+    pub fn from_core(answer: &CancelAnswer) -> Self {
+        Self {
+            result: answer.result.as_str().to_owned(),
+            reason: answer.reason.as_str().to_owned(),
+            undeleted: answer.undeleted.iter().map(Failure::from_core).collect(),
+        }
+    }
+}

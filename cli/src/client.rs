@@ -1,0 +1,240 @@
+//! The API's client: awc over the daemon's Unix socket (or TCP with a
+//! bearer token), answers as the API's own JSON types.
+
+use std::{path::PathBuf, time::Duration};
+
+use actix_rt::net::UnixStream;
+use actix_tls::connect::{ConnectError, ConnectInfo, Connection};
+use awc::{
+    Client as Http, Connector,
+    http::{Method, StatusCode},
+};
+use ferry_actors::api::json;
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Where the daemon is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// A Unix socket.
+    Unix(PathBuf),
+    /// A TCP base URL (`http://host:port`).
+    Http(String),
+}
+
+impl Address {
+    /// Parses `unix:PATH` or `http://HOST:PORT`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        if text.starts_with("http://") || text.starts_with("https://") {
+            return Ok(Self::Http(text.trim_end_matches('/').to_owned()));
+        }
+        Err(format!(
+            "FERRY_ADDR {text:?} is neither unix:PATH nor http://HOST:PORT"
+        ))
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Http(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon answers at the address.
+    #[error("no ferry daemon at {address} ({cause}); start one with `ferry serve`")]
+    Unreachable {
+        /// Where we looked.
+        address: Address,
+        /// What the connection said.
+        cause: String,
+    },
+    /// The daemon refused the request.
+    #[error("{}: {}", .body.error, .body.message)]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error document.
+        body: json::ErrorBody,
+    },
+    /// Bad input, refused before asking the daemon.
+    #[error("{0}")]
+    Input(String),
+    /// The answer was not what the API promises.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The API error code, if the daemon refused the request.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { body, .. } => Some(&body.error),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to the daemon.
+#[derive(Clone)]
+pub struct Client {
+    http: Http,
+    base: String,
+    address: Address,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client of the daemon at `address` (must run on an actix System).
+    pub fn new(address: Address, token: Option<String>) -> Self {
+        let timeout = Duration::from_secs(120);
+        let (http, base) = match &address {
+            Address::Unix(path) => {
+                let path = path.clone();
+                let connector = Connector::new().timeout(Duration::from_secs(5)).connector(
+                    actix_service::fn_service(move |req: ConnectInfo<awc::http::Uri>| {
+                        let path = path.clone();
+                        async move {
+                            let io = UnixStream::connect(&path).await.map_err(ConnectError::Io)?;
+                            Ok::<_, ConnectError>(Connection::new(req.request().clone(), io))
+                        }
+                    }),
+                );
+                (
+                    Http::builder()
+                        .connector(connector)
+                        .timeout(timeout)
+                        .finish(),
+                    "http://localhost".to_owned(),
+                )
+            }
+            Address::Http(url) => (Http::builder().timeout(timeout).finish(), url.clone()),
+        };
+        Self {
+            http,
+            base,
+            address,
+            token,
+        }
+    }
+
+    /// Where it connects.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let sent = match body {
+            Some(body) => req.send_json(body).await,
+            None => req.send().await,
+        };
+        let mut res = sent.map_err(|err| ClientError::Unreachable {
+            address: self.address.clone(),
+            cause: err.to_string(),
+        })?;
+        let bytes = res
+            .body()
+            .limit(256 << 20)
+            .await
+            .map_err(|err| ClientError::Protocol(err.to_string()))?;
+        let status = res.status();
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|err| {
+                ClientError::Protocol(format!("{err}: {}", String::from_utf8_lossy(&bytes)))
+            });
+        }
+        match serde_json::from_slice::<json::ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                body,
+            }),
+            Err(_) => Err(ClientError::Protocol(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ))),
+        }
+    }
+
+    /// `GET path` as any JSON.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    /// A job with its files.
+    pub async fn job(&self, id: &str) -> Result<json::Job, ClientError> {
+        self.get(&format!("/v1/jobs/{}", encode(id)?)).await
+    }
+
+    /// `/v1/jobs/{id}` plus `suffix`, the id checked.
+    pub fn job_path(id: &str, suffix: &str) -> Result<String, ClientError> {
+        Ok(format!("/v1/jobs/{}{suffix}", encode(id)?))
+    }
+
+    /// A command on a job (`resume`, `suspend`, ...).
+    pub async fn action<T: DeserializeOwned>(
+        &self,
+        id: &str,
+        action: &str,
+    ) -> Result<T, ClientError> {
+        self.post(
+            &format!("/v1/jobs/{}/{action}", encode(id)?),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Whether the daemon answers at all.
+    pub async fn healthy(&self) -> bool {
+        let res = self.http.get(format!("{}/healthz", self.base)).send().await;
+        res.is_ok_and(|r| r.status() == StatusCode::OK)
+    }
+}
+
+/// A job id checked before it goes into a path.
+fn encode(id: &str) -> Result<String, ClientError> {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.to_string())
+        .map_err(|_| ClientError::Input(format!("{id:?} is not a job id (a UUID)")))
+}

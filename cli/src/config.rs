@@ -1,0 +1,271 @@
+//! The daemon's settings: defaults, then the TOML file (`--config`), then
+//! environment variables and flags (clap gives both), each overriding the
+//! one before.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Where and how `ferry serve` runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// System mode: a socket any local user may use, callers told apart by
+    /// their peer credentials.
+    pub system: bool,
+    /// The RocksDB store and the generated token.
+    pub data_dir: PathBuf,
+    /// The Unix socket.
+    pub socket: PathBuf,
+    /// An optional TCP listener (`HOST:PORT`), bearer tokens required.
+    pub listen: Option<String>,
+    /// Members of this group are admins (system mode); root always is.
+    pub admin_group: Option<String>,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// Transfers at once across background jobs.
+    pub max_transfers: usize,
+    /// Transfers at once to one host.
+    pub max_transfers_per_host: usize,
+    /// Seconds to connect and receive a response head.
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for the next body chunk.
+    pub idle_timeout_secs: u64,
+    /// The lowest minimum retry delay a job may set, in seconds (BITS: 5).
+    pub retry_delay_floor_secs: u64,
+    /// Extra bearer tokens for the TCP listener.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One bearer token and what it may do.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The secret.
+    pub token: String,
+    /// The principal it stands for.
+    pub user: String,
+    /// Whether it is an admin.
+    #[serde(default)]
+    pub admin: bool,
+    /// Directories it may have files published under; empty: anywhere.
+    #[serde(default)]
+    pub roots: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("user", &self.user)
+            .field("admin", &self.admin)
+            .field("roots", &self.roots)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The user's data directory (`$XDG_DATA_HOME/ferry`, else
+/// `~/.local/share/ferry`).
+pub fn user_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("ferry");
+    }
+    home().join(".local/share/ferry")
+}
+
+/// The user's socket (`$XDG_RUNTIME_DIR/ferry.sock`, else in the data dir).
+pub fn user_socket(data_dir: &Path) -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("ferry.sock"),
+        None => data_dir.join("ferry.sock"),
+    }
+}
+
+/// The system daemon's socket.
+pub const SYSTEM_SOCKET: &str = "/run/ferry/ferry.sock";
+/// The system daemon's data directory.
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/ferry";
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        let data_dir = user_data_dir();
+        Self {
+            system: false,
+            socket: user_socket(&data_dir),
+            data_dir,
+            listen: None,
+            admin_group: None,
+            log_format: LogFormat::Human,
+            max_transfers: 8,
+            max_transfers_per_host: 8,
+            connect_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            retry_delay_floor_secs: 5,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// A config file that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML of the expected shape.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServeConfig {
+    /// The defaults for the mode.
+    pub fn defaults(system: bool) -> Self {
+        let mut config = Self::default();
+        if system {
+            config.system = true;
+            config.data_dir = PathBuf::from(SYSTEM_DATA_DIR);
+            config.socket = PathBuf::from(SYSTEM_SOCKET);
+        }
+        config
+    }
+
+    /// Reads a TOML file over the defaults of its mode (a file may set
+    /// `system = true`; paths it does not set follow the mode).
+    pub fn from_file(path: &Path, system_flag: bool) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let system = system_flag
+            || table
+                .get("system")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(false);
+        // Merge the file over the mode's defaults, key by key.
+        let mut merged = match toml::Value::try_from(Self::defaults(system)) {
+            Ok(toml::Value::Table(defaults)) => defaults,
+            _ => return Err(ConfigError::Invalid("the defaults do not serialize".into())),
+        };
+        merged.extend(table);
+        merged.insert("system".into(), toml::Value::Boolean(system));
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|source| ConfigError::Parse {
+                path: path.to_owned(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Checks values that would fail later in less clear ways.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_transfers == 0 || self.max_transfers_per_host == 0 {
+            return Err(ConfigError::Invalid(
+                "max_transfers and max_transfers_per_host must be at least 1".into(),
+            ));
+        }
+        if !self.data_dir.is_absolute() || !self.socket.is_absolute() {
+            return Err(ConfigError::Invalid(
+                "data_dir and socket must be absolute paths".into(),
+            ));
+        }
+        if let Some(t) = self.tokens.iter().find(|t| t.token.len() < 16) {
+            return Err(ConfigError::Invalid(format!(
+                "the token of {:?} is shorter than 16 characters",
+                t.user
+            )));
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML, tokens hidden.
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        for token in &mut shown.tokens {
+            token.token = "<hidden>".into();
+        }
+        toml::to_string(&shown).unwrap_or_default()
+    }
+
+    /// The engine's settings.
+    pub fn engine(&self) -> ferry_actors::EngineConfig {
+        let mut engine = ferry_actors::EngineConfig::new(self.data_dir.join("store"));
+        engine.max_transfers = self.max_transfers;
+        engine.max_transfers_per_host = self.max_transfers_per_host;
+        engine.connect_timeout = Duration::from_secs(self.connect_timeout_secs);
+        engine.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
+        engine.core.retry_delay_floor = Duration::from_secs(self.retry_delay_floor_secs);
+        engine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_only_what_it_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(
+            &path,
+            "max_transfers = 3\n[[tokens]]\ntoken = \"0123456789abcdef\"\nuser = \"ci\"\nroots = [\"/srv\"]\n",
+        )
+        .unwrap();
+        let config = ServeConfig::from_file(&path, false).unwrap();
+        assert_eq!(config.max_transfers, 3);
+        assert_eq!(config.max_transfers_per_host, 8);
+        assert_eq!(config.tokens.len(), 1);
+        assert!(!config.to_toml().contains("0123456789abcdef"));
+        let system = ServeConfig::from_file(&path, true).unwrap();
+        assert_eq!(system.socket, PathBuf::from(SYSTEM_SOCKET));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, "max_transfer = 3\n").unwrap();
+        let err = ServeConfig::from_file(&path, false).unwrap_err();
+        assert!(err.to_string().contains("max_transfer"), "{err}");
+        std::fs::write(&path, "max_transfers = 0\n").unwrap();
+        let config = ServeConfig::from_file(&path, false).unwrap();
+        assert!(config.validate().is_err());
+    }
+}

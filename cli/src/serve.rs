@@ -1,0 +1,358 @@
+//! `ferry serve`: the engine behind the HTTP API on a Unix socket (and an
+//! opt-in TCP listener), until SIGTERM or SIGINT.
+
+use std::{
+    io::Write as _,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use actix_web::{App, HttpRequest, HttpServer};
+use ferry_actors::{
+    Engine, EngineError, StoreError,
+    api::{self, Api, AuthError, Authenticator, Tokens},
+};
+use ferry_core::Principal;
+
+use crate::config::{LogFormat, ServeConfig};
+
+/// Why the daemon could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data dir is held by another daemon.
+    #[error("the data dir {0} is in use by another ferry daemon")]
+    Locked(PathBuf),
+    /// The data dir holds a store of another version.
+    #[error("{0}")]
+    Schema(String),
+    /// The data dir or socket could not be set up.
+    #[error("{path}: {source}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another daemon answers on the socket.
+    #[error("another ferry daemon is listening on {0}")]
+    SocketInUse(PathBuf),
+    /// The engine failed.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// The settings are wrong.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Installs the log subscriber: `RUST_LOG` filters (default `info`).
+pub fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Who calls, in the daemon: the Unix socket's peer (by uid), or a bearer
+/// token on TCP.
+struct DaemonAuth {
+    system: bool,
+    daemon_uid: u32,
+    admin_group: Option<(u32, Vec<String>)>,
+    tokens: Tokens,
+    /// Per token user: the roots it may publish under (empty: anywhere).
+    roots: Vec<(String, Vec<PathBuf>)>,
+}
+
+/// A uid's user name, or `uid:N` for a uid without one.
+pub fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid:{uid}"),
+    }
+}
+
+/// The uid of a principal named by [`user_name`].
+fn uid_of(name: &str) -> Option<u32> {
+    if let Some(n) = name.strip_prefix("uid:") {
+        return n.parse().ok();
+    }
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Some(user.uid.as_raw()),
+        _ => None,
+    }
+}
+
+impl DaemonAuth {
+    fn is_admin(&self, uid: u32, gid: u32, name: &str) -> bool {
+        if uid == 0 {
+            return true;
+        }
+        match &self.admin_group {
+            Some((group, members)) => gid == *group || members.iter().any(|m| m == name),
+            None => false,
+        }
+    }
+}
+
+impl Authenticator for DaemonAuth {
+    fn principal(&self, req: &HttpRequest) -> Result<Principal, AuthError> {
+        if let Some(peer) = api::peer_cred(req) {
+            if !self.system && peer.uid != self.daemon_uid && peer.uid != 0 {
+                return Err(AuthError::Forbidden(
+                    "this is a user-mode daemon of another user".into(),
+                ));
+            }
+            let name = user_name(peer.uid);
+            let admin = self.is_admin(peer.uid, peer.gid, &name);
+            return Ok(Principal { user: name, admin });
+        }
+        let token = api::bearer_token(req).ok_or(AuthError::Missing)?;
+        self.tokens.find(token).cloned().ok_or(AuthError::Invalid)
+    }
+
+    fn may_write(&self, who: &Principal, local: &Path) -> bool {
+        if let Some((_, roots)) = self.roots.iter().find(|(user, _)| *user == who.user)
+            && !roots.is_empty()
+            && !roots.iter().any(|r| local.starts_with(r))
+        {
+            return false;
+        }
+        if self.system && !who.admin {
+            // Until file operations run under the caller's own uid, a
+            // system daemon publishes only into a real directory (not a
+            // symlink) that the caller owns.
+            let Some(uid) = uid_of(&who.user) else {
+                return false;
+            };
+            let Some(dir) = local.parent() else {
+                return false;
+            };
+            return std::fs::symlink_metadata(dir).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt as _;
+                m.is_dir() && m.uid() == uid
+            });
+        }
+        true
+    }
+
+    fn may_set_notify(&self, who: &Principal) -> bool {
+        // In system mode the program would run as the daemon's user: admins
+        // only, until it runs as the job's owner.
+        !self.system || who.admin
+    }
+}
+
+/// The generated token in `data_dir/token` (0600), created at first start.
+fn daemon_token(data_dir: &Path) -> Result<String, ServeError> {
+    let path = data_dir.join("token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(ServeError::Path { path, source }),
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| {
+            f.write_all(token.as_bytes())?;
+            f.sync_all()
+        })
+        .map_err(|source| ServeError::Path {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(token)
+}
+
+/// Binds the Unix socket: refuses one another daemon answers on, replaces a
+/// stale one, and sets its mode (0600 user, 0666 system).
+fn bind_socket(path: &Path, system: bool) -> Result<std::os::unix::net::UnixListener, ServeError> {
+    let io = |source| ServeError::Path {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::SocketInUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    // The socket is created 0600 (umask 0177) and only then opened up in
+    // system mode: never a moment where others could connect in user mode.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let listener = std::os::unix::net::UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = listener.map_err(io)?;
+    let mode = if system { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    Ok(listener)
+}
+
+fn start_error(err: EngineError, data_dir: &Path) -> ServeError {
+    match err {
+        EngineError::Open(StoreError::SchemaVersion { .. }) => ServeError::Schema(err.to_string()),
+        EngineError::Open(StoreError::Rocks(ref rocks)) if rocks.to_string().contains("lock") => {
+            ServeError::Locked(data_dir.to_owned())
+        }
+        other => ServeError::Engine(other.to_string()),
+    }
+}
+
+/// Runs the daemon until a signal; returns once everything is checkpointed.
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    config
+        .validate()
+        .map_err(|err| ServeError::Config(err.to_string()))?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::Path {
+        path: data_dir.clone(),
+        source,
+    })?;
+    // The data dir holds the token and the store: the daemon's alone.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+        |source| ServeError::Path {
+            path: data_dir.clone(),
+            source,
+        },
+    )?;
+    let engine = Engine::start(config.engine())
+        .await
+        .map_err(|err| start_error(err, &data_dir))?;
+
+    let daemon_uid = rustix::process::getuid().as_raw();
+    let mut tokens = Tokens::new();
+    let mut roots = Vec::new();
+    if config.listen.is_some() {
+        let token = daemon_token(&data_dir)?;
+        tokens.insert(&token, Principal::user(user_name(daemon_uid)));
+    }
+    for t in &config.tokens {
+        tokens.insert(
+            &t.token,
+            Principal {
+                user: t.user.clone(),
+                admin: t.admin,
+            },
+        );
+        roots.push((t.user.clone(), t.roots.clone()));
+    }
+    let admin_group = match &config.admin_group {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Some((group.gid.as_raw(), group.mem)),
+            _ => return Err(ServeError::Config(format!("no group named {name:?}"))),
+        },
+    };
+    let auth = DaemonAuth {
+        system: config.system,
+        daemon_uid,
+        admin_group,
+        tokens,
+        roots,
+    };
+    let api = Api::new(engine.clone(), auth);
+    let listener = match bind_socket(&config.socket, config.system) {
+        Ok(l) => l,
+        Err(err) => {
+            let _ = engine.shutdown().await;
+            return Err(err);
+        }
+    };
+    let app_api = api.clone();
+    let mut server = HttpServer::new(move || App::new().configure(app_api.configure()))
+        .workers(2)
+        .disable_signals()
+        // Event streams never end by themselves: give them a moment only.
+        .shutdown_timeout(2)
+        .on_connect(api::record_peer_cred)
+        .listen_uds(listener)
+        .map_err(|source| ServeError::Path {
+            path: config.socket.clone(),
+            source,
+        })?;
+    tracing::info!(message = "Listening.", address = %format!("unix:{}", config.socket.display()));
+    if let Some(listen) = &config.listen {
+        let tcp_error = |source| ServeError::Path {
+            path: PathBuf::from(listen),
+            source,
+        };
+        let tcp = std::net::TcpListener::bind(listen).map_err(tcp_error)?;
+        let addr = tcp.local_addr().map_err(tcp_error)?;
+        server = server.listen(tcp).map_err(tcp_error)?;
+        tracing::info!(message = "Listening.", address = %format!("http://{addr}"));
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let serving = actix_rt::spawn(server);
+    tracing::info!(
+        message = "ferry is serving.",
+        data_dir = %data_dir.display(),
+        mode = if config.system { "system" } else { "user" }
+    );
+
+    wait_for_signal().await;
+    tracing::info!(message = "Stopping: transfers stop at their next chunk.");
+    // A second signal: out at once.
+    actix_rt::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!(message = "Second signal: exiting now.");
+        std::process::exit(130);
+    });
+    let socket = config.socket.clone();
+    let stopped = async move {
+        handle.stop(true).await;
+        let _ = serving.await;
+        drop(api);
+        engine.shutdown().await
+    };
+    let result = match actix_rt::time::timeout(Duration::from_secs(9), stopped).await {
+        Ok(result) => result.map_err(|err| ServeError::Engine(err.to_string())),
+        Err(_) => Err(ServeError::Engine(
+            "the engine did not stop within 9 seconds".into(),
+        )),
+    };
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!(message = "Stopped.");
+    result
+}
+
+async fn wait_for_signal() {
+    use actix_rt::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon runs until killed.
+        return std::future::pending().await;
+    };
+    tokio_select(term.recv(), int.recv()).await;
+}
+
+/// Waits for either future.
+async fn tokio_select(
+    a: impl std::future::Future<Output = Option<()>>,
+    b: impl std::future::Future<Output = Option<()>>,
+) {
+    let a = std::pin::pin!(a);
+    let b = std::pin::pin!(b);
+    let _ = futures_util::future::select(a, b).await;
+}

@@ -1,0 +1,753 @@
+//! End to end: the real `ferry serve` process on a temp data dir and socket,
+//! driven by the real `ferry` CLI and by raw HTTP, against the loopback test
+//! origin. Signals are real (SIGTERM, SIGKILL); waits poll with a deadline.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::{
+    io::{BufRead as _, BufReader},
+    os::unix::process::{CommandExt as _, ExitStatusExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use ferry_bench::origin::Origin;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+
+/// A running `ferry serve`.
+struct Daemon {
+    child: Child,
+    data: PathBuf,
+    socket: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_at(data, &data.join("ferry.sock"), extra)
+    }
+
+    fn start_at(data: &Path, socket: &Path, extra: &[&str]) -> Self {
+        let socket = socket.to_owned();
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--retry-delay-floor")
+            .arg("1")
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let daemon = Self {
+            child,
+            data: data.to_owned(),
+            socket,
+            log,
+        };
+        daemon.wait_log("ferry is serving");
+        daemon
+    }
+
+    /// Waits for a log line containing `text`; returns it.
+    fn wait_log(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no log line {text:?}; log:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// Runs the CLI against this daemon.
+    fn ferry(&self, args: &[&str]) -> Output {
+        ferry_at(&self.addr(), None, args, None)
+    }
+
+    /// Runs the CLI expecting success; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ferry(args);
+        assert!(
+            out.status.success(),
+            "ferry {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Waits for the process to exit.
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < within,
+                "the daemon did not exit in {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the job's state is `state`.
+    fn wait_state(&self, job: &str, state: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let info = self.json(&["info", job, "--json"]);
+            if info["state"] == state {
+                return info;
+            }
+            assert!(start.elapsed() < DEADLINE, "job never {state}: {info}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ferry_at(addr: &str, token: Option<&str>, args: &[&str], dir: Option<&Path>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("FERRY_ADDR", addr)
+        .env_remove("FERRY_TOKEN");
+    if let Some(token) = token {
+        cmd.env("FERRY_TOKEN", token);
+    }
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    cmd.output().unwrap()
+}
+
+/// The origin runs on its own thread's actix System; tests block freely.
+fn origin() -> Origin {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let origin = Origin::start().unwrap();
+            tx.send(origin).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn assert_same(origin: &Origin, path: &str, file: &Path) {
+    let got = std::fs::read(file).unwrap();
+    let want = origin.expected(path);
+    assert!(got == want, "{} differs from {path}", file.display());
+}
+
+fn wait_requested(origin: &Origin, path: &str) {
+    let start = Instant::now();
+    while origin.requests_of(path).is_empty() {
+        assert!(start.elapsed() < DEADLINE, "{path} never requested");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn the_cli_drives_a_job_through_every_complete_outcome() {
+    let origin = origin();
+    let data = TempDir::new().unwrap();
+    let down = TempDir::new().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    origin.add("/a", 200_000);
+    origin.add("/b", 5_000);
+
+    // create / add (a relative local name) / resume / watch / complete.
+    let job = d
+        .ok(&["create", "--priority", "high", "first"])
+        .trim()
+        .to_owned();
+    assert_eq!(job.len(), 36, "{job}");
+    let added = ferry_at(
+        &d.addr(),
+        None,
+        &["add", &job, &origin.url("/a"), "a"],
+        Some(down.path()),
+    );
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    d.ok(&[
+        "add",
+        &job,
+        &origin.url("/b"),
+        down.path().join("b").to_str().unwrap(),
+    ]);
+    d.ok(&["set", &job, "--retry-delay", "1", "--parallel", "2"]);
+    d.ok(&["resume", &job]);
+    let watched = d.ferry(&["watch", &job]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let info = d.json(&["info", &job, "--json"]);
+    assert_eq!(info["state"], "transferred");
+    assert_eq!(info["priority"], "high");
+    assert_eq!(
+        info["files"][0]["local"],
+        down.path().join("a").to_str().unwrap()
+    );
+    assert!(!down.path().join("a").exists(), "published before Complete");
+    let human = d.ok(&["info", &job]);
+    assert!(human.contains("state:        transferred"), "{human}");
+    let files = d.ok(&["files", &job]);
+    assert_eq!(files.lines().count(), 2, "{files}");
+    let list = d.ok(&["list"]);
+    assert!(list.contains(&job), "{list}");
+    let out = d.ok(&["complete", &job]);
+    assert!(out.starts_with("complete\n"), "{out}");
+    assert_same(&origin, "/a", &down.path().join("a"));
+    assert_same(&origin, "/b", &down.path().join("b"));
+    assert!(!d.ok(&["list"]).contains(&job));
+    assert_eq!(d.json(&["info", &job, "--json"])["state"], "acknowledged");
+
+    // Partial: Complete while a file's last byte is held back.
+    origin.add("/c", 1_000);
+    origin.add("/held", 100_000);
+    origin.hold("/held");
+    let job = d.ok(&["create", "second"]).trim().to_owned();
+    d.ok(&[
+        "add",
+        &job,
+        &origin.url("/c"),
+        down.path().join("c").to_str().unwrap(),
+    ]);
+    d.ok(&[
+        "add",
+        &job,
+        &origin.url("/held"),
+        down.path().join("held").to_str().unwrap(),
+    ]);
+    d.ok(&["resume", &job]);
+    let start = Instant::now();
+    while d.json(&["info", &job, "--json"])["progress"]["files_transferred"] != 1 {
+        assert!(start.elapsed() < DEADLINE);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_requested(&origin, "/held");
+    let answer = d.json(&["complete", &job, "--json"]);
+    assert_eq!(answer["result"], "partial_complete");
+    assert_eq!(answer["files"][0]["outcome"], "saved");
+    assert_eq!(answer["files"][1]["outcome"], "dropped");
+    assert!(!down.path().join("held").exists());
+    origin.release("/held");
+
+    // A rename failure: exit 5 naming the file, the job stays transferred;
+    // once the obstacle is gone, a second Complete publishes.
+    origin.add("/r", 1_000);
+    let job = d.ok(&["create", "third"]).trim().to_owned();
+    let target = down.path().join("r");
+    d.ok(&["add", &job, &origin.url("/r"), target.to_str().unwrap()]);
+    d.ok(&["resume", &job]);
+    d.wait_state(&job, "transferred");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("x"), b"x").unwrap();
+    let failed = d.ferry(&["complete", &job]);
+    assert_eq!(failed.status.code(), Some(5), "{}", text(&failed.stderr));
+    assert!(text(&failed.stderr).contains(target.to_str().unwrap()));
+    assert_eq!(d.json(&["info", &job, "--json"])["state"], "transferred");
+    std::fs::remove_dir_all(&target).unwrap();
+    assert!(d.ok(&["complete", &job]).starts_with("complete"));
+    assert_same(&origin, "/r", &target);
+
+    // Cancel deletes the temp files.
+    let job = d.ok(&["create", "fourth"]).trim().to_owned();
+    d.ok(&[
+        "add",
+        &job,
+        &origin.url("/c"),
+        down.path().join("c2").to_str().unwrap(),
+    ]);
+    assert_eq!(d.ok(&["cancel", &job]).trim(), "ok");
+    let leftovers: Vec<_> = std::fs::read_dir(down.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".ferry-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_an_exit_code() {
+    let data = TempDir::new().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    let job = d.ok(&["create", "x"]).trim().to_owned();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["add", &job, "ftp://h/f", "/tmp/f"],
+            1,
+            "invalid_remote_name",
+        ),
+        (
+            &["add", &job, "http://h/f", "/nonexistent-ferry-dir/f"],
+            1,
+            "invalid_local_name",
+        ),
+        (&["resume", &job], 1, "empty_job"),
+        (
+            &["info", "0190d2f0-0000-7000-8000-000000000000"],
+            1,
+            "not_found",
+        ),
+        (&["info", "not-a-job"], 1, "not a job id"),
+        (&["set", &job, "--parallel", "0"], 1, "invalid_argument"),
+        (&["set", &job], 2, "nothing to set"),
+        (&["create", "--priority", "urgent", "x"], 2, "urgent"),
+    ];
+    for (args, code, needle) in cases {
+        let out = d.ferry(args);
+        assert_eq!(
+            out.status.code(),
+            Some(*code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // Nothing was changed by any of them.
+    let info = d.json(&["info", &job, "--json"]);
+    assert_eq!(info["state"], "suspended");
+    assert_eq!(info["parallel_files"], 1);
+    assert_eq!(info["files"].as_array().unwrap().len(), 0);
+
+    // No daemon: exit 3 and how to start one.
+    let out = ferry_at("unix:/nonexistent/ferry.sock", None, &["list"], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("ferry serve"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn get_resumes_the_same_job_after_being_killed_and_then_prints_the_stored_answer() {
+    let origin = origin();
+    let data = TempDir::new().unwrap();
+    let down = TempDir::new().unwrap();
+    let state = TempDir::new().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    origin.add("/one.bin", 300_000);
+    origin.add("/two.bin", 50_000);
+    origin.hold("/one.bin");
+    let args = [
+        "get",
+        &origin.url("/one.bin"),
+        &origin.url("/two.bin"),
+        "-o",
+        down.path().to_str().unwrap(),
+    ];
+    let get = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("FERRY_ADDR", d.addr())
+            .env("XDG_STATE_HOME", state.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut first = get(&args).spawn().unwrap();
+    wait_requested(&origin, "/one.bin");
+    first.kill().unwrap(); // SIGKILL
+    assert_eq!(first.wait().unwrap().signal(), Some(9));
+    let jobs = d.json(&["list", "--json"]);
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+
+    origin.release("/one.bin");
+    let second = get(&args).output().unwrap();
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains(&format!("resuming job {id}")),
+        "{}",
+        text(&second.stderr)
+    );
+    assert!(
+        text(&second.stdout).starts_with("complete"),
+        "{}",
+        text(&second.stdout)
+    );
+    assert_same(&origin, "/one.bin", &down.path().join("one.bin"));
+    assert_same(&origin, "/two.bin", &down.path().join("two.bin"));
+
+    let third = get(&args).output().unwrap();
+    assert!(third.status.success());
+    assert!(
+        text(&third.stderr).contains("already completed"),
+        "{}",
+        text(&third.stderr)
+    );
+    assert!(text(&third.stdout).starts_with("complete"));
+}
+
+fn sigterm_or_kill_then_restart_finishes(signal: rustix::process::Signal) {
+    let origin = origin();
+    let data = TempDir::new().unwrap();
+    let down = TempDir::new().unwrap();
+    let mut d = Daemon::start(data.path(), &[]);
+    origin.add("/big", 3_000_000);
+    origin.add("/small", 10_000);
+    origin.hold("/big");
+    let job = d.ok(&["create", "survivor"]).trim().to_owned();
+    d.ok(&[
+        "add",
+        &job,
+        &origin.url("/big"),
+        down.path().join("big").to_str().unwrap(),
+    ]);
+    d.ok(&[
+        "add",
+        &job,
+        &origin.url("/small"),
+        down.path().join("small").to_str().unwrap(),
+    ]);
+    d.ok(&["set", &job, "--parallel", "2", "--retry-delay", "1"]);
+    d.ok(&["resume", &job]);
+    wait_requested(&origin, "/big");
+    let start = Instant::now();
+    loop {
+        let info = d.json(&["info", &job, "--json"]);
+        if info["state"] == "transferring" && info["progress"]["files_transferred"] == 1 {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "{info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    d.signal(signal);
+    let status = d.wait_exit(Duration::from_secs(15));
+    if signal == rustix::process::Signal::TERM {
+        assert!(status.success(), "{status:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        d.wait_log("Stopped.");
+    } else {
+        assert_eq!(status.signal(), Some(9));
+    }
+    assert!(!down.path().join("big").exists());
+    origin.release("/big");
+
+    // A new daemon on the same data dir: the job carries on by itself.
+    let d = Daemon::start(data.path(), &[]);
+    let info = d.json(&["info", &job, "--json"]);
+    assert_ne!(info["state"], "suspended", "{info}");
+    let watched = d.ferry(&["watch", &job]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    assert!(d.ok(&["complete", &job]).starts_with("complete"));
+    assert_same(&origin, "/big", &down.path().join("big"));
+    assert_same(&origin, "/small", &down.path().join("small"));
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_a_restart_finishes_byte_identical() {
+    sigterm_or_kill_then_restart_finishes(rustix::process::Signal::TERM);
+}
+
+#[test]
+fn sigkill_loses_nothing_acknowledged_and_a_restart_finishes() {
+    sigterm_or_kill_then_restart_finishes(rustix::process::Signal::KILL);
+}
+
+#[test]
+fn tcp_needs_a_token_and_tokens_are_users() {
+    let data = TempDir::new().unwrap();
+    let down = TempDir::new().unwrap();
+    let config = data.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tokens]]\ntoken = \"bob-token-0123456789\"\nuser = \"bob\"\nroots = [{:?}]\n",
+            down.path().join("bob")
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(down.path().join("bob")).unwrap();
+    let d = Daemon::start(
+        &data.path().join("d"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let line = d.wait_log("address=http://");
+    let url = line
+        .split("address=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let token = std::fs::read_to_string(d.data.join("token")).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(d.data.join("token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let socket_mode = std::fs::metadata(&d.socket).unwrap().permissions().mode();
+    assert_eq!(socket_mode & 0o777, 0o600);
+
+    // No token, a wrong token: refused.
+    let out = ferry_at(&url, None, &["list"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unauthorized"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ferry_at(&url, Some("wrong-token-wrong-token"), &["list"], None);
+    assert!(text(&out.stderr).contains("unauthorized"));
+
+    // The daemon's token acts as the daemon's user; bob sees none of it.
+    let created = ferry_at(&url, Some(&token), &["create", "mine"], None);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let job = text(&created.stdout).trim().to_owned();
+    let out = ferry_at(&url, Some("bob-token-0123456789"), &["info", &job], None);
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Bob may publish under his root only.
+    let bobs = ferry_at(
+        &url,
+        Some("bob-token-0123456789"),
+        &["create", "bob's"],
+        None,
+    );
+    let bobs = text(&bobs.stdout).trim().to_owned();
+    let out = ferry_at(
+        &url,
+        Some("bob-token-0123456789"),
+        &[
+            "add",
+            &bobs,
+            "http://h/f",
+            down.path().join("f").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        text(&out.stderr).contains("destination_forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ferry_at(
+        &url,
+        Some("bob-token-0123456789"),
+        &[
+            "add",
+            &bobs,
+            "http://h/f",
+            down.path().join("bob/f").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Tokens never reach the log.
+    let log = d.log.lock().unwrap().join("\n");
+    assert!(!log.contains(&token) && !log.contains("bob-token"));
+}
+
+#[test]
+fn system_mode_tells_users_apart_by_their_uid() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: switching uids needs root");
+        return;
+    }
+    let data = TempDir::new().unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sockets = data.path().join("run");
+    std::fs::create_dir(&sockets).unwrap();
+    std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = sockets.join("ferry.sock");
+    let d = Daemon::start_at(&data.path().join("state"), &socket, &["--system"]);
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o666);
+    let addr = format!("unix:{}", socket.display());
+    // The test binary's directory may be closed to other users: a copy.
+    let bin = data.path().join("ferry");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_uid = |uid: u32, args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .env("FERRY_ADDR", &addr)
+            .current_dir("/")
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .unwrap()
+    };
+    let created = as_uid(65534, &["create", "nobody's"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let job = text(&created.stdout).trim().to_owned();
+    let info = as_uid(65534, &["info", &job, "--json"]);
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_ne!(info["owner"], "root");
+    // Nobody may not have the root daemon write where nobody could not,
+    // nor make it run a program.
+    let out = as_uid(65534, &["add", &job, "http://h/f", "/etc/ferry-test-file"]);
+    assert!(
+        text(&out.stderr).contains("destination_forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+    let theirs = data.path().join("nobody");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let link = data.path().join("link");
+    std::os::unix::fs::symlink(&theirs, &link).unwrap();
+    let out = as_uid(
+        65534,
+        &["add", &job, "http://h/f", link.join("f").to_str().unwrap()],
+    );
+    assert!(
+        text(&out.stderr).contains("destination_forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = as_uid(
+        65534,
+        &[
+            "add",
+            &job,
+            "http://h/f",
+            theirs.join("f").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = as_uid(65534, &["set", &job, "--notify-cmd", "/bin/true"]);
+    assert!(
+        text(&out.stderr).contains("forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Another user: nothing to see, nothing to do.
+    let other = as_uid(65533, &["info", &job]);
+    assert!(
+        text(&other.stderr).contains("not_found"),
+        "{}",
+        text(&other.stderr)
+    );
+    let other = as_uid(65533, &["cancel", &job]);
+    assert_eq!(other.status.code(), Some(1));
+    let other = as_uid(65533, &["list", "--all"]);
+    assert!(text(&other.stderr).contains("access_denied"));
+    // Root is an admin: sees everyone's jobs.
+    let all = ferry_at(&addr, None, &["list", "--all", "--json"], None);
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert!(
+        all["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == job.as_str())
+    );
+    drop(d);
+}
+
+#[test]
+fn serve_explains_its_settings_and_refuses_a_busy_data_dir() {
+    let data = TempDir::new().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--print-config", "--data-dir"])
+        .arg(data.path())
+        .env("FERRY_MAX_TRANSFERS", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = text(&out.stdout);
+    assert!(printed.contains("max_transfers = 3"), "{printed}");
+    assert!(
+        printed.contains(&format!("data_dir = \"{}\"", data.path().display())),
+        "{printed}"
+    );
+
+    let _d = Daemon::start(data.path(), &[]);
+    let out = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data.path())
+        .arg("--socket")
+        .arg(data.path().join("other.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("in use by another ferry daemon"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Same socket: refused too, and the running daemon keeps its socket.
+    let out = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data.path().join("elsewhere"))
+        .arg("--socket")
+        .arg(data.path().join("ferry.sock"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("another ferry daemon"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(_d.ok(&["list"]).is_empty());
+}
