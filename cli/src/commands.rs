@@ -411,7 +411,12 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
                 .await?;
             if json {
                 print_json(&added);
-            } else if let Some(id) = added["files"][0]["id"].as_u64() {
+            } else if let Some(id) = added
+                .get("files")
+                .and_then(|f| f.get(0))
+                .and_then(|f| f.get("id"))
+                .and_then(Value::as_u64)
+            {
                 println!("{id}");
             }
             Ok(exit::OK)
@@ -454,8 +459,9 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
             if json {
                 print_json(&list);
             } else {
-                let jobs: Vec<json::Job> = serde_json::from_value(list["jobs"].clone())
-                    .map_err(|e| fail(exit::FAILED, e.to_string()))?;
+                let jobs: Vec<json::Job> =
+                    serde_json::from_value(list.get("jobs").cloned().unwrap_or_default())
+                        .map_err(|e| fail(exit::FAILED, e.to_string()))?;
                 for job in &jobs {
                     println!(
                         "{}  {:<15} {:<10} {:>4}/{:<4} {:>10}  {}",
@@ -476,8 +482,9 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
             if json {
                 print_json(&files);
             } else {
-                let files: Vec<json::File> = serde_json::from_value(files["files"].clone())
-                    .map_err(|e| fail(exit::FAILED, e.to_string()))?;
+                let files: Vec<json::File> =
+                    serde_json::from_value(files.get("files").cloned().unwrap_or_default())
+                        .map_err(|e| fail(exit::FAILED, e.to_string()))?;
                 print_files(&files);
             }
             Ok(exit::OK)
@@ -720,11 +727,12 @@ async fn watch_one(client: &Client, id: &str) -> Outcome {
 async fn watch_all(client: &Client) -> Outcome {
     let multi = MultiProgress::new();
     let mut bars: Vec<(String, ProgressBar)> = Vec::new();
-    let mut failed = false;
     loop {
+        let mut failed = false;
         let list: Value = client.get("/v1/jobs").await?;
-        let jobs: Vec<json::Job> = serde_json::from_value(list["jobs"].clone())
-            .map_err(|e| fail(exit::FAILED, e.to_string()))?;
+        let jobs: Vec<json::Job> =
+            serde_json::from_value(list.get("jobs").cloned().unwrap_or_default())
+                .map_err(|e| fail(exit::FAILED, e.to_string()))?;
         let mut active = false;
         for job in &jobs {
             let bar = match bars.iter().find(|(id, _)| *id == job.id) {
@@ -816,7 +824,7 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
     let known = match std::fs::read_to_string(&tag_file) {
         Ok(id) => match client.job(id.trim()).await {
             Ok(job) => Some(job),
-            Err(ClientError::Api { status: 404, .. }) => None,
+            Err(ClientError::Api { status: 404, .. } | ClientError::Input(_)) => None,
             Err(err) => return Err(err.into()),
         },
         Err(_) => None,
@@ -829,8 +837,14 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
             }
             return Ok(exit::OK);
         }
-        Some(job) if job.state != "cancelled" => {
+        Some(job) if job.state != "cancelled" && job.progress.files_total > 0 => {
             eprintln!("ferry: resuming job {}", job.id);
+            job
+        }
+        Some(job) if job.state != "cancelled" => {
+            // Killed between create and add: finish setting it up.
+            eprintln!("ferry: resuming job {}", job.id);
+            add_get_files(client, &job.id, &files, args.parallel).await?;
             job
         }
         _ => {
@@ -841,39 +855,13 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
                 description: Some(format!("ferry get {tag}")),
             };
             let job: json::Job = client.post("/v1/jobs", &body).await?;
-            let specs: Vec<json::AddFile> = files
-                .iter()
-                .map(|(url, local)| json::AddFile {
-                    remote: url.clone(),
-                    local: local.to_string_lossy().into_owned(),
-                })
-                .collect();
-            let path = Client::job_path(&job.id, "")?;
-            let added: Result<Value, _> = client.post(&format!("{path}/files"), &specs).await;
-            let patched: Result<json::Job, _> = match added {
-                Ok(_) => {
-                    client
-                        .patch(
-                            &path,
-                            &json!({"parallel_files": args.parallel.clamp(1, 64)}),
-                        )
-                        .await
-                }
-                Err(err) => Err(err),
-            };
-            if let Err(err) = patched {
+            // Recorded at once: killed from here on, a rerun finds this job.
+            record_tag(&tag_file, &job.id);
+            if let Err(err) = add_get_files(client, &job.id, &files, args.parallel).await {
                 // Leave nothing half made behind.
                 let _: Result<json::CancelResult, _> = client.action(&job.id, "cancel").await;
-                return Err(err.into());
-            }
-            if let Some(dir) = tag_file.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            if let Err(err) = std::fs::write(&tag_file, &job.id) {
-                eprintln!(
-                    "ferry: cannot record the job in {} ({err}); a rerun starts over",
-                    tag_file.display()
-                );
+                let _ = std::fs::remove_file(&tag_file);
+                return Err(err);
             }
             job
         }
@@ -882,9 +870,62 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
         let _: json::Job = client.action(&job.id, "resume").await?;
         watch_one(client, &job.id).await?;
     }
-    let answer: json::CompleteResult = client.action(&job.id, "complete").await?;
-    print_complete(&answer, args.json);
+    match client
+        .action::<json::CompleteResult>(&job.id, "complete")
+        .await
+    {
+        Ok(answer) => print_complete(&answer, args.json),
+        // Completed meanwhile (another `ferry complete`): its stored answer.
+        Err(err) if err.code() == Some("invalid_state") => {
+            let done = client.job(&job.id).await?;
+            match &done.answer {
+                Some(json::FinalAnswer::Complete(answer)) => print_complete(answer, args.json),
+                _ => return Err(err.into()),
+            }
+        }
+        Err(err) => return Err(err.into()),
+    }
     Ok(exit::OK)
+}
+
+/// Adds `ferry get`'s files to its job and sets its parallelism.
+async fn add_get_files(
+    client: &Client,
+    id: &str,
+    files: &[(String, PathBuf)],
+    parallel: u32,
+) -> Result<(), Failure> {
+    let specs: Vec<json::AddFile> = files
+        .iter()
+        .map(|(url, local)| json::AddFile {
+            remote: url.clone(),
+            local: local.to_string_lossy().into_owned(),
+        })
+        .collect();
+    let path = Client::job_path(id, "")?;
+    let _: Value = client.post(&format!("{path}/files"), &specs).await?;
+    let _: json::Job = client
+        .patch(&path, &json!({"parallel_files": parallel.clamp(1, 64)}))
+        .await?;
+    Ok(())
+}
+
+/// Writes `ferry get`'s tag file atomically (temp file, then rename).
+fn record_tag(tag_file: &Path, id: &str) {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = tag_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let temp = tag_file.with_extension("tmp");
+        std::fs::write(&temp, id)?;
+        std::fs::rename(&temp, tag_file)
+    };
+    if let Err(err) = write() {
+        eprintln!(
+            "ferry: cannot record the job in {} ({err}); a rerun starts over",
+            tag_file.display()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -136,13 +136,14 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// Not valid TOML of the expected shape.
-    #[error("{path}: {source}")]
+    /// Not valid TOML of the expected shape. The message never quotes the
+    /// file (it may hold tokens).
+    #[error("{path}: {message}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: Box<toml::de::Error>,
+        /// Why, and where (line).
+        message: String,
     },
     /// A value out of range.
     #[error("{0}")]
@@ -168,28 +169,33 @@ impl ServeConfig {
             path: path.to_owned(),
             source,
         })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
+        let parse_error = |err: toml::de::Error| {
+            let line = err.span().map(|span| {
+                text.get(..span.start)
+                    .map_or(0, |t| t.lines().count().max(1))
+            });
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message: match line {
+                    Some(line) => format!("line {line}: {}", err.message()),
+                    None => err.message().to_owned(),
+                },
+            }
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(parse_error)?;
         let system = system_flag
             || table
                 .get("system")
                 .and_then(toml::Value::as_bool)
                 .unwrap_or(false);
         // Merge the file over the mode's defaults, key by key.
-        let mut merged = match toml::Value::try_from(Self::defaults(system)) {
-            Ok(toml::Value::Table(defaults)) => defaults,
-            _ => return Err(ConfigError::Invalid("the defaults do not serialize".into())),
+        let Ok(toml::Value::Table(mut merged)) = toml::Value::try_from(Self::defaults(system))
+        else {
+            return Err(ConfigError::Invalid("the defaults do not serialize".into()));
         };
         merged.extend(table);
         merged.insert("system".into(), toml::Value::Boolean(system));
-        toml::Value::Table(merged)
-            .try_into()
-            .map_err(|source| ConfigError::Parse {
-                path: path.to_owned(),
-                source: Box::new(source),
-            })
+        toml::Value::Table(merged).try_into().map_err(parse_error)
     }
 
     /// Checks values that would fail later in less clear ways.
@@ -203,6 +209,14 @@ impl ServeConfig {
             return Err(ConfigError::Invalid(
                 "data_dir and socket must be absolute paths".into(),
             ));
+        }
+        let mut users: Vec<&str> = self.tokens.iter().map(|t| t.user.as_str()).collect();
+        users.sort_unstable();
+        if let Some(pair) = users.windows(2).find(|w| w.first() == w.get(1)) {
+            return Err(ConfigError::Invalid(format!(
+                "two tokens for user {:?}: give each token its own user",
+                pair.first().copied().unwrap_or_default()
+            )));
         }
         if let Some(t) = self.tokens.iter().find(|t| t.token.len() < 16) {
             return Err(ConfigError::Invalid(format!(
@@ -264,6 +278,13 @@ mod tests {
         std::fs::write(&path, "max_transfer = 3\n").unwrap();
         let err = ServeConfig::from_file(&path, false).unwrap_err();
         assert!(err.to_string().contains("max_transfer"), "{err}");
+        std::fs::write(
+            &path,
+            "[[tokens]]\ntoken = \"secret-secret-secret\nuser = \"x\"\n",
+        )
+        .unwrap();
+        let err = ServeConfig::from_file(&path, false).unwrap_err();
+        assert!(!err.to_string().contains("secret-secret"), "{err}");
         std::fs::write(&path, "max_transfers = 0\n").unwrap();
         let config = ServeConfig::from_file(&path, false).unwrap();
         assert!(config.validate().is_err());

@@ -143,9 +143,10 @@ impl Authenticator for DaemonAuth {
     }
 
     fn may_set_notify(&self, who: &Principal) -> bool {
-        // In system mode the program would run as the daemon's user: admins
-        // only, until it runs as the job's owner.
-        !self.system || who.admin
+        // The program runs as the daemon's user: only admins and that user
+        // themself (not a token of another name, whatever its roots), until
+        // it runs as the job's owner.
+        who.admin || (!self.system && who.user == user_name(self.daemon_uid))
     }
 }
 
@@ -222,6 +223,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     config
         .validate()
         .map_err(|err| ServeError::Config(err.to_string()))?;
+    // Signals are caught from the very start (a SIGTERM while the store
+    // opens must not kill the process half set up).
+    let mut signals = Signals::new();
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::Path {
         path: data_dir.clone(),
@@ -234,9 +238,19 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             source,
         },
     )?;
-    let engine = Engine::start(config.engine())
-        .await
-        .map_err(|err| start_error(err, &data_dir))?;
+    let engine = {
+        let start = std::pin::pin!(Engine::start(config.engine()));
+        let signal = std::pin::pin!(signals.next());
+        match futures_util::future::select(start, signal).await {
+            futures_util::future::Either::Left((started, _)) => {
+                started.map_err(|err| start_error(err, &data_dir))?
+            }
+            futures_util::future::Either::Right(((), _)) => {
+                tracing::info!(message = "Stopped before the engine started.");
+                return Ok(());
+            }
+        }
+    };
 
     let daemon_uid = rustix::process::getuid().as_raw();
     let mut tokens = Tokens::new();
@@ -309,11 +323,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         mode = if config.system { "system" } else { "user" }
     );
 
-    wait_for_signal().await;
+    signals.next().await;
     tracing::info!(message = "Stopping: transfers stop at their next chunk.");
     // A second signal: out at once.
-    actix_rt::spawn(async {
-        wait_for_signal().await;
+    actix_rt::spawn(async move {
+        signals.next().await;
         tracing::warn!(message = "Second signal: exiting now.");
         std::process::exit(130);
     });
@@ -335,24 +349,39 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     result
 }
 
-async fn wait_for_signal() {
-    use actix_rt::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon runs until killed.
-        return std::future::pending().await;
-    };
-    tokio_select(term.recv(), int.recv()).await;
+/// SIGTERM and SIGINT, caught for the daemon's whole life.
+struct Signals {
+    streams: Option<(
+        actix_rt::signal::unix::Signal,
+        actix_rt::signal::unix::Signal,
+    )>,
 }
 
-/// Waits for either future.
-async fn tokio_select(
-    a: impl std::future::Future<Output = Option<()>>,
-    b: impl std::future::Future<Output = Option<()>>,
-) {
-    let a = std::pin::pin!(a);
-    let b = std::pin::pin!(b);
-    let _ = futures_util::future::select(a, b).await;
+impl Signals {
+    fn new() -> Self {
+        use actix_rt::signal::unix::{SignalKind, signal};
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => {
+                tracing::warn!(message = "Cannot catch signals: stop the daemon with SIGKILL.");
+                None
+            }
+        };
+        Self { streams }
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        match &mut self.streams {
+            Some((term, int)) => {
+                let term = std::pin::pin!(term.recv());
+                let int = std::pin::pin!(int.recv());
+                let _ = futures_util::future::select(term, int).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }

@@ -601,6 +601,18 @@ fn tcp_needs_a_token_and_tokens_are_users() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // A token of another user may not have the daemon run a program.
+    let out = ferry_at(
+        &url,
+        Some("bob-token-0123456789"),
+        &["set", &bobs, "--notify-cmd", "/bin/true"],
+        None,
+    );
+    assert!(
+        text(&out.stderr).contains("forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
     // Tokens never reach the log.
     let log = d.log.lock().unwrap().join("\n");
     assert!(!log.contains(&token) && !log.contains("bob-token"));

@@ -6,7 +6,10 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -27,9 +30,8 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 struct Stored {
     id: u64,
-    owner: String,
-    job: JobId,
-    json: json::Event,
+    /// `None`: a gap, for every client.
+    event: Option<(String, JobId, json::Event)>,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +47,8 @@ pub(crate) struct EventLog {
     ring: Mutex<Ring>,
     /// The id of the newest event (0: none yet).
     newest: watch::Sender<u64>,
+    /// The engine stopped: streams end once they have sent everything.
+    closed: AtomicBool,
 }
 
 pub(crate) fn kind_name(kind: EventKind) -> &'static str {
@@ -75,24 +79,37 @@ impl EventLog {
             run: uuid::Uuid::now_v7().as_u64_pair().1,
             ring: Mutex::new(Ring::default()),
             newest: watch::channel(0).0,
+            closed: AtomicBool::new(false),
         });
         let feeder = log.clone();
         let engine = engine.clone();
         actix_rt::spawn(async move {
-            let Ok(mut events) = engine.subscribe().await else {
-                return;
-            };
-            // The engine first replays jobs already TRANSFERRED or in ERROR;
-            // they enter the ring like any event (clients that connect later
-            // get such jobs from their own snapshot).
-            while let Some(event) = events.next().await {
-                feeder.push(&event);
+            let mut first = true;
+            // The engine drops a subscriber that falls too far behind:
+            // subscribe again and tell clients they missed events. When the
+            // engine is gone, subscribing fails and the log closes.
+            while let Ok(mut events) = engine.subscribe().await {
+                if !first {
+                    feeder.store(None);
+                }
+                first = false;
+                // The engine first replays jobs already TRANSFERRED or in
+                // ERROR; they enter the ring like any event.
+                while let Some(event) = events.next().await {
+                    feeder.push(&event);
+                }
             }
+            feeder.closed.store(true, Ordering::Release);
+            feeder.newest.send_modify(|_| {});
         });
         log
     }
 
     fn push(&self, event: &Event) {
+        self.store(Some((event.owner.clone(), event.job, to_json(event))));
+    }
+
+    fn store(&self, event: Option<(String, JobId, json::Event)>) {
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
@@ -100,12 +117,7 @@ impl EventLog {
         if ring.events.len() >= EVENT_BUFFER {
             ring.events.pop_front();
         }
-        ring.events.push_back(Stored {
-            id,
-            owner: event.owner.clone(),
-            job: event.job,
-            json: to_json(event),
-        });
+        ring.events.push_back(Stored { id, event });
         drop(ring);
         self.newest.send_replace(id);
     }
@@ -148,14 +160,42 @@ impl EventLog {
         };
         let mut out = Vec::new();
         let mut last = after;
-        for stored in ring.events.iter().filter(|e| e.id > after) {
+        let mut last_sent = after;
+        // Ids are consecutive: skip straight to the first one after `after`.
+        let skip = ring.events.front().map_or(0, |front| {
+            usize::try_from(after.saturating_sub(front.id - 1)).unwrap_or(usize::MAX)
+        });
+        for stored in ring.events.iter().skip(skip).filter(|e| e.id > after) {
             last = stored.id;
-            if who.may_access(&stored.owner) && job.is_none_or(|j| j == stored.job) {
-                out.push(sse(Some(&self.sse_id(stored.id)), &stored.json));
+            match &stored.event {
+                None => {
+                    out.push(gap(Some(&self.sse_id(stored.id))));
+                    last_sent = stored.id;
+                }
+                Some((owner, event_job, event))
+                    if who.may_access(owner) && job.is_none_or(|j| j == *event_job) =>
+                {
+                    out.push(sse(Some(&self.sse_id(stored.id)), event));
+                    last_sent = stored.id;
+                }
+                Some(_) => {}
             }
+        }
+        if last != last_sent {
+            // An id alone moves the client's Last-Event-ID past events it
+            // may not see, so a reconnect neither repeats nor misses any.
+            out.push(Bytes::from(format!("id: {}\n\n", self.sse_id(last))));
         }
         (out, last)
     }
+}
+
+/// The `gap` message: events were missed.
+fn gap(id: Option<&str>) -> Bytes {
+    let id = id.map(|id| format!("id: {id}\n")).unwrap_or_default();
+    Bytes::from(format!(
+        "{id}event: gap\ndata: {{\"type\":\"gap\",\"message\":\"events were missed: re-read the jobs\"}}\n\n"
+    ))
 }
 
 /// One SSE message.
@@ -185,14 +225,15 @@ pub(crate) async fn stream(
     job: Option<JobId>,
     last_event_id: Option<String>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
-    let (position, gap) = log.resume_point(last_event_id.as_deref());
+    let (position, missed) = log.resume_point(last_event_id.as_deref());
     let mut first = Vec::new();
     // A comment first: the client sees the stream is open at once.
     first.push(Bytes::from_static(b": ferry events\n\n"));
-    if gap {
-        first.push(Bytes::from(
-            "event: gap\ndata: {\"type\":\"gap\",\"message\":\"events were missed: re-read the jobs\"}\n\n",
-        ));
+    // The client's position, at once: a reconnect resumes from here even
+    // if nothing it may see happened in between.
+    first.push(Bytes::from(format!("id: {}\n\n", log.sse_id(position))));
+    if missed {
+        first.push(gap(None));
     }
     let jobs = engine.list(&who, false).await.unwrap_or_default();
     for view in jobs {
@@ -227,9 +268,12 @@ pub(crate) async fn stream(
                 pending.extend(batch);
                 continue;
             }
+            if log.closed.load(Ordering::Acquire) {
+                // The engine stopped: everything is sent, the stream ends.
+                return None;
+            }
             match tokio::time::timeout(KEEPALIVE, newest.changed()).await {
                 Ok(Ok(())) => {}
-                // The engine's feeder ended: the stream ends too.
                 Ok(Err(_)) => return None,
                 Err(_) => pending.push_back(Bytes::from_static(b": keepalive\n\n")),
             }
