@@ -404,9 +404,18 @@ impl Engine {
         self.view(who, job, false).await.map(|(view, _)| view)
     }
 
-    /// The job's files with their progress and `completed` flags.
+    /// The job's files with their progress and `completed` flags. Each
+    /// `bytes_durable` is recorded in the store when this returns: a crash
+    /// right after never takes a file back behind it.
     pub async fn files(&self, who: &Principal, job: JobId) -> Result<Vec<FileView>, EngineError> {
-        self.view(who, job, true).await.map(|(_, files)| files)
+        let (_, files) = self.view(who, job, true).await?;
+        // Every persist the snapshot's state produced is queued before this
+        // barrier: once it answers, they are written.
+        let addr = self.supervisor(job).await?;
+        addr.send(Barrier)
+            .await
+            .map_err(|_| EngineError::Stopped)??;
+        Ok(files)
     }
 
     async fn view(
