@@ -749,3 +749,22 @@ async fn openapi_describes_exactly_the_routes_and_the_job_document() {
     assert_eq!(keys(&schema["Times"]["properties"]), keys(&job["times"]));
     s.handle.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn event_streams_end_when_the_engine_stops() {
+    let h = Harness::new().await;
+    let s = Server::start(&h);
+    let mut events = Sse::connect(&s, "", ALICE, None).await;
+    h.engine.clone().shutdown().await.unwrap();
+    let drained = async {
+        while let Some(chunk) = events.body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    };
+    actix_rt::time::timeout(DEADLINE, drained)
+        .await
+        .expect("the event stream outlived the engine");
+    s.handle.stop(true).await;
+}
