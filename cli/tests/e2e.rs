@@ -640,14 +640,27 @@ fn system_mode_tells_users_apart_by_their_uid() {
     std::fs::copy(BIN, &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let as_uid = |uid: u32, args: &[&str]| {
-        Command::new(&bin)
-            .args(args)
-            .env("FERRY_ADDR", &addr)
-            .current_dir("/")
-            .uid(uid)
-            .gid(uid)
-            .output()
-            .unwrap()
+        let start = Instant::now();
+        loop {
+            let run = Command::new(&bin)
+                .args(args)
+                .env("FERRY_ADDR", &addr)
+                .current_dir("/")
+                .uid(uid)
+                .gid(uid)
+                .output();
+            match run {
+                // A test thread forking while the copy was open for writing
+                // holds it open until that child execs: try again.
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::ExecutableFileBusy
+                        && start.elapsed() < DEADLINE =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        }
     };
     let created = as_uid(65534, &["create", "nobody's"]);
     assert!(created.status.success(), "{}", text(&created.stderr));
