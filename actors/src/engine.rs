@@ -408,14 +408,24 @@ impl Engine {
     /// `bytes_durable` is recorded in the store when this returns: a crash
     /// right after never takes a file back behind it.
     pub async fn files(&self, who: &Principal, job: JobId) -> Result<Vec<FileView>, EngineError> {
-        let (_, files) = self.view(who, job, true).await?;
+        self.job_and_files(who, job).await.map(|(_, files)| files)
+    }
+
+    /// The job and its files from one snapshot, with the same guarantee as
+    /// [`Engine::files`].
+    pub async fn job_and_files(
+        &self,
+        who: &Principal,
+        job: JobId,
+    ) -> Result<(JobView, Vec<FileView>), EngineError> {
+        let snapshot = self.view(who, job, true).await?;
         // Every persist the snapshot's state produced is queued before this
         // barrier: once it answers, they are written.
         let addr = self.supervisor(job).await?;
         addr.send(Barrier)
             .await
             .map_err(|_| EngineError::Stopped)??;
-        Ok(files)
+        Ok(snapshot)
     }
 
     async fn view(

@@ -5,10 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use actix_rt::net::UnixStream;
 use actix_tls::connect::{ConnectError, ConnectInfo, Connection};
-use awc::{
-    Client as Http, Connector,
-    http::{Method, StatusCode},
-};
+use awc::{Client as Http, Connector, http::Method};
 use ferry_actors::api::json;
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -204,7 +201,7 @@ impl Client {
 
     /// A job with its files.
     pub async fn job(&self, id: &str) -> Result<json::Job, ClientError> {
-        self.get(&format!("/v1/jobs/{}", encode(id)?)).await
+        self.get(&Self::job_path(id, "")?).await
     }
 
     /// `/v1/jobs/{id}` plus `suffix`, the id checked.
@@ -219,16 +216,10 @@ impl Client {
         action: &str,
     ) -> Result<T, ClientError> {
         self.post(
-            &format!("/v1/jobs/{}/{action}", encode(id)?),
+            &Self::job_path(id, &format!("/{action}"))?,
             &serde_json::json!({}),
         )
         .await
-    }
-
-    /// Whether the daemon answers at all.
-    pub async fn healthy(&self) -> bool {
-        let res = self.http.get(format!("{}/healthz", self.base)).send().await;
-        res.is_ok_and(|r| r.status() == StatusCode::OK)
     }
 }
 

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ferry_actors::api::json;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     client::{Address, Client, ClientError},
@@ -406,18 +406,13 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
                 remote: url,
                 local: local.to_string_lossy().into_owned(),
             };
-            let added: Value = client
+            let added: json::FileList = client
                 .post(&Client::job_path(&job, "/files")?, &body)
                 .await?;
             if json {
                 print_json(&added);
-            } else if let Some(id) = added
-                .get("files")
-                .and_then(|f| f.get(0))
-                .and_then(|f| f.get("id"))
-                .and_then(Value::as_u64)
-            {
-                println!("{id}");
+            } else if let Some(file) = added.files.first() {
+                println!("{}", file.id);
             }
             Ok(exit::OK)
         }
@@ -455,14 +450,11 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
         }
         Command::List { all, json } => {
             let path = if all { "/v1/jobs?all=true" } else { "/v1/jobs" };
-            let list: Value = client.get(path).await?;
+            let list: json::JobList = client.get(path).await?;
             if json {
                 print_json(&list);
             } else {
-                let jobs: Vec<json::Job> =
-                    serde_json::from_value(list.get("jobs").cloned().unwrap_or_default())
-                        .map_err(|e| fail(exit::FAILED, e.to_string()))?;
-                for job in &jobs {
+                for job in &list.jobs {
                     println!(
                         "{}  {:<15} {:<10} {:>4}/{:<4} {:>10}  {}",
                         job.id,
@@ -478,14 +470,11 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
             Ok(exit::OK)
         }
         Command::Files { job, json } => {
-            let files: Value = client.get(&Client::job_path(&job, "/files")?).await?;
+            let list: json::FileList = client.get(&Client::job_path(&job, "/files")?).await?;
             if json {
-                print_json(&files);
+                print_json(&list);
             } else {
-                let files: Vec<json::File> =
-                    serde_json::from_value(files.get("files").cloned().unwrap_or_default())
-                        .map_err(|e| fail(exit::FAILED, e.to_string()))?;
-                print_files(&files);
+                print_files(&list.files);
             }
             Ok(exit::OK)
         }
@@ -729,12 +718,9 @@ async fn watch_all(client: &Client) -> Outcome {
     let mut bars: Vec<(String, ProgressBar)> = Vec::new();
     loop {
         let mut failed = false;
-        let list: Value = client.get("/v1/jobs").await?;
-        let jobs: Vec<json::Job> =
-            serde_json::from_value(list.get("jobs").cloned().unwrap_or_default())
-                .map_err(|e| fail(exit::FAILED, e.to_string()))?;
+        let list: json::JobList = client.get("/v1/jobs").await?;
         let mut active = false;
-        for job in &jobs {
+        for job in &list.jobs {
             let bar = match bars.iter().find(|(id, _)| *id == job.id) {
                 Some((_, bar)) => bar.clone(),
                 None => {
@@ -903,7 +889,7 @@ async fn add_get_files(
         })
         .collect();
     let path = Client::job_path(id, "")?;
-    let _: Value = client.post(&format!("{path}/files"), &specs).await?;
+    let _: json::FileList = client.post(&format!("{path}/files"), &specs).await?;
     let _: json::Job = client
         .patch(&path, &json!({"parallel_files": parallel.clamp(1, 64)}))
         .await?;

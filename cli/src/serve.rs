@@ -64,6 +64,10 @@ pub fn init_logs(format: LogFormat) {
 struct DaemonAuth {
     system: bool,
     daemon_uid: u32,
+    daemon_user: String,
+    /// User names by uid, looked up once (a passwd lookup reads files or
+    /// asks NSS: not on every request's arbiter turn).
+    names: std::sync::Mutex<std::collections::HashMap<u32, String>>,
     admin_group: Option<(u32, Vec<String>)>,
     tokens: Tokens,
     /// Per token user: the roots it may publish under (empty: anywhere).
@@ -90,6 +94,22 @@ fn uid_of(name: &str) -> Option<u32> {
 }
 
 impl DaemonAuth {
+    fn name_of(&self, uid: u32) -> String {
+        let Ok(mut names) = self.names.lock() else {
+            return user_name(uid);
+        };
+        names.entry(uid).or_insert_with(|| user_name(uid)).clone()
+    }
+
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        let cached = self.names.lock().ok().and_then(|names| {
+            names
+                .iter()
+                .find_map(|(uid, known)| (known == name).then_some(*uid))
+        });
+        cached.or_else(|| uid_of(name))
+    }
+
     fn is_admin(&self, uid: u32, gid: u32, name: &str) -> bool {
         if uid == 0 {
             return true;
@@ -109,7 +129,7 @@ impl Authenticator for DaemonAuth {
                     "this is a user-mode daemon of another user".into(),
                 ));
             }
-            let name = user_name(peer.uid);
+            let name = self.name_of(peer.uid);
             let admin = self.is_admin(peer.uid, peer.gid, &name);
             return Ok(Principal { user: name, admin });
         }
@@ -128,7 +148,7 @@ impl Authenticator for DaemonAuth {
             // Until file operations run under the caller's own uid, a
             // system daemon publishes only into a real directory (not a
             // symlink) that the caller owns.
-            let Some(uid) = uid_of(&who.user) else {
+            let Some(uid) = self.uid_of(&who.user) else {
                 return false;
             };
             let Some(dir) = local.parent() else {
@@ -146,7 +166,7 @@ impl Authenticator for DaemonAuth {
         // The program runs as the daemon's user: only admins and that user
         // themself (not a token of another name, whatever its roots), until
         // it runs as the job's owner.
-        who.admin || (!self.system && who.user == user_name(self.daemon_uid))
+        who.admin || (!self.system && who.user == self.daemon_user)
     }
 }
 
@@ -253,11 +273,12 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     };
 
     let daemon_uid = rustix::process::getuid().as_raw();
+    let daemon_user = user_name(daemon_uid);
     let mut tokens = Tokens::new();
     let mut roots = Vec::new();
     if config.listen.is_some() {
         let token = daemon_token(&data_dir)?;
-        tokens.insert(&token, Principal::user(user_name(daemon_uid)));
+        tokens.insert(&token, Principal::user(daemon_user.clone()));
     }
     for t in &config.tokens {
         tokens.insert(
@@ -279,6 +300,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let auth = DaemonAuth {
         system: config.system,
         daemon_uid,
+        daemon_user: daemon_user.clone(),
+        names: std::sync::Mutex::new(std::collections::HashMap::from([(daemon_uid, daemon_user)])),
         admin_group,
         tokens,
         roots,

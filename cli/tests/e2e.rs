@@ -109,6 +109,12 @@ impl Daemon {
         text(&out.stdout)
     }
 
+    /// Adds the origin's `/name` to `job`, saved at `local`.
+    fn add(&self, job: &str, origin: &Origin, name: &str, local: PathBuf) {
+        let url = origin.url(&format!("/{name}"));
+        self.ok(&["add", job, &url, local.to_str().unwrap()]);
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
@@ -221,12 +227,7 @@ fn the_cli_drives_a_job_through_every_complete_outcome() {
         Some(down.path()),
     );
     assert!(added.status.success(), "{}", text(&added.stderr));
-    d.ok(&[
-        "add",
-        &job,
-        &origin.url("/b"),
-        down.path().join("b").to_str().unwrap(),
-    ]);
+    d.add(&job, &origin, "b", down.path().join("b"));
     d.ok(&["set", &job, "--retry-delay", "1", "--parallel", "2"]);
     d.ok(&["resume", &job]);
     let watched = d.ferry(&["watch", &job]);
@@ -257,18 +258,8 @@ fn the_cli_drives_a_job_through_every_complete_outcome() {
     origin.add("/held", 100_000);
     origin.hold("/held");
     let job = d.ok(&["create", "second"]).trim().to_owned();
-    d.ok(&[
-        "add",
-        &job,
-        &origin.url("/c"),
-        down.path().join("c").to_str().unwrap(),
-    ]);
-    d.ok(&[
-        "add",
-        &job,
-        &origin.url("/held"),
-        down.path().join("held").to_str().unwrap(),
-    ]);
+    d.add(&job, &origin, "c", down.path().join("c"));
+    d.add(&job, &origin, "held", down.path().join("held"));
     d.ok(&["resume", &job]);
     let start = Instant::now();
     while d.json(&["info", &job, "--json"])["progress"]["files_transferred"] != 1 {
@@ -288,7 +279,7 @@ fn the_cli_drives_a_job_through_every_complete_outcome() {
     origin.add("/r", 1_000);
     let job = d.ok(&["create", "third"]).trim().to_owned();
     let target = down.path().join("r");
-    d.ok(&["add", &job, &origin.url("/r"), target.to_str().unwrap()]);
+    d.add(&job, &origin, "r", target.clone());
     d.ok(&["resume", &job]);
     d.wait_state(&job, "transferred");
     std::fs::create_dir(&target).unwrap();
@@ -303,12 +294,7 @@ fn the_cli_drives_a_job_through_every_complete_outcome() {
 
     // Cancel deletes the temp files.
     let job = d.ok(&["create", "fourth"]).trim().to_owned();
-    d.ok(&[
-        "add",
-        &job,
-        &origin.url("/c"),
-        down.path().join("c2").to_str().unwrap(),
-    ]);
+    d.add(&job, &origin, "c", down.path().join("c2"));
     assert_eq!(d.ok(&["cancel", &job]).trim(), "ok");
     let leftovers: Vec<_> = std::fs::read_dir(down.path())
         .unwrap()
@@ -444,18 +430,8 @@ fn sigterm_or_kill_then_restart_finishes(signal: rustix::process::Signal) {
     origin.add("/small", 10_000);
     origin.hold("/big");
     let job = d.ok(&["create", "survivor"]).trim().to_owned();
-    d.ok(&[
-        "add",
-        &job,
-        &origin.url("/big"),
-        down.path().join("big").to_str().unwrap(),
-    ]);
-    d.ok(&[
-        "add",
-        &job,
-        &origin.url("/small"),
-        down.path().join("small").to_str().unwrap(),
-    ]);
+    d.add(&job, &origin, "big", down.path().join("big"));
+    d.add(&job, &origin, "small", down.path().join("small"));
     d.ok(&["set", &job, "--parallel", "2", "--retry-delay", "1"]);
     d.ok(&["resume", &job]);
     wait_requested(&origin, "/big");

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use ferry_core::{
-    Answer, CancelAnswer, CompleteAnswer, FileFailure, FileView, JobError, JobState, JobType,
-    JobView, NotifyCommand, Priority, UtcTime,
+    Answer, CancelAnswer, CompleteAnswer, FileFailure, FileView, JobError, JobType, JobView,
+    NotifyCommand, Priority, UtcTime,
 };
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +54,21 @@ pub struct Job {
     /// The files (only in `GET /v1/jobs/{id}`; lists leave them out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<File>>,
+}
+
+/// `GET /v1/jobs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobList {
+    /// The jobs, without their files.
+    pub jobs: Vec<Job>,
+}
+
+/// `GET /v1/jobs/{id}/files`, and the files `POST /v1/jobs/{id}/files`
+/// added.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileList {
+    /// The files.
+    pub files: Vec<File>,
 }
 
 /// A job's progress.
@@ -327,19 +342,6 @@ pub fn parse_job_type(name: &str) -> Option<JobType> {
         .into_iter()
         .find(|t| t.as_str() == name)
 }
-
-/// The state names, in BITS's order.
-pub const STATES: [JobState; 9] = [
-    JobState::Queued,
-    JobState::Connecting,
-    JobState::Transferring,
-    JobState::Suspended,
-    JobState::Error,
-    JobState::TransientError,
-    JobState::Transferred,
-    JobState::Acknowledged,
-    JobState::Cancelled,
-];
 
 fn secs(d: Duration) -> u64 {
     d.as_secs()

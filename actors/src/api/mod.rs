@@ -67,7 +67,7 @@ pub struct Api {
 
 struct Inner {
     engine: Engine,
-    auth: Box<dyn Authenticator>,
+    auth: Arc<dyn Authenticator>,
     events: Arc<EventLog>,
 }
 
@@ -85,7 +85,7 @@ impl Api {
         Self {
             inner: Arc::new(Inner {
                 engine,
-                auth: Box::new(auth),
+                auth: Arc::new(auth),
                 events,
             }),
         }
@@ -298,9 +298,7 @@ fn bad_argument(message: impl Into<String>) -> ApiError {
 }
 
 async fn job_json(api: &Api, who: &Principal, id: JobId) -> Result<json::Job, ApiError> {
-    let engine = api.engine();
-    let view = engine.job(who, id).await?;
-    let files = engine.files(who, id).await?;
+    let (view, files) = api.engine().job_and_files(who, id).await?;
     Ok(json::Job::from_view(&view, Some(&files)))
 }
 
@@ -351,11 +349,11 @@ struct ListQuery {
 async fn list_jobs(api: web::Data<Api>, req: HttpRequest, query: web::Query<ListQuery>) -> Answer {
     let who = api.caller(&req)?;
     let views = api.engine().list(&who, query.all).await?;
-    let jobs: Vec<json::Job> = views
+    let jobs = views
         .iter()
         .map(|v| json::Job::from_view(v, None))
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "jobs": jobs })))
+    Ok(HttpResponse::Ok().json(json::JobList { jobs }))
 }
 
 async fn get_job(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) -> Answer {
@@ -449,17 +447,28 @@ async fn add_files(
     if files.is_empty() {
         return Err(bad_argument("no files given"));
     }
-    for file in &files {
-        if !api.inner.auth.may_write(&who, Path::new(&file.local)) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "destination_forbidden",
-                format!(
-                    "{} is outside the destinations this caller may write",
-                    file.local
-                ),
-            ));
-        }
+    // The authenticator may look at the filesystem: off the arbiter.
+    let (auth, caller) = (api.inner.auth.clone(), who.clone());
+    let locals: Vec<String> = files.iter().map(|f| f.local.clone()).collect();
+    let refused = web::block(move || {
+        locals
+            .into_iter()
+            .find(|local| !auth.may_write(&caller, Path::new(local)))
+    })
+    .await
+    .map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "io",
+            format!("destination check failed: {err}"),
+        )
+    })?;
+    if let Some(local) = refused {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "destination_forbidden",
+            format!("{local} is outside the destinations this caller may write"),
+        ));
     }
     let specs = files
         .into_iter()
@@ -467,41 +476,48 @@ async fn add_files(
         .collect();
     let ids = api.engine().add_files(&who, id, specs).await?;
     let all = api.engine().files(&who, id).await?;
-    let added: Vec<json::File> = all
+    let files = all
         .iter()
         .filter(|f| ids.contains(&f.id))
         .map(json::File::from_core)
         .collect();
-    Ok(HttpResponse::Created().json(serde_json::json!({ "files": added })))
+    Ok(HttpResponse::Created().json(json::FileList { files }))
 }
 
 async fn list_files(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) -> Answer {
     let who = api.caller(&req)?;
     let id = job_id(&id)?;
     let files = api.engine().files(&who, id).await?;
-    let files: Vec<json::File> = files.iter().map(json::File::from_core).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "files": files })))
+    let files = files.iter().map(json::File::from_core).collect();
+    Ok(HttpResponse::Ok().json(json::FileList { files }))
+}
+
+/// A command whose answer is the job afterwards.
+async fn job_command(
+    api: &Api,
+    req: &HttpRequest,
+    id: &str,
+    command: impl AsyncFnOnce(&Engine, &Principal, JobId) -> Result<(), EngineError>,
+) -> Answer {
+    let who = api.caller(req)?;
+    let id = job_id(id)?;
+    command(api.engine(), &who, id).await?;
+    Ok(HttpResponse::Ok().json(job_json(api, &who, id).await?))
 }
 
 async fn resume(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) -> Answer {
-    let who = api.caller(&req)?;
-    let id = job_id(&id)?;
-    api.engine().resume(&who, id).await?;
-    Ok(HttpResponse::Ok().json(job_json(&api, &who, id).await?))
+    job_command(&api, &req, &id, async |e, who, id| e.resume(who, id).await).await
 }
 
 async fn suspend(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) -> Answer {
-    let who = api.caller(&req)?;
-    let id = job_id(&id)?;
-    api.engine().suspend(&who, id).await?;
-    Ok(HttpResponse::Ok().json(job_json(&api, &who, id).await?))
+    job_command(&api, &req, &id, async |e, who, id| e.suspend(who, id).await).await
 }
 
 async fn take_ownership(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) -> Answer {
-    let who = api.caller(&req)?;
-    let id = job_id(&id)?;
-    api.engine().take_ownership(&who, id).await?;
-    Ok(HttpResponse::Ok().json(job_json(&api, &who, id).await?))
+    job_command(&api, &req, &id, async |e, who, id| {
+        e.take_ownership(who, id).await
+    })
+    .await
 }
 
 async fn cancel(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) -> Answer {
