@@ -121,6 +121,11 @@ impl JobRecord {
         self.id
     }
 
+    /// The owner's user name.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// The state recorded.
     pub fn state(&self) -> JobState {
         self.state

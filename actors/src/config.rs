@@ -1,8 +1,10 @@
 //! The engine's settings.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use ferry_core::CoreConfig;
+
+use crate::access::Identities;
 
 /// How the engine runs. `EngineConfig::new(data_dir)` gives the defaults.
 #[derive(Clone, Debug)]
@@ -40,6 +42,13 @@ pub struct EngineConfig {
     /// Root certificates (DER) trusted for https besides the bundled web PKI
     /// roots: a private or corporate CA.
     pub tls_roots: Vec<Vec<u8>>,
+    /// Act for other users (a system daemon): when set, each job's file
+    /// operations run with the filesystem identity of its owner (the caller
+    /// of Complete or Cancel for the commit), directories are reached
+    /// without following symlinks, and published files belong to the
+    /// caller of Complete. The engine must then run as root. `None` (the
+    /// default): everything runs with the engine's own identity.
+    pub identities: Option<Arc<dyn Identities>>,
 }
 
 impl EngineConfig {
@@ -60,6 +69,7 @@ impl EngineConfig {
             sweep_interval: Duration::from_secs(600),
             syncfs_threshold: 64,
             tls_roots: Vec::new(),
+            identities: None,
         }
     }
 }

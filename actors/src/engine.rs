@@ -20,6 +20,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use crate::{
+    access::{Access, Pins},
     clock::Clock,
     config::EngineConfig,
     file_actor::blocking,
@@ -27,7 +28,7 @@ use crate::{
     manager::{Listable, Lookup, Manager, Register, ShutdownAll, Subscribe},
     metrics::Metrics,
     store::{Store, StoreError},
-    supervisor::{Barrier, Exec, JobSupervisor, View},
+    supervisor::{Barrier, Exec, JobSupervisor, OwnerAccess, View},
 };
 
 /// Why an engine call failed.
@@ -47,6 +48,11 @@ pub enum EngineError {
     /// A local file could not be checked or swept.
     #[error("i/o: {0}")]
     Io(String),
+    /// The job's owner may not write at a destination (its directory's
+    /// permissions, a symbolic link on the way while the engine acts for
+    /// other users, a directory replaced since files were added in it).
+    #[error("destination forbidden: {0}")]
+    DestinationForbidden(String),
     /// The engine is shutting down or stopped.
     #[error("the engine is stopped")]
     Stopped,
@@ -60,6 +66,7 @@ impl EngineError {
             Self::Open(_) => "store_open",
             Self::Store(_) => "store_write",
             Self::Io(_) => "io",
+            Self::DestinationForbidden(_) => "destination_forbidden",
             Self::Stopped => "stopped",
         }
     }
@@ -198,30 +205,34 @@ impl Engine {
         // records name, that no live record names.
         // Temp files of unfinished transfers are cut back to their recorded
         // offset: bytes past the last checkpoint are never trusted.
+        // Each with the rights of the job's owner.
         let mut dirs = BTreeSet::new();
         let mut keep = HashSet::new();
         let mut truncate = Vec::new();
-        for (_, files) in &loaded.jobs {
+        for (record, files) in &loaded.jobs {
+            let owner = record.owner();
             for file in files {
                 if let Some(dir) = Path::new(file.local()).parent() {
-                    dirs.insert(dir.to_path_buf());
+                    dirs.insert((dir.to_path_buf(), owner.to_owned()));
                 }
                 keep.insert(file.temp().to_owned());
                 if file.may_have_temp() && !file.transferred() {
-                    truncate.push((PathBuf::from(file.temp()), file.durable()));
+                    truncate.push((PathBuf::from(file.temp()), owner.to_owned(), file.durable()));
                 }
             }
         }
         let engine_id = core.engine_id;
+        let identities = shared.config.identities.clone();
         let swept = blocking(move || {
-            for (temp, durable) in truncate {
-                if let Err(err) = fs::truncate_temp(&temp, durable) {
+            let access = |owner: &str| Access::of(identities.as_ref(), owner, &Arc::new(Pins::default()));
+            for (temp, owner, durable) in truncate {
+                if let Err(err) = fs::truncate_temp(&access(&owner), &temp, durable) {
                     tracing::warn!(message = "Could not truncate a temp file.", path = %temp.display(), error = %err);
                 }
             }
             let mut deleted = Vec::new();
-            for dir in dirs {
-                match fs::sweep_dir(&dir, engine_id, &keep) {
+            for (dir, owner) in dirs {
+                match fs::sweep_dir(&access(&owner), &dir, engine_id, &keep) {
                     Ok(mut d) => deleted.append(&mut d),
                     Err(err) => tracing::warn!(message = "Sweep failed.", dir = %dir.display(), error = %err),
                 }
@@ -328,12 +339,19 @@ impl Engine {
     ) -> Result<Vec<FileId>, EngineError> {
         // Others see nothing: the access check comes before any other.
         self.view(who, job, false).await?;
+        // The owner's rights decide: the owner's transfers write there.
+        let access = self
+            .supervisor(job)
+            .await?
+            .send(OwnerAccess)
+            .await
+            .map_err(|_| EngineError::Stopped)?;
         let locals: Vec<String> = files.iter().map(|f| f.local.clone()).collect();
-        let problem = blocking(move || Ok(check_locals(&locals)))
+        let problem = blocking(move || Ok(check_locals(&access, &locals)))
             .await
             .map_err(|err| EngineError::Io(err.to_string()))?;
         if let Some(err) = problem {
-            return Err(err.into());
+            return Err(err);
         }
         match self.exec(who, job, Command::AddFiles(files)).await? {
             Outcome::Reply(Reply::Added(ids)) => Ok(ids),
@@ -514,24 +532,28 @@ impl Engine {
 }
 
 /// The shell's checks of local names (the core checks their form): the
-/// directory exists, and the name is not a directory.
-fn check_locals(locals: &[String]) -> Option<CommandError> {
+/// directory exists and is reached by the access rules, the owner may create
+/// files in it, and the name is not a directory. Pins each directory.
+fn check_locals(access: &Access, locals: &[String]) -> Option<EngineError> {
     for local in locals {
         let path = PathBuf::from(local);
         if !path.is_absolute() {
             // The core refuses it with its own error.
             continue;
         }
-        let invalid = |reason: &str| CommandError::InvalidLocalName {
-            local: local.clone(),
-            reason: reason.to_owned(),
-        };
-        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-            return Some(invalid("is a directory"));
-        }
-        match path.parent().map(std::fs::metadata) {
-            Some(Ok(meta)) if meta.is_dir() => {}
-            _ => return Some(invalid("its directory does not exist")),
+        match fs::check_local(access, &path) {
+            Ok(()) => {}
+            Err(fs::LocalProblem::Invalid(reason)) => {
+                return Some(EngineError::Command(CommandError::InvalidLocalName {
+                    local: local.clone(),
+                    reason,
+                }));
+            }
+            Err(fs::LocalProblem::Forbidden(reason)) => {
+                return Some(EngineError::DestinationForbidden(format!(
+                    "{local}: {reason}"
+                )));
+            }
         }
     }
     None

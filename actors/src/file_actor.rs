@@ -25,7 +25,7 @@ use ferry_core::{
 use futures_util::StreamExt as _;
 use tokio::sync::{oneshot, watch};
 
-use crate::{config::EngineConfig, fs, metrics::Metrics};
+use crate::{access::Access, config::EngineConfig, fs, metrics::Metrics};
 
 type Response = awc::ClientResponse;
 
@@ -99,6 +99,7 @@ pub(crate) struct Stop;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<fs::Published, String>")]
 pub(crate) struct Publish {
+    pub(crate) access: Access,
     pub(crate) temp: PathBuf,
     pub(crate) local: PathBuf,
     pub(crate) modified: Option<UtcTime>,
@@ -110,6 +111,7 @@ pub(crate) struct Publish {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
 pub(crate) struct Delete {
+    pub(crate) access: Access,
     pub(crate) temp: PathBuf,
 }
 
@@ -117,6 +119,8 @@ pub(crate) struct Delete {
 pub(crate) struct FileActor {
     file: FileId,
     order: Option<TransferOrder>,
+    /// Whose rights the transfer's temp file is opened with.
+    access: Access,
     config: Arc<EngineConfig>,
     metrics: Option<Arc<Metrics>>,
     report: Option<WeakRecipient<Report>>,
@@ -139,6 +143,7 @@ impl FileActor {
     /// An actor that runs `order` as soon as it starts.
     pub(crate) fn transfer(
         order: TransferOrder,
+        access: Access,
         config: Arc<EngineConfig>,
         metrics: Arc<Metrics>,
         report: WeakRecipient<Report>,
@@ -146,6 +151,7 @@ impl FileActor {
         Self {
             file: order.file,
             order: Some(order),
+            access,
             config,
             metrics: Some(metrics),
             report: Some(report),
@@ -160,6 +166,7 @@ impl FileActor {
         Self {
             file,
             order: None,
+            access: Access::engine(),
             config,
             metrics: None,
             report: None,
@@ -184,6 +191,7 @@ impl Actor for FileActor {
         let file = self.file;
         let run = Transfer {
             order,
+            access: self.access.clone(),
             config: self.config.clone(),
             metrics,
             report: report.clone(),
@@ -244,9 +252,18 @@ impl Handler<Publish> for FileActor {
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
         Box::pin(async move {
-            blocking(move || fs::publish(&msg.temp, &msg.local, msg.modified, msg.size, msg.fsync))
-                .await
-                .map_err(|err| err.to_string())
+            blocking(move || {
+                fs::publish(
+                    &msg.access,
+                    &msg.temp,
+                    &msg.local,
+                    msg.modified,
+                    msg.size,
+                    msg.fsync,
+                )
+            })
+            .await
+            .map_err(|err| err.to_string())
         })
     }
 }
@@ -256,7 +273,7 @@ impl Handler<Delete> for FileActor {
 
     fn handle(&mut self, msg: Delete, _: &mut Context<Self>) -> Self::Result {
         Box::pin(async move {
-            blocking(move || fs::delete(&msg.temp))
+            blocking(move || fs::delete(&msg.access, &msg.temp))
                 .await
                 .map_err(|err| err.to_string())
         })
@@ -275,6 +292,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// One transfer attempt.
 struct Transfer {
     order: TransferOrder,
+    access: Access,
     config: Arc<EngineConfig>,
     metrics: Arc<Metrics>,
     report: WeakRecipient<Report>,
@@ -326,7 +344,8 @@ impl Transfer {
     async fn run(mut self) -> Result<u64, Failure> {
         let temp = PathBuf::from(&self.order.temp);
         let wanted = self.order.offset;
-        let (file, offset) = blocking(move || fs::open_temp(&temp, wanted))
+        let access = self.access.clone();
+        let (file, offset) = blocking(move || fs::open_temp(&access, &temp, wanted))
             .await
             .map_err(|err| local_error("temp_file", err))?;
         let mut sink = Sink {

@@ -2,17 +2,70 @@
 //!
 //! Everything here blocks, so callers run it with
 //! `actix_rt::task::spawn_blocking`, never on an arbiter. Paths come from
-//! ferry-core, which validated them (absolute, normalised).
+//! ferry-core, which validated them (absolute, normalised). Every operation
+//! takes an [`Access`]: whose rights it uses and how the directory is
+//! reached (see `access.rs`). Files are then named relative to their
+//! directory's handle by a single component, never followed if a symlink,
+//! and opened non-blocking (a FIFO planted at a temp name cannot hang a
+//! pool thread).
 
 use std::{
-    fs::{self, File, OpenOptions},
+    collections::HashSet,
+    ffi::OsStr,
+    fs::File,
     io,
-    os::unix::fs::{FileExt as _, OpenOptionsExt as _},
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::fs::FileExt as _,
+    },
     path::Path,
     time::{Duration, SystemTime},
 };
 
 use ferry_core::UtcTime;
+use rustix::{
+    fs::{AtFlags, FileType, Mode, OFlags},
+    io::Errno,
+};
+
+use crate::access::{self, Access, at};
+
+/// A path's directory and its last component.
+fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => Ok((dir, name)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} names no file in a directory", path.display()),
+        )),
+    }
+}
+
+/// Opens `name` in `dir` without following a symlink.
+fn open_in(dir: impl AsFd, name: &OsStr, flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        mode,
+    )
+}
+
+/// The type of `name` in `dir` (not following a symlink), `None` if absent.
+fn kind_in(dir: impl AsFd, name: &OsStr) -> io::Result<Option<(FileType, u64)>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => Ok(Some((
+            FileType::from_raw_mode(stat.st_mode),
+            u64::try_from(stat.st_size).unwrap_or(0),
+        ))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn not_a_file(path: &Path) -> io::Error {
+    io::Error::other(format!("{} is not a regular file", path.display()))
+}
 
 /// Opens the temp file for writing from `offset`: created with O_EXCL and
 /// O_NOFOLLOW (mode 0666 less the umask) if absent, else opened with
@@ -20,27 +73,27 @@ use ferry_core::UtcTime;
 /// trust bytes past the last checkpoint). Returns the file and the offset to
 /// resume from, which is 0 when the file held fewer bytes than `offset`
 /// (its data was lost: the transfer starts again).
-pub(crate) fn open_temp(path: &Path, offset: u64) -> io::Result<(File, u64)> {
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o666)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path);
-    let file = match created {
-        Ok(file) => return Ok((file, 0)),
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)?,
-        Err(err) => return Err(err),
+pub(crate) fn open_temp(access: &Access, path: &Path, offset: u64) -> io::Result<(File, u64)> {
+    let (dir, name) = split(path)?;
+    let _as = access.enter()?;
+    let dir_fd = access.open_dir(dir, false)?;
+    let flags = OFlags::WRONLY;
+    let file = match open_in(
+        &dir_fd,
+        name,
+        flags | OFlags::CREATE | OFlags::EXCL,
+        Mode::from_raw_mode(0o666),
+    ) {
+        Ok(fd) => return Ok((File::from(fd), 0)),
+        Err(Errno::EXIST) => {
+            open_in(&dir_fd, name, flags, Mode::empty()).map_err(|err| at(path, err))?
+        }
+        Err(err) => return Err(at(path, err)),
     };
+    let file = File::from(file);
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
+        return Err(not_a_file(path));
     }
     let resume = if meta.len() >= offset { offset } else { 0 };
     file.set_len(resume)?;
@@ -49,15 +102,18 @@ pub(crate) fn open_temp(path: &Path, offset: u64) -> io::Result<(File, u64)> {
 
 /// Cuts an existing temp file back to `len` bytes if it is longer (a missing
 /// file is fine: the transfer starts over). Never follows a symlink.
-pub(crate) fn truncate_temp(path: &Path, len: u64) -> io::Result<()> {
-    let file = match OpenOptions::new()
-        .write(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-    {
-        Ok(file) => file,
+pub(crate) fn truncate_temp(access: &Access, path: &Path, len: u64) -> io::Result<()> {
+    let (dir, name) = split(path)?;
+    let _as = access.enter()?;
+    let dir_fd = match access.open_dir(dir, false) {
+        Ok(fd) => fd,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(err),
+    };
+    let file = match open_in(&dir_fd, name, OFlags::WRONLY, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => return Ok(()),
+        Err(err) => return Err(at(path, err)),
     };
     let meta = file.metadata()?;
     if meta.is_file() && meta.len() > len {
@@ -81,45 +137,65 @@ pub(crate) enum Published {
 
 /// Publishes a transferred temp file at `local`: fsync it (unless the caller
 /// synced the whole filesystem already), refuse a final name that is a
-/// directory or another non-file, set its modification time, and rename it
-/// over the final name (atomically replacing a regular file). The caller
-/// fsyncs the directory afterwards ([`sync_dir`]).
+/// directory or another non-file, set its modification time, give it to the
+/// caller (when acting for another user: BITS makes whoever calls Complete
+/// the owner of the files), and rename it over the final name (atomically
+/// replacing a regular file). The caller fsyncs the directory afterwards
+/// ([`sync_dir`]).
 ///
 /// Idempotent: if the temp file is gone and `local` holds a file of the
 /// expected size, an earlier publish got there first.
 pub(crate) fn publish(
+    access: &Access,
     temp: &Path,
     local: &Path,
     modified: Option<UtcTime>,
     size: Option<u64>,
     fsync: bool,
 ) -> io::Result<Published> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(temp)
-    {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            let done = fs::symlink_metadata(local)
-                .is_ok_and(|m| m.is_file() && size.is_none_or(|s| m.len() == s));
-            return if done { Ok(Published::Done) } else { Err(err) };
+    let (dir, temp_name) = split(temp)?;
+    let (local_dir, local_name) = split(local)?;
+    if dir != local_dir {
+        return Err(io::Error::other(format!(
+            "{} is not in the directory of {}",
+            temp.display(),
+            local.display()
+        )));
+    }
+    let identity = access.identity()?;
+    let (dir_fd, file) = {
+        let _as = access.enter()?;
+        let dir_fd = access.open_dir(dir, false)?;
+        match open_in(&dir_fd, temp_name, OFlags::RDONLY, Mode::empty()) {
+            Ok(fd) => (dir_fd, File::from(fd)),
+            Err(Errno::NOENT) => {
+                let done = kind_in(&dir_fd, local_name)?.is_some_and(|(kind, len)| {
+                    kind == FileType::RegularFile && size.is_none_or(|s| len == s)
+                });
+                return if done {
+                    Ok(Published::Done)
+                } else {
+                    Err(at(temp, Errno::NOENT))
+                };
+            }
+            Err(err) => return Err(at(temp, err)),
         }
-        Err(err) => return Err(err),
     };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_a_file(temp));
+    }
+    // On the open file, with the engine's rights: changing a file's owner
+    // takes a privilege the user's identity does not carry.
+    if let Some(identity) = &identity {
+        use std::os::unix::fs::MetadataExt as _;
+        if meta.uid() != identity.uid {
+            let (uid, gid) = access::ids(identity);
+            rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|err| at(temp, err))?;
+        }
+    }
     if fsync {
         file.sync_all()?;
-    }
-    match fs::symlink_metadata(local) {
-        Ok(meta) if !meta.is_file() => {
-            return Err(io::Error::other(format!(
-                "{} exists and is not a regular file",
-                local.display()
-            )));
-        }
-        Ok(_) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err),
     }
     if let Some(modified) = modified {
         let millis = u64::try_from(modified.unix_millis()).unwrap_or(0);
@@ -127,64 +203,150 @@ pub(crate) fn publish(
         file.set_modified(time)?;
     }
     drop(file);
-    fs::rename(temp, local)?;
+    let _as = access.enter()?;
+    match kind_in(&dir_fd, local_name)? {
+        Some((kind, _)) if kind != FileType::RegularFile => {
+            return Err(io::Error::other(format!(
+                "{} exists and is not a regular file",
+                local.display()
+            )));
+        }
+        _ => {}
+    }
+    rustix::fs::renameat(&dir_fd, temp_name, &dir_fd, local_name).map_err(|err| at(local, err))?;
     Ok(Published::Done)
 }
 
 /// fsyncs a directory, so renames and creations in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+/// An fsync changes nothing, so it runs with the engine's own rights (the
+/// user may lack read permission on the directory); the directory is still
+/// reached by the strict rules and must be the pinned one.
+pub(crate) fn sync_dir(access: &Access, dir: &Path) -> io::Result<()> {
+    let fd = access.open_dir(dir, true)?;
+    rustix::fs::fsync(&fd).map_err(|err| at(dir, err))
 }
 
 /// fsyncs the whole filesystem holding `path` (one call instead of one fsync
 /// per file when a job publishes many).
-pub(crate) fn sync_filesystem(path: &Path) -> io::Result<()> {
-    let dir = File::open(path)?;
-    rustix::fs::syncfs(&dir).map_err(io::Error::from)
+pub(crate) fn sync_filesystem(access: &Access, dir: &Path) -> io::Result<()> {
+    let fd = access.open_dir(dir, true)?;
+    rustix::fs::syncfs(&fd).map_err(io::Error::from)
 }
 
 /// Deletes a temp file; a file already gone counts as deleted.
-pub(crate) fn delete(path: &Path) -> io::Result<()> {
+pub(crate) fn delete(access: &Access, path: &Path) -> io::Result<()> {
     if crate::failpoint::active("fs::delete") {
         return Err(io::Error::other(
             "injected delete failure (failpoint fs::delete)",
         ));
     }
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-        _ => Ok(()),
+    let (dir, name) = split(path)?;
+    let _as = access.enter()?;
+    let dir_fd = match access.open_dir(dir, false) {
+        Ok(fd) => fd,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    match rustix::fs::unlinkat(&dir_fd, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(err) => Err(at(path, err)),
     }
 }
 
 /// Deletes, in `dir`, this engine's temp files that `keep` does not name.
 /// Touches nothing else. Returns the paths deleted.
 pub(crate) fn sweep_dir(
+    access: &Access,
     dir: &Path,
     engine: u64,
-    keep: &std::collections::HashSet<String>,
+    keep: &HashSet<String>,
 ) -> io::Result<Vec<String>> {
     let mut deleted = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let _as = access.enter()?;
+    let dir_fd = match access.open_dir(dir, true) {
+        Ok(fd) => fd,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(deleted),
         Err(err) => return Err(err),
     };
+    let entries = rustix::fs::Dir::read_from(&dir_fd).map_err(|err| at(dir, err))?;
     for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
+        let entry = entry.map_err(|err| at(dir, err))?;
+        let Ok(name) = entry.file_name().to_str() else {
             continue;
         };
         if !ferry_core::is_temp_file_name(name, engine) {
             continue;
         }
-        let path = entry.path();
+        let path = dir.join(name);
         let path_str = path.to_string_lossy().into_owned();
-        if keep.contains(&path_str) || !entry.file_type()?.is_file() {
+        if keep.contains(&path_str) {
             continue;
         }
-        delete(&path)?;
-        deleted.push(path_str);
+        let name = OsStr::new(name);
+        if kind_in(&dir_fd, name)?.is_none_or(|(kind, _)| kind != FileType::RegularFile) {
+            continue;
+        }
+        match rustix::fs::unlinkat(&dir_fd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => deleted.push(path_str),
+            // Another user's file (a shared sticky directory): that user's
+            // own sweep deletes it.
+            Err(err) => {
+                tracing::debug!(message = "Could not sweep a temp file.", path = %path.display(), error = %err);
+            }
+        }
     }
     Ok(deleted)
+}
+
+/// Why a local name cannot be added.
+#[derive(Debug)]
+pub(crate) enum LocalProblem {
+    /// Not usable (no such directory, a directory itself, ...).
+    Invalid(String),
+    /// The user may not write there (permissions, a symlink on the way in
+    /// strict mode, a replaced directory).
+    Forbidden(String),
+}
+
+/// Checks, with the rights of `access`, that `local` can be published: its
+/// directory is reached (without symlinks when strict, pinning it), the
+/// user may create files in it, and the name is not a directory.
+pub(crate) fn check_local(access: &Access, local: &Path) -> Result<(), LocalProblem> {
+    let invalid = |reason: String| LocalProblem::Invalid(reason);
+    let (dir, name) = split(local).map_err(|err| invalid(err.to_string()))?;
+    let _as = access
+        .enter()
+        .map_err(|err| LocalProblem::Forbidden(err.to_string()))?;
+    let dir_fd = access
+        .open_dir(dir, false)
+        .map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+                invalid("its directory does not exist".into())
+            }
+            io::ErrorKind::PermissionDenied => LocalProblem::Forbidden(err.to_string()),
+            _ => invalid(err.to_string()),
+        })?;
+    match rustix::fs::accessat(
+        &dir_fd,
+        ".",
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        AtFlags::EACCESS,
+    ) {
+        Ok(()) | Err(Errno::NOSYS) => {}
+        Err(Errno::ACCESS | Errno::PERM) => {
+            return Err(LocalProblem::Forbidden(format!(
+                "{}: may not create files there",
+                dir.display()
+            )));
+        }
+        Err(Errno::ROFS) => {
+            return Err(invalid(format!("{}: read-only filesystem", dir.display())));
+        }
+        Err(err) => return Err(invalid(at(dir, err).to_string())),
+    }
+    match kind_in(&dir_fd, name) {
+        Ok(Some((FileType::Directory, _))) => Err(invalid("is a directory".into())),
+        Ok(_) => Ok(()),
+        Err(err) => Err(invalid(at(local, err).to_string())),
+    }
 }

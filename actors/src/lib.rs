@@ -40,6 +40,7 @@
 //!
 //! The library installs no signal handlers and never blocks an arbiter.
 
+mod access;
 pub mod api;
 mod clock;
 mod config;
@@ -52,6 +53,7 @@ mod metrics;
 mod store;
 mod supervisor;
 
+pub use access::{FsIdentity, Identities};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineError, Event, EventKind, Events};
 pub use store::StoreError;

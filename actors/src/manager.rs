@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use crate::{
+    access::Access,
     engine::{Event, EventKind, Shared},
     file_actor::blocking,
     fs,
@@ -44,7 +45,9 @@ pub(crate) struct Manager {
     per_host: HashMap<String, usize>,
     event_seq: u64,
     subscribers: Vec<mpsc::Sender<Event>>,
-    pending_deletes: Vec<String>,
+    /// Temp files to delete again, with the user whose rights the delete
+    /// runs with (empty: the engine's own).
+    pending_deletes: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -56,7 +59,10 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
-    pub(crate) fn new(shared: std::sync::Arc<Shared>, pending_deletes: Vec<String>) -> Self {
+    pub(crate) fn new(
+        shared: std::sync::Arc<Shared>,
+        pending_deletes: Vec<(String, String)>,
+    ) -> Self {
         Self {
             shared,
             jobs: HashMap::new(),
@@ -146,15 +152,22 @@ impl Manager {
         }
         let paths = std::mem::take(&mut self.pending_deletes);
         let store = self.shared.store.clone();
+        let identities = self.shared.config.identities.clone();
         let work = async move {
             let mut left = Vec::new();
-            for path in paths {
+            for (path, user) in paths {
                 let target = std::path::PathBuf::from(&path);
-                match blocking(move || fs::delete(&target)).await {
+                // The job is gone: its directory pins with it.
+                let access = if user.is_empty() {
+                    Access::engine()
+                } else {
+                    Access::of(identities.as_ref(), &user, &Default::default())
+                };
+                match blocking(move || fs::delete(&access, &target)).await {
                     Ok(()) => {
                         let _ = store.write_lazy(StoreBatch::remove_pending_delete(&path));
                     }
-                    Err(_) => left.push(path),
+                    Err(_) => left.push((path, user)),
                 }
             }
             left
@@ -407,13 +420,17 @@ impl Handler<Subscribe> for Manager {
 /// A temp file whose deletion failed: retried every sweep interval.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct PendingDelete(pub(crate) String);
+pub(crate) struct PendingDelete {
+    pub(crate) path: String,
+    /// Whose rights the delete runs with.
+    pub(crate) user: String,
+}
 
 impl Handler<PendingDelete> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: PendingDelete, _: &mut Context<Self>) {
-        self.pending_deletes.push(msg.0);
+        self.pending_deletes.push((msg.path, msg.user));
     }
 }
 

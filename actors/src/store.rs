@@ -101,9 +101,15 @@ impl StoreBatch {
     }
 
     /// Records `path` as a temp file to delete later.
-    pub(crate) fn add_pending_delete(path: &str) -> Self {
+    /// `user` is whose rights the delete runs with (an empty name: the
+    /// engine's own).
+    pub(crate) fn add_pending_delete(path: &str, user: &str) -> Self {
         Self {
-            puts: vec![(CF_PENDING_DELETES, path.as_bytes().to_vec(), Vec::new())],
+            puts: vec![(
+                CF_PENDING_DELETES,
+                path.as_bytes().to_vec(),
+                user.as_bytes().to_vec(),
+            )],
             ..Self::default()
         }
     }
@@ -133,7 +139,9 @@ pub(crate) struct Loaded {
     /// Each job's record and its file records.
     pub(crate) jobs: Vec<(JobRecord, Vec<FileRecord>)>,
     /// Temp files whose deletion is still owed.
-    pub(crate) pending_deletes: Vec<String>,
+    /// Temp files to delete, each with the user whose rights the delete
+    /// runs with (empty: the engine's own).
+    pub(crate) pending_deletes: Vec<(String, String)>,
     /// Records that could not be decoded (reported, skipped).
     pub(crate) corrupt: Vec<String>,
 }
@@ -286,10 +294,11 @@ fn load(db: &Db) -> Result<Loaded, StoreError> {
     loaded.jobs = jobs;
     let pending = cf(db, CF_PENDING_DELETES)?;
     for item in db.iterator_cf(&pending, IteratorMode::Start) {
-        let (key, _) = item?;
-        loaded
-            .pending_deletes
-            .push(String::from_utf8_lossy(&key).into_owned());
+        let (key, value) = item?;
+        loaded.pending_deletes.push((
+            String::from_utf8_lossy(&key).into_owned(),
+            String::from_utf8_lossy(&value).into_owned(),
+        ));
     }
     Ok(loaded)
 }

@@ -24,6 +24,7 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use crate::{
+    access::{Access, Pins},
     engine::{EngineError, Event, EventKind, Outcome, Shared},
     file_actor::{self, Delete, FileActor, Publish, Report, Stop},
     fs,
@@ -84,6 +85,12 @@ pub(crate) struct JobSupervisor {
     stopping: bool,
     failed: bool,
     reported_state: Option<JobState>,
+    /// The directories this job's files were added in (see `access.rs`).
+    pins: Arc<Pins>,
+    /// Who asked for the commit under way (its files are published or
+    /// deleted with that user's rights); `None` after a restart, when a
+    /// commit rolls forward with the owner's.
+    committer: Option<String>,
 }
 
 impl std::fmt::Debug for JobSupervisor {
@@ -112,7 +119,15 @@ impl JobSupervisor {
             stopping: false,
             failed: false,
             reported_state: None,
+            pins: Arc::default(),
+            committer: None,
         }
+    }
+
+    /// The rights of file operations for `user` (the owner if `None`).
+    fn access(&self, user: Option<&str>) -> Access {
+        let user = user.unwrap_or_else(|| self.job.owner());
+        Access::of(self.shared.config.identities.as_ref(), user, &self.pins)
     }
 
     fn to_manager<M>(&self, message: M)
@@ -147,6 +162,9 @@ impl JobSupervisor {
             Err(CommandError::Busy) => self.deferred.push_back((who, command, tx)),
             Err(err) => self.queue.push_back(Item::Reply(tx, Err(err.into()))),
             Ok(Reply::Pending) => {
+                // Complete or Cancel: its files are handled with the
+                // caller's rights (BITS: whoever completes owns the files).
+                self.committer = Some(who.user.clone());
                 self.drain();
                 self.answer_to = Some(tx);
             }
@@ -273,16 +291,25 @@ impl JobSupervisor {
                     }
                 }
                 let shared = self.shared.clone();
-                self.wait(ctx, run_steps(steps, shared), |act, events, _| {
+                let user = self
+                    .committer
+                    .clone()
+                    .unwrap_or_else(|| self.job.owner().to_owned());
+                let access = self.access(Some(&user));
+                self.wait(ctx, run_steps(steps, shared, access), move |act, events, _| {
                     for (file, event, pending_delete) in events {
                         if let Some(path) = pending_delete {
                             // Durable with the job's next synced write (the
-                            // commit's outcome), retried by the manager.
-                            let write = StoreBatch::add_pending_delete(&path);
+                            // commit's outcome), retried by the manager with
+                            // the same user's rights.
+                            let write = StoreBatch::add_pending_delete(&path, &user);
                             if let Err(err) = act.shared.store.write_lazy(write) {
                                 tracing::error!(message = "Could not record a pending delete.", error = %err);
                             }
-                            act.to_manager(crate::manager::PendingDelete(path));
+                            act.to_manager(crate::manager::PendingDelete {
+                                path,
+                                user: user.clone(),
+                            });
                         }
                         act.feed(file, event);
                     }
@@ -347,8 +374,9 @@ impl JobSupervisor {
         let config = self.shared.config.clone();
         let metrics = self.shared.metrics.clone();
         let report = ctx.address().downgrade().recipient();
+        let access = self.access(None);
         let actor = FileActor::start_in_arbiter(&arbiter, move |_| {
-            FileActor::transfer(order, config, metrics, report)
+            FileActor::transfer(order, access, config, metrics, report)
         });
         self.transfers.insert(
             file,
@@ -372,7 +400,7 @@ impl JobSupervisor {
             Notification::FileTransferred(file) => EventKind::FileTransferred(file),
         };
         if matches!(kind, EventKind::JobTransferred | EventKind::JobError) {
-            self.run_notify_command();
+            self.run_notify_command(state);
         }
         self.to_manager(crate::manager::Emit(Event {
             seq: 0,
@@ -384,22 +412,44 @@ impl JobSupervisor {
     }
 
     /// Runs the job's notify command, if any (BITS SetNotifyCmdLine): the
-    /// program with its arguments, nothing expanded, not waited for.
-    fn run_notify_command(&self) {
+    /// program with its arguments, then the job id and its state, nothing
+    /// expanded, no shell, not waited for. When the engine acts for other
+    /// users it runs as the job's owner (uid and primary group), with a
+    /// clean environment.
+    fn run_notify_command(&self, state: JobState) {
         let Some(command) = self.job.notify_command().cloned() else {
             return;
         };
         let job = self.id;
+        let access = self.access(None);
         // Its own thread: a long-running program must not hold a thread of
         // the blocking pool, which carries the file I/O.
         let spawned = std::thread::Builder::new()
             .name("ferry-notify".into())
             .spawn(move || {
-                match std::process::Command::new(&command.program)
+                let mut process = std::process::Command::new(&command.program);
+                process
                     .args(&command.args)
-                    .stdin(std::process::Stdio::null())
-                    .spawn()
-                {
+                    .arg(job.to_string())
+                    .arg(state.as_str())
+                    .stdin(std::process::Stdio::null());
+                match access.identity() {
+                    Ok(None) => {}
+                    Ok(Some(identity)) => {
+                        use std::os::unix::process::CommandExt as _;
+                        process
+                            .uid(identity.uid)
+                            .gid(identity.gid)
+                            .env_clear()
+                            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                            .current_dir("/");
+                    }
+                    Err(err) => {
+                        tracing::warn!(message = "Notify command not started: no identity for the owner.", %job, error = %err);
+                        return;
+                    }
+                }
+                match process.spawn() {
                     Ok(mut child) => {
                         let _ = child.wait();
                     }
@@ -521,6 +571,7 @@ pub(crate) fn host_of(remote: &str) -> String {
 async fn run_steps(
     steps: Vec<Step>,
     shared: Arc<Shared>,
+    access: Access,
 ) -> Vec<(FileId, FileEvent, Option<String>)> {
     let publishes = steps
         .iter()
@@ -533,7 +584,8 @@ async fn run_steps(
             Step::Delete { .. } => None,
         });
         if let Some(dir) = dir {
-            per_file_fsync = file_actor::blocking(move || fs::sync_filesystem(&dir))
+            let access = access.clone();
+            per_file_fsync = file_actor::blocking(move || fs::sync_filesystem(&access, &dir))
                 .await
                 .is_err();
         }
@@ -542,6 +594,7 @@ async fn run_steps(
     let mut dirs = BTreeSet::new();
     let work = steps.into_iter().map(|step| {
         let shared = shared.clone();
+        let access = access.clone();
         async move {
             match step {
                 Step::Publish {
@@ -556,6 +609,7 @@ async fn run_steps(
                         move |_| FileActor::commit(file, config)
                     });
                     let request = Publish {
+                        access,
                         temp: PathBuf::from(&temp),
                         local: PathBuf::from(&local),
                         modified,
@@ -581,6 +635,7 @@ async fn run_steps(
                     });
                     let result = actor
                         .send(Delete {
+                            access,
                             temp: PathBuf::from(&temp),
                         })
                         .await
@@ -602,7 +657,8 @@ async fn run_steps(
     let mut failed_dirs = BTreeSet::new();
     for dir in dirs {
         let target = dir.clone();
-        if let Err(err) = file_actor::blocking(move || fs::sync_dir(&target)).await {
+        let access = access.clone();
+        if let Err(err) = file_actor::blocking(move || fs::sync_dir(&access, &target)).await {
             tracing::error!(message = "Directory fsync failed.", dir = %dir.display(), error = %err);
             failed_dirs.insert(dir);
         }
@@ -860,5 +916,19 @@ impl Handler<Shutdown> for JobSupervisor {
                 })
                 .map(|(), _, ctx| ctx.stop()),
         )
+    }
+}
+
+/// The rights of file operations for the job's owner (for checks of new
+/// destinations; pins the directories they name).
+#[derive(Debug, Message)]
+#[rtype(result = "Access")]
+pub(crate) struct OwnerAccess;
+
+impl Handler<OwnerAccess> for JobSupervisor {
+    type Result = MessageResult<OwnerAccess>;
+
+    fn handle(&mut self, _: OwnerAccess, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.access(None))
     }
 }

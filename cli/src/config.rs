@@ -48,6 +48,12 @@ pub struct TokenConfig {
     pub token: String,
     /// The principal it stands for.
     pub user: String,
+    /// System mode: the uid whose rights its jobs' file operations and
+    /// notify commands use. Default: the system user named `user` (a token
+    /// whose user is no system user needs it). A user-mode daemon acts only
+    /// as its own user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
     /// Whether it is an admin.
     #[serde(default)]
     pub admin: bool,
@@ -60,6 +66,7 @@ impl std::fmt::Debug for TokenConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenConfig")
             .field("user", &self.user)
+            .field("uid", &self.uid)
             .field("admin", &self.admin)
             .field("roots", &self.roots)
             .finish_non_exhaustive()
@@ -216,6 +223,16 @@ impl ServeConfig {
             return Err(ConfigError::Invalid(format!(
                 "two tokens for user {:?}: give each token its own user",
                 pair.first().copied().unwrap_or_default()
+            )));
+        }
+        if let Some(t) = self
+            .tokens
+            .iter()
+            .find(|t| t.user.is_empty() || t.user.starts_with("uid:"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "token user {:?}: give a name (uids go in `uid`)",
+                t.user
             )));
         }
         if let Some(t) = self.tokens.iter().find(|t| t.token.len() < 16) {

@@ -15,7 +15,10 @@ use ferry_actors::{
 };
 use ferry_core::Principal;
 
-use crate::config::{LogFormat, ServeConfig};
+use crate::{
+    config::{LogFormat, ServeConfig},
+    identity::{self, SystemIdentities},
+};
 
 /// Why the daemon could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -74,40 +77,15 @@ struct DaemonAuth {
     roots: Vec<(String, Vec<PathBuf>)>,
 }
 
-/// A uid's user name, or `uid:N` for a uid without one.
-pub fn user_name(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(user)) => user.name,
-        _ => format!("uid:{uid}"),
-    }
-}
-
-/// The uid of a principal named by [`user_name`].
-fn uid_of(name: &str) -> Option<u32> {
-    if let Some(n) = name.strip_prefix("uid:") {
-        return n.parse().ok();
-    }
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(user)) => Some(user.uid.as_raw()),
-        _ => None,
-    }
-}
-
 impl DaemonAuth {
     fn name_of(&self, uid: u32) -> String {
         let Ok(mut names) = self.names.lock() else {
-            return user_name(uid);
+            return identity::user_name(uid);
         };
-        names.entry(uid).or_insert_with(|| user_name(uid)).clone()
-    }
-
-    fn uid_of(&self, name: &str) -> Option<u32> {
-        let cached = self.names.lock().ok().and_then(|names| {
-            names
-                .iter()
-                .find_map(|(uid, known)| (known == name).then_some(*uid))
-        });
-        cached.or_else(|| uid_of(name))
+        names
+            .entry(uid)
+            .or_insert_with(|| identity::user_name(uid))
+            .clone()
     }
 
     fn is_admin(&self, uid: u32, gid: u32, name: &str) -> bool {
@@ -138,36 +116,66 @@ impl Authenticator for DaemonAuth {
     }
 
     fn may_write(&self, who: &Principal, local: &Path) -> bool {
-        if let Some((_, roots)) = self.roots.iter().find(|(user, _)| *user == who.user)
-            && !roots.is_empty()
-            && !roots.iter().any(|r| local.starts_with(r))
-        {
-            return false;
+        // A token's roots. Beyond them the engine decides, with the rights
+        // of the job's owner (in system mode every file operation runs with
+        // that user's identity).
+        match self.roots.iter().find(|(user, _)| *user == who.user) {
+            Some((_, roots)) if !roots.is_empty() => roots.iter().any(|r| local.starts_with(r)),
+            _ => true,
         }
-        if self.system && !who.admin {
-            // Until file operations run under the caller's own uid, a
-            // system daemon publishes only into a real directory (not a
-            // symlink) that the caller owns.
-            let Some(uid) = self.uid_of(&who.user) else {
-                return false;
-            };
-            let Some(dir) = local.parent() else {
-                return false;
-            };
-            return std::fs::symlink_metadata(dir).is_ok_and(|m| {
-                use std::os::unix::fs::MetadataExt as _;
-                m.is_dir() && m.uid() == uid
-            });
-        }
-        true
     }
 
     fn may_set_notify(&self, who: &Principal) -> bool {
-        // The program runs as the daemon's user: only admins and that user
-        // themself (not a token of another name, whatever its roots), until
-        // it runs as the job's owner.
-        who.admin || (!self.system && who.user == self.daemon_user)
+        // In system mode the program runs as the job's owner; in user mode
+        // as the daemon's user: then only that user and admins may set it.
+        who.admin || self.system || who.user == self.daemon_user
     }
+}
+
+/// System mode: who each principal is on this system (token users by their
+/// `uid` or their name). User mode: `None`, everything runs as the daemon's
+/// user, so a token may name no other uid.
+fn identities(
+    config: &ServeConfig,
+    daemon_uid: u32,
+) -> Result<Option<std::sync::Arc<dyn ferry_actors::Identities>>, ServeError> {
+    if !config.system {
+        if let Some(t) = config
+            .tokens
+            .iter()
+            .find(|t| t.uid.is_some_and(|u| u != daemon_uid))
+        {
+            return Err(ServeError::Config(format!(
+                "token user {:?}: a user-mode daemon acts only as its own user (uid {daemon_uid}); `uid` needs --system",
+                t.user
+            )));
+        }
+        return Ok(None);
+    }
+    let mut uids = std::collections::HashMap::new();
+    for t in &config.tokens {
+        let named = identity::user_by_name(&t.user).ok().flatten();
+        match (t.uid, named) {
+            (Some(uid), Some(user)) if user.uid.as_raw() != uid => {
+                return Err(ServeError::Config(format!(
+                    "token user {:?} is the system user of uid {}, not {uid}",
+                    t.user,
+                    user.uid.as_raw()
+                )));
+            }
+            (Some(uid), _) => {
+                uids.insert(t.user.clone(), uid);
+            }
+            (None, Some(_)) => {}
+            (None, None) => {
+                return Err(ServeError::Config(format!(
+                    "token user {:?} is no user of this system: give the token a `uid`",
+                    t.user
+                )));
+            }
+        }
+    }
+    Ok(Some(std::sync::Arc::new(SystemIdentities::new(uids))))
 }
 
 /// The generated token in `data_dir/token` (0600), created at first start.
@@ -258,8 +266,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             source,
         },
     )?;
+    let daemon_uid = rustix::process::getuid().as_raw();
+    let mut engine_config = config.engine();
+    engine_config.identities = identities(&config, daemon_uid)?;
     let engine = {
-        let start = std::pin::pin!(Engine::start(config.engine()));
+        let start = std::pin::pin!(Engine::start(engine_config));
         let signal = std::pin::pin!(signals.next());
         match futures_util::future::select(start, signal).await {
             futures_util::future::Either::Left((started, _)) => {
@@ -272,8 +283,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         }
     };
 
-    let daemon_uid = rustix::process::getuid().as_raw();
-    let daemon_user = user_name(daemon_uid);
+    let daemon_user = identity::user_name(daemon_uid);
     let mut tokens = Tokens::new();
     let mut roots = Vec::new();
     if config.listen.is_some() {

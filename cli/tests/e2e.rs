@@ -594,33 +594,47 @@ fn tcp_needs_a_token_and_tokens_are_users() {
     assert!(!log.contains(&token) && !log.contains("bob-token"));
 }
 
-#[test]
-fn system_mode_tells_users_apart_by_their_uid() {
-    if !rustix::process::getuid().is_root() {
-        eprintln!("skipped: switching uids needs root");
-        return;
+/// A system-mode daemon in a temp dir that other uids can reach, and a copy
+/// of the CLI they may run.
+struct SystemDaemon {
+    d: Daemon,
+    dir: TempDir,
+    addr: String,
+    bin: PathBuf,
+}
+
+impl SystemDaemon {
+    /// `None` unless the tests run as root (switching uids needs it).
+    fn start() -> Option<Self> {
+        if !rustix::process::getuid().is_root() {
+            eprintln!("skipped: switching uids needs root");
+            return None;
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = TempDir::new().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sockets = dir.path().join("run");
+        std::fs::create_dir(&sockets).unwrap();
+        std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = sockets.join("ferry.sock");
+        let d = Daemon::start_at(&dir.path().join("state"), &socket, &["--system"]);
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o666);
+        let addr = format!("unix:{}", socket.display());
+        // The test binary's directory may be closed to other users: a copy.
+        let bin = dir.path().join("ferry");
+        std::fs::copy(BIN, &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(Self { d, dir, addr, bin })
     }
-    let data = TempDir::new().unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sockets = data.path().join("run");
-    std::fs::create_dir(&sockets).unwrap();
-    std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = sockets.join("ferry.sock");
-    let d = Daemon::start_at(&data.path().join("state"), &socket, &["--system"]);
-    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o666);
-    let addr = format!("unix:{}", socket.display());
-    // The test binary's directory may be closed to other users: a copy.
-    let bin = data.path().join("ferry");
-    std::fs::copy(BIN, &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let as_uid = |uid: u32, args: &[&str]| {
+
+    /// Runs the CLI as `uid` (and gid `uid`).
+    fn as_uid(&self, uid: u32, args: &[&str]) -> Output {
         let start = Instant::now();
         loop {
-            let run = Command::new(&bin)
+            let run = Command::new(&self.bin)
                 .args(args)
-                .env("FERRY_ADDR", &addr)
+                .env("FERRY_ADDR", &self.addr)
                 .current_dir("/")
                 .uid(uid)
                 .gid(uid)
@@ -637,37 +651,80 @@ fn system_mode_tells_users_apart_by_their_uid() {
                 other => break other.unwrap(),
             }
         }
+    }
+
+    /// Runs the CLI as `uid`, expecting success; its stdout.
+    fn ok_as(&self, uid: u32, args: &[&str]) -> String {
+        let out = self.as_uid(uid, args);
+        assert!(
+            out.status.success(),
+            "ferry {args:?} as {uid}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// A new directory owned by `uid`, mode 0755.
+    fn dir_of(&self, name: &str, uid: u32) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).unwrap();
+        dir
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+fn owner_of(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path).unwrap().uid()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn system_mode_tells_users_apart_by_their_uid() {
+    let Some(s) = SystemDaemon::start() else {
+        return;
     };
-    let created = as_uid(65534, &["create", "nobody's"]);
-    assert!(created.status.success(), "{}", text(&created.stderr));
-    let job = text(&created.stdout).trim().to_owned();
-    let info = as_uid(65534, &["info", &job, "--json"]);
-    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    let job = s.ok_as(NOBODY, &["create", "nobody's"]);
+    let info: Value = serde_json::from_str(&s.ok_as(NOBODY, &["info", &job, "--json"])).unwrap();
     assert_ne!(info["owner"], "root");
-    // Nobody may not have the root daemon write where nobody could not,
-    // nor make it run a program.
-    let out = as_uid(65534, &["add", &job, "http://h/f", "/etc/ferry-test-file"]);
-    assert!(
-        text(&out.stderr).contains("destination_forbidden"),
-        "{}",
-        text(&out.stderr)
-    );
-    let theirs = data.path().join("nobody");
-    std::fs::create_dir(&theirs).unwrap();
-    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-    let link = data.path().join("link");
+    // Nobody may not have the root daemon write where nobody could not.
+    let root_owned = s.dir_of("root-owned", 0);
+    for local in [PathBuf::from("/etc/ferry-test-file"), root_owned.join("f")] {
+        let out = s.as_uid(
+            NOBODY,
+            &["add", &job, "http://h/f", local.to_str().unwrap()],
+        );
+        assert!(
+            text(&out.stderr).contains("destination_forbidden"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // Nor through a symbolic link, even to a directory of nobody's.
+    let theirs = s.dir_of("nobody", NOBODY);
+    let link = s.dir.path().join("link");
     std::os::unix::fs::symlink(&theirs, &link).unwrap();
-    let out = as_uid(
-        65534,
+    let out = s.as_uid(
+        NOBODY,
         &["add", &job, "http://h/f", link.join("f").to_str().unwrap()],
     );
+    let err = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("destination_forbidden"),
-        "{}",
-        text(&out.stderr)
+        err.contains("destination_forbidden") && err.contains("symbolic link"),
+        "{err}"
     );
-    let out = as_uid(
-        65534,
+    s.ok_as(
+        NOBODY,
         &[
             "add",
             &job,
@@ -675,26 +732,21 @@ fn system_mode_tells_users_apart_by_their_uid() {
             theirs.join("f").to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = as_uid(65534, &["set", &job, "--notify-cmd", "/bin/true"]);
-    assert!(
-        text(&out.stderr).contains("forbidden"),
-        "{}",
-        text(&out.stderr)
-    );
+    // The notify command runs as the job's owner: anyone may set it.
+    s.ok_as(NOBODY, &["set", &job, "--notify-cmd", "/bin/true"]);
     // Another user: nothing to see, nothing to do.
-    let other = as_uid(65533, &["info", &job]);
+    let other = s.as_uid(65533, &["info", &job]);
     assert!(
         text(&other.stderr).contains("not_found"),
         "{}",
         text(&other.stderr)
     );
-    let other = as_uid(65533, &["cancel", &job]);
+    let other = s.as_uid(65533, &["cancel", &job]);
     assert_eq!(other.status.code(), Some(1));
-    let other = as_uid(65533, &["list", "--all"]);
+    let other = s.as_uid(65533, &["list", "--all"]);
     assert!(text(&other.stderr).contains("access_denied"));
     // Root is an admin: sees everyone's jobs.
-    let all = ferry_at(&addr, None, &["list", "--all", "--json"], None);
+    let all = ferry_at(&s.addr, None, &["list", "--all", "--json"], None);
     let all: Value = serde_json::from_slice(&all.stdout).unwrap();
     assert!(
         all["jobs"]
@@ -703,7 +755,182 @@ fn system_mode_tells_users_apart_by_their_uid() {
             .iter()
             .any(|j| j["id"] == job.as_str())
     );
-    drop(d);
+}
+
+#[test]
+fn system_mode_writes_as_the_caller_and_refuses_swapped_or_forbidden_directories() {
+    let Some(s) = SystemDaemon::start() else {
+        return;
+    };
+    let origin = origin();
+    for name in ["a", "b", "c", "d", "e"] {
+        origin.add(&format!("/{name}"), 70_000);
+    }
+    let url = |name: &str| origin.url(&format!("/{name}"));
+    let victim = s.dir_of("victim", NOBODY);
+
+    // The owner's transfer writes as the owner; the owner's Complete
+    // publishes a file the owner owns; the notify command runs as the
+    // owner, with the job id and state as its last arguments.
+    let mine = s.dir_of("mine", NOBODY);
+    let job = s.ok_as(NOBODY, &["create", "own"]);
+    s.ok_as(
+        NOBODY,
+        &["add", &job, &url("a"), mine.join("a").to_str().unwrap()],
+    );
+    let notified = mine.join("notified");
+    let script = format!("id -u > {0}; echo \"$@\" >> {0}", notified.display());
+    s.ok_as(
+        NOBODY,
+        &[
+            "set",
+            &job,
+            "--notify-cmd",
+            "/bin/sh",
+            "-c",
+            &script,
+            "notify",
+        ],
+    );
+    s.ok_as(NOBODY, &["resume", &job]);
+    s.d.wait_state(&job, "transferred");
+    let temps: Vec<String> = entries(&mine)
+        .into_iter()
+        .filter(|n| n.starts_with(".ferry-"))
+        .collect();
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    assert_eq!(owner_of(&mine.join(&temps[0])), NOBODY);
+    s.ok_as(NOBODY, &["complete", &job]);
+    assert_same(&origin, "/a", &mine.join("a"));
+    assert_eq!(owner_of(&mine.join("a")), NOBODY);
+    let start = Instant::now();
+    let said = loop {
+        let said = std::fs::read_to_string(&notified).unwrap_or_default();
+        if said.lines().count() == 2 {
+            break said;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "notify command never ran: {said:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(said, format!("{NOBODY}\n{job} transferred\n"));
+    assert_eq!(owner_of(&notified), NOBODY);
+
+    // An admin who completes someone's job owns the files (BITS 1.5+).
+    let job = s.ok_as(NOBODY, &["create", "admin completes"]);
+    s.ok_as(
+        NOBODY,
+        &["add", &job, &url("b"), mine.join("b").to_str().unwrap()],
+    );
+    s.ok_as(NOBODY, &["resume", &job]);
+    s.d.wait_state(&job, "transferred");
+    s.d.ok(&["complete", &job]);
+    assert_same(&origin, "/b", &mine.join("b"));
+    assert_eq!(owner_of(&mine.join("b")), 0);
+
+    // The destination directory swapped for a symlink after the file was
+    // added: the transfer is refused, nothing is written anywhere.
+    let swapped = s.dir_of("swapped", NOBODY);
+    let job = s.ok_as(NOBODY, &["create", "swapped before"]);
+    s.ok_as(
+        NOBODY,
+        &["add", &job, &url("c"), swapped.join("c").to_str().unwrap()],
+    );
+    let old = s.dir.path().join("swapped.old");
+    std::fs::rename(&swapped, &old).unwrap();
+    std::os::unix::fs::symlink(&victim, &swapped).unwrap();
+    s.ok_as(NOBODY, &["resume", &job]);
+    let info = s.d.wait_state(&job, "error");
+    let message = info["error"]["message"].as_str().unwrap();
+    assert!(message.contains("symbolic link"), "{info}");
+    assert!(entries(&victim).is_empty(), "{:?}", entries(&victim));
+    assert!(entries(&old).is_empty(), "{:?}", entries(&old));
+    s.ok_as(NOBODY, &["cancel", &job]);
+
+    // Replaced by another directory (nobody's own) after the add: not the
+    // directory the file was added in, refused.
+    let replaced = s.dir_of("replaced", NOBODY);
+    let job = s.ok_as(NOBODY, &["create", "replaced"]);
+    s.ok_as(
+        NOBODY,
+        &["add", &job, &url("c"), replaced.join("c").to_str().unwrap()],
+    );
+    let old = s.dir.path().join("replaced.old");
+    std::fs::rename(&replaced, &old).unwrap();
+    std::fs::create_dir(&replaced).unwrap();
+    std::os::unix::fs::chown(&replaced, Some(NOBODY), Some(NOBODY)).unwrap();
+    s.ok_as(NOBODY, &["resume", &job]);
+    let info = s.d.wait_state(&job, "error");
+    assert!(
+        info["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replaced"),
+        "{info}"
+    );
+    assert!(entries(&replaced).is_empty() && entries(&old).is_empty());
+    s.ok_as(NOBODY, &["cancel", &job]);
+
+    // Swapped after the transfer, before Complete: the rename is refused,
+    // the job stays TRANSFERRED; put back, Complete succeeds.
+    let swapped = s.dir_of("swapped2", NOBODY);
+    let job = s.ok_as(NOBODY, &["create", "swapped after"]);
+    s.ok_as(
+        NOBODY,
+        &["add", &job, &url("d"), swapped.join("d").to_str().unwrap()],
+    );
+    s.ok_as(NOBODY, &["resume", &job]);
+    s.d.wait_state(&job, "transferred");
+    let old = s.dir.path().join("swapped2.old");
+    std::fs::rename(&swapped, &old).unwrap();
+    std::os::unix::fs::symlink(&victim, &swapped).unwrap();
+    let out = s.as_uid(NOBODY, &["complete", &job]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("rename_failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(entries(&victim).is_empty(), "{:?}", entries(&victim));
+    assert_eq!(s.d.json(&["info", &job, "--json"])["state"], "transferred");
+    // A different directory at the same path is refused too.
+    std::fs::remove_file(&swapped).unwrap();
+    std::fs::create_dir(&swapped).unwrap();
+    std::os::unix::fs::chown(&swapped, Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = s.as_uid(NOBODY, &["complete", &job]);
+    assert!(
+        text(&out.stderr).contains("rename_failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(entries(&swapped).is_empty());
+    std::fs::remove_dir(&swapped).unwrap();
+    std::fs::rename(&old, &swapped).unwrap();
+    s.ok_as(NOBODY, &["complete", &job]);
+    assert_same(&origin, "/d", &swapped.join("d"));
+    assert!(entries(&victim).is_empty());
+
+    // A directory taken out of the owner's reach after the add: the
+    // transfer runs with the owner's rights and is refused.
+    let taken = s.dir_of("taken", NOBODY);
+    let job = s.ok_as(NOBODY, &["create", "taken"]);
+    s.ok_as(
+        NOBODY,
+        &["add", &job, &url("e"), taken.join("e").to_str().unwrap()],
+    );
+    std::os::unix::fs::chown(&taken, Some(0), Some(0)).unwrap();
+    s.ok_as(NOBODY, &["resume", &job]);
+    let info = s.d.wait_state(&job, "error");
+    assert!(
+        info["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ermission denied"),
+        "{info}"
+    );
+    assert!(entries(&taken).is_empty(), "{:?}", entries(&taken));
 }
 
 #[test]

@@ -268,6 +268,7 @@ impl From<EngineError> for ApiError {
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             EngineError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::DestinationForbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut api = Self::new(status, err.code(), err.to_string());

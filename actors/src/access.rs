@@ -1,0 +1,288 @@
+//! Whose rights a filesystem operation uses, and how it reaches its directory.
+//!
+//! By default (an embedded engine, a user-mode daemon) the engine works with
+//! its own identity and resolves paths as usual. With
+//! [`EngineConfig::identities`](crate::EngineConfig::identities) set (a
+//! system daemon serving many users), every file operation of a job runs
+//! with the filesystem identity of a user (the job's owner for transfers, the
+//! caller of Complete or Cancel for the commit): the blocking-pool thread
+//! takes that user's fsuid, fsgid and supplementary groups for the
+//! operation (per thread: `setfsuid`, `setfsgid`, the raw `setgroups`
+//! syscall) and gives them back afterwards. Directories are reached with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`
+//! and every file is named relative to that handle by one component, with
+//! `O_NOFOLLOW`. The directory's identity (device, inode) is pinned when a
+//! file is added (or at its first use after a restart); a directory that was
+//! replaced since is refused. So the kernel's own permission checks decide,
+//! and a user can never make the engine write where that user could not.
+
+use std::{
+    collections::HashMap,
+    fmt, io,
+    os::fd::{AsFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use rustix::{
+    fs::{Mode, OFlags, ResolveFlags},
+    process::{Gid, Uid},
+};
+
+/// A Unix filesystem identity: the uid, gid and supplementary groups a file
+/// operation is checked against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsIdentity {
+    /// The user id.
+    pub uid: u32,
+    /// The primary group id (new files get it, unless the directory is
+    /// setgid).
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// Maps a principal's user name to the identity its file operations run
+/// with. Called on the blocking pool (it may read `/etc/passwd` or ask NSS).
+pub trait Identities: fmt::Debug + Send + Sync + 'static {
+    /// The identity of `user`, or an error (such as `NotFound`) when the
+    /// user has none: then nothing is done on that user's behalf.
+    fn identity(&self, user: &str) -> io::Result<FsIdentity>;
+}
+
+/// Directories pinned by one job: path → (device, inode) of the directory
+/// that was there when a file was added in it.
+#[derive(Debug, Default)]
+pub(crate) struct Pins(Mutex<HashMap<PathBuf, (u64, u64)>>);
+
+impl Pins {
+    /// Pins `dir` to `id` if it is not pinned yet; refuses a different
+    /// directory at a pinned path.
+    fn check(&self, dir: &Path, id: (u64, u64)) -> io::Result<()> {
+        let mut pins = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("directory pins poisoned"))?;
+        match pins.get(dir) {
+            Some(pinned) if *pinned != id => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is not the directory it was when the file was added (it was replaced)",
+                    dir.display()
+                ),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                pins.insert(dir.to_owned(), id);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The rights and path rules of one filesystem operation.
+#[derive(Clone, Debug)]
+pub(crate) struct Access {
+    caller: Option<Arc<Caller>>,
+}
+
+#[derive(Debug)]
+struct Caller {
+    user: String,
+    identities: Arc<dyn Identities>,
+    pins: Arc<Pins>,
+}
+
+impl Access {
+    /// The engine's own identity, paths resolved as usual.
+    pub(crate) fn engine() -> Self {
+        Self { caller: None }
+    }
+
+    /// Operations on behalf of `user` under the engine's settings: the
+    /// user's identity when the engine maps identities, else the engine's.
+    pub(crate) fn of(
+        identities: Option<&Arc<dyn Identities>>,
+        user: &str,
+        pins: &Arc<Pins>,
+    ) -> Self {
+        Self {
+            caller: identities.map(|identities| {
+                Arc::new(Caller {
+                    user: user.to_owned(),
+                    identities: identities.clone(),
+                    pins: pins.clone(),
+                })
+            }),
+        }
+    }
+
+    /// The identity operations run with (`None`: the engine's own).
+    pub(crate) fn identity(&self) -> io::Result<Option<FsIdentity>> {
+        match &self.caller {
+            None => Ok(None),
+            Some(caller) => caller
+                .identities
+                .identity(&caller.user)
+                .map(Some)
+                .map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("no identity for user {:?}: {err}", caller.user),
+                    )
+                }),
+        }
+    }
+
+    /// Takes the caller's identity on this thread until the guard drops.
+    /// Only on the blocking pool, never across an await.
+    pub(crate) fn enter(&self) -> io::Result<Option<Become>> {
+        match self.identity()? {
+            None => Ok(None),
+            Some(identity) => Become::new(&identity),
+        }
+    }
+
+    /// Opens directory `dir` for lookups relative to it (`O_PATH`: no read
+    /// permission needed), or for reading and fsync when `read`, with the
+    /// current thread's identity (inside [`Access::enter`] to act as the
+    /// user). Strict: no symlink on the way, the pinned directory or none.
+    pub(crate) fn open_dir(&self, dir: &Path, read: bool) -> io::Result<OwnedFd> {
+        let mode = if read { OFlags::RDONLY } else { OFlags::PATH };
+        let flags = mode | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let Some(caller) = &self.caller else {
+            return rustix::fs::open(dir, flags, Mode::empty()).map_err(|err| at(dir, err));
+        };
+        let relative = dir.strip_prefix("/").map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not an absolute path", dir.display()),
+            )
+        })?;
+        let root = rustix::fs::open(
+            "/",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|err| at(Path::new("/"), err))?;
+        let target = if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        };
+        let fd = rustix::fs::openat2(
+            root.as_fd(),
+            target,
+            flags,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|err| match err {
+            rustix::io::Errno::LOOP => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}: the path holds a symbolic link (refused: give the real path)",
+                    dir.display()
+                ),
+            ),
+            rustix::io::Errno::NOSYS => io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this kernel has no openat2 (Linux 5.6 or later is needed to act for other users)",
+            ),
+            err => at(dir, err),
+        })?;
+        let stat = rustix::fs::fstat(&fd).map_err(|err| at(dir, err))?;
+        caller.pins.check(dir, (stat.st_dev, stat.st_ino))?;
+        Ok(fd)
+    }
+}
+
+/// An io error naming the path it is about.
+pub(crate) fn at(path: &Path, err: impl Into<io::Error>) -> io::Error {
+    let err = err.into();
+    io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+}
+
+/// The thread's filesystem identity switched to a user's; restored on drop.
+#[derive(Debug)]
+pub(crate) struct Become {
+    uid: u32,
+    gid: u32,
+    groups: Vec<Gid>,
+}
+
+fn set_fsuid(uid: u32) -> u32 {
+    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid)).as_raw()
+}
+
+fn set_fsgid(gid: u32) -> u32 {
+    nix::unistd::setfsgid(nix::unistd::Gid::from_raw(gid)).as_raw()
+}
+
+fn denied(what: &str, id: u32) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("the engine may not take {what} {id} (it must run as root to act for other users)"),
+    )
+}
+
+impl Become {
+    /// Switches this thread to `identity`; `None` if it already has it.
+    fn new(identity: &FsIdentity) -> io::Result<Option<Self>> {
+        let groups = rustix::process::getgroups()?;
+        let mut wanted: Vec<u32> = identity.groups.clone();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut current: Vec<u32> = groups.iter().map(|g| g.as_raw()).collect();
+        current.sort_unstable();
+        current.dedup();
+        // setfsuid(-1) changes nothing and answers the current value.
+        let uid = set_fsuid(u32::MAX);
+        let gid = set_fsgid(u32::MAX);
+        if uid == identity.uid && gid == identity.gid && current == wanted {
+            return Ok(None);
+        }
+        let restore = Self { uid, gid, groups };
+        let wanted: Vec<Gid> = wanted.into_iter().map(Gid::from_raw).collect();
+        // The groups first: dropping the fsuid from 0 drops the filesystem
+        // capabilities, not CAP_SETGID, but keep the order obvious.
+        rustix::thread::set_thread_groups(&wanted)
+            .map_err(|_| denied("the groups of uid", identity.uid))?;
+        set_fsgid(identity.gid);
+        if set_fsgid(identity.gid) != identity.gid {
+            drop(restore);
+            return Err(denied("gid", identity.gid));
+        }
+        set_fsuid(identity.uid);
+        if set_fsuid(identity.uid) != identity.uid {
+            drop(restore);
+            return Err(denied("uid", identity.uid));
+        }
+        Ok(Some(restore))
+    }
+}
+
+impl Drop for Become {
+    fn drop(&mut self) {
+        set_fsuid(self.uid);
+        let uid_back = set_fsuid(self.uid) == self.uid;
+        set_fsgid(self.gid);
+        let gid_back = set_fsgid(self.gid) == self.gid;
+        let groups_back = rustix::thread::set_thread_groups(&self.groups).is_ok();
+        if !(uid_back && gid_back && groups_back) {
+            // A pool thread left with a user's identity would do other
+            // users' work with it: never go on.
+            tracing::error!(
+                message = "Could not restore the thread's identity; aborting.",
+                uid = self.uid,
+                gid = self.gid
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// The uid and gid of an identity as rustix values.
+pub(crate) fn ids(identity: &FsIdentity) -> (Uid, Gid) {
+    (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid))
+}
