@@ -27,6 +27,7 @@ use std::{
 use rustix::{
     fs::{Mode, OFlags, ResolveFlags},
     process::{Gid, Uid},
+    thread::{CapabilitySet, CapabilitySets},
 };
 
 /// A Unix filesystem identity: the uid, gid and supplementary groups a file
@@ -204,12 +205,30 @@ pub(crate) fn at(path: &Path, err: impl Into<io::Error>) -> io::Error {
 }
 
 /// The thread's filesystem identity switched to a user's; restored on drop.
+///
+/// Besides fsuid, fsgid and groups, the capabilities that would let the
+/// thread override the user's limits leave its effective set: the ones the
+/// kernel drops itself when the fsuid leaves 0 (a daemon that is not root
+/// but holds them keeps them otherwise) and `CAP_SYS_RESOURCE`, which would
+/// let writes pass the user's disk quota and the root-reserved blocks.
 #[derive(Debug)]
 pub(crate) struct Become {
     uid: u32,
     gid: u32,
     groups: Vec<Gid>,
+    caps: Option<CapabilitySets>,
 }
+
+/// What a thread acting for a user must not hold.
+const OVERRIDES: CapabilitySet = CapabilitySet::CHOWN
+    .union(CapabilitySet::DAC_OVERRIDE)
+    .union(CapabilitySet::DAC_READ_SEARCH)
+    .union(CapabilitySet::FOWNER)
+    .union(CapabilitySet::FSETID)
+    .union(CapabilitySet::LINUX_IMMUTABLE)
+    .union(CapabilitySet::MAC_OVERRIDE)
+    .union(CapabilitySet::MKNOD)
+    .union(CapabilitySet::SYS_RESOURCE);
 
 fn set_fsuid(uid: u32) -> u32 {
     nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid)).as_raw()
@@ -222,7 +241,9 @@ fn set_fsgid(gid: u32) -> u32 {
 fn denied(what: &str, id: u32) -> io::Error {
     io::Error::new(
         io::ErrorKind::PermissionDenied,
-        format!("the engine may not take {what} {id} (it must run as root to act for other users)"),
+        format!(
+            "the engine may not take {what} {id} (acting for other users needs root, or CAP_SETUID and CAP_SETGID)"
+        ),
     )
 }
 
@@ -242,22 +263,31 @@ impl Become {
         if uid == identity.uid && gid == identity.gid && current == wanted {
             return Ok(None);
         }
-        let restore = Self { uid, gid, groups };
+        let caps = rustix::thread::capabilities(None)?;
+        let mut restore = Self {
+            uid,
+            gid,
+            groups,
+            caps: None,
+        };
         let wanted: Vec<Gid> = wanted.into_iter().map(Gid::from_raw).collect();
-        // The groups first: dropping the fsuid from 0 drops the filesystem
-        // capabilities, not CAP_SETGID, but keep the order obvious.
         rustix::thread::set_thread_groups(&wanted)
             .map_err(|_| denied("the groups of uid", identity.uid))?;
         set_fsgid(identity.gid);
         if set_fsgid(identity.gid) != identity.gid {
-            drop(restore);
             return Err(denied("gid", identity.gid));
         }
         set_fsuid(identity.uid);
         if set_fsuid(identity.uid) != identity.uid {
-            drop(restore);
             return Err(denied("uid", identity.uid));
         }
+        // Read again: leaving fsuid 0 changed the effective set.
+        let mut now = rustix::thread::capabilities(None)?;
+        if now.effective.intersects(OVERRIDES) {
+            now.effective.remove(OVERRIDES);
+            rustix::thread::set_capabilities(None, now)?;
+        }
+        restore.caps = Some(caps);
         Ok(Some(restore))
     }
 }
@@ -269,7 +299,10 @@ impl Drop for Become {
         set_fsgid(self.gid);
         let gid_back = set_fsgid(self.gid) == self.gid;
         let groups_back = rustix::thread::set_thread_groups(&self.groups).is_ok();
-        if !(uid_back && gid_back && groups_back) {
+        let caps_back = self
+            .caps
+            .is_none_or(|caps| rustix::thread::set_capabilities(None, caps).is_ok());
+        if !(uid_back && gid_back && groups_back && caps_back) {
             // A pool thread left with a user's identity would do other
             // users' work with it: never go on.
             tracing::error!(
@@ -285,4 +318,81 @@ impl Drop for Become {
 /// The uid and gid of an identity as rustix values.
 pub(crate) fn ids(identity: &FsIdentity) -> (Uid, Gid) {
     (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[derive(Debug)]
+    struct Nobody;
+
+    impl Identities for Nobody {
+        fn identity(&self, _: &str) -> io::Result<FsIdentity> {
+            Ok(FsIdentity {
+                uid: 65534,
+                gid: 65534,
+                groups: vec![65534],
+            })
+        }
+    }
+
+    fn fs_ids() -> (u32, u32) {
+        (set_fsuid(u32::MAX), set_fsgid(u32::MAX))
+    }
+
+    #[test]
+    fn a_thread_acts_as_the_user_without_overrides_and_gets_its_identity_back() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: switching identities needs root");
+            return;
+        }
+        std::thread::spawn(|| {
+            let before = (
+                fs_ids(),
+                rustix::process::getgroups().unwrap(),
+                rustix::thread::capabilities(None).unwrap(),
+            );
+            let identities: Arc<dyn Identities> = Arc::new(Nobody);
+            let access = Access::of(Some(&identities), "nobody", &Arc::default());
+            let closed = tempfile::TempDir::new().unwrap();
+            std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700))
+                .unwrap();
+            std::fs::create_dir(closed.path().join("x")).unwrap();
+            {
+                let guard = access.enter().unwrap();
+                assert!(guard.is_some());
+                assert_eq!(fs_ids(), (65534, 65534));
+                let groups = rustix::process::getgroups().unwrap();
+                assert_eq!(groups, vec![Gid::from_raw(65534)]);
+                let caps = rustix::thread::capabilities(None).unwrap();
+                assert!(!caps.effective.intersects(OVERRIDES), "{caps:?}");
+                // A directory closed to the user stays closed.
+                let err = access
+                    .open_dir(&closed.path().join("x"), false)
+                    .unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+            }
+            let after = (
+                fs_ids(),
+                rustix::process::getgroups().unwrap(),
+                rustix::thread::capabilities(None).unwrap(),
+            );
+            assert_eq!(before, after);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_pinned_directory_must_stay_the_same() {
+        let pins = Pins::default();
+        pins.check(Path::new("/d"), (1, 2)).unwrap();
+        pins.check(Path::new("/d"), (1, 2)).unwrap();
+        let err = pins.check(Path::new("/d"), (1, 3)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        pins.check(Path::new("/e"), (1, 3)).unwrap();
+    }
 }

@@ -99,7 +99,10 @@ pub(crate) struct Stop;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<fs::Published, String>")]
 pub(crate) struct Publish {
+    /// The job owner's rights (whose temp file it must be).
     pub(crate) access: Access,
+    /// Who gets the published file (the caller of Complete).
+    pub(crate) committer: Access,
     pub(crate) temp: PathBuf,
     pub(crate) local: PathBuf,
     pub(crate) modified: Option<UtcTime>,
@@ -255,6 +258,7 @@ impl Handler<Publish> for FileActor {
             blocking(move || {
                 fs::publish(
                     &msg.access,
+                    &msg.committer,
                     &msg.temp,
                     &msg.local,
                     msg.modified,
@@ -664,7 +668,8 @@ impl Transfer {
         let file = sink.file.clone();
         let offset = sink.offset;
         let len = data.len() as u64;
-        blocking(move || fs::write_at(&file, &data, offset))
+        let access = self.access.clone();
+        blocking(move || fs::write_at(&access, &file, &data, offset))
             .await
             .map_err(|err| write_error(&err))?;
         sink.offset += len;

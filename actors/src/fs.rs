@@ -123,8 +123,9 @@ pub(crate) fn truncate_temp(access: &Access, path: &Path, len: u64) -> io::Resul
     Ok(())
 }
 
-/// Writes `data` at `offset`.
-pub(crate) fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+/// Writes `data` at `offset`, as the user (whose disk quota applies).
+pub(crate) fn write_at(access: &Access, file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    let _as = access.enter()?;
     file.write_all_at(data, offset)
 }
 
@@ -137,16 +138,19 @@ pub(crate) enum Published {
 
 /// Publishes a transferred temp file at `local`: fsync it (unless the caller
 /// synced the whole filesystem already), refuse a final name that is a
-/// directory or another non-file, set its modification time, give it to the
-/// caller (when acting for another user: BITS makes whoever calls Complete
-/// the owner of the files), and rename it over the final name (atomically
-/// replacing a regular file). The caller fsyncs the directory afterwards
-/// ([`sync_dir`]).
+/// directory or another non-file, set its modification time, give it to
+/// `committer` if that is another user than the owner (BITS makes whoever
+/// calls Complete the owner of the files), and rename it over the final name
+/// (atomically replacing a regular file). Every name is looked up and
+/// changed with the rights of `access` (the job's owner: an admin who
+/// completes a job gains no say over the owner's directories). The caller
+/// fsyncs the directory afterwards ([`sync_dir`]).
 ///
 /// Idempotent: if the temp file is gone and `local` holds a file of the
 /// expected size, an earlier publish got there first.
 pub(crate) fn publish(
     access: &Access,
+    committer: &Access,
     temp: &Path,
     local: &Path,
     modified: Option<UtcTime>,
@@ -162,7 +166,7 @@ pub(crate) fn publish(
             local.display()
         )));
     }
-    let identity = access.identity()?;
+    let owner = access.identity()?;
     let (dir_fd, file) = {
         let _as = access.enter()?;
         let dir_fd = access.open_dir(dir, false)?;
@@ -185,15 +189,30 @@ pub(crate) fn publish(
     if !meta.is_file() {
         return Err(not_a_file(temp));
     }
-    // On the open file, with the engine's rights: changing a file's owner
-    // takes a privilege the user's identity does not carry.
-    if let Some(identity) = &identity {
+    // What follows uses the engine's rights on the open file (fsync, times,
+    // owner): only on the owner's own temp file, the one link the transfer
+    // created, never on a hard link to another file planted at its name.
+    if let Some(owner) = &owner {
         use std::os::unix::fs::MetadataExt as _;
-        if meta.uid() != identity.uid {
-            let (uid, gid) = access::ids(identity);
-            rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|err| at(temp, err))?;
+        if meta.uid() != owner.uid || meta.nlink() != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} belongs to uid {} and has {} links: not the job owner's temp file, not published",
+                    temp.display(),
+                    meta.uid(),
+                    meta.nlink()
+                ),
+            ));
         }
     }
+    // The committer, if another user than the owner, gets the file once it
+    // is published (before, a failed rename would leave a temp file its
+    // owner can no longer delete).
+    let give_to = match &owner {
+        Some(owner) => committer.identity()?.filter(|to| to.uid != owner.uid),
+        None => None,
+    };
     if fsync {
         file.sync_all()?;
     }
@@ -202,18 +221,30 @@ pub(crate) fn publish(
         let time = SystemTime::UNIX_EPOCH + Duration::from_millis(millis);
         file.set_modified(time)?;
     }
-    drop(file);
-    let _as = access.enter()?;
-    match kind_in(&dir_fd, local_name)? {
-        Some((kind, _)) if kind != FileType::RegularFile => {
-            return Err(io::Error::other(format!(
-                "{} exists and is not a regular file",
-                local.display()
-            )));
+    {
+        let _as = access.enter()?;
+        match kind_in(&dir_fd, local_name)? {
+            Some((kind, _)) if kind != FileType::RegularFile => {
+                return Err(io::Error::other(format!(
+                    "{} exists and is not a regular file",
+                    local.display()
+                )));
+            }
+            _ => {}
         }
-        _ => {}
+        rustix::fs::renameat(&dir_fd, temp_name, &dir_fd, local_name)
+            .map_err(|err| at(local, err))?;
     }
-    rustix::fs::renameat(&dir_fd, temp_name, &dir_fd, local_name).map_err(|err| at(local, err))?;
+    // Published: a failure from here on leaves the file the owner's.
+    if let Some(to) = give_to {
+        let (uid, gid) = access::ids(&to);
+        let given = rustix::fs::fchown(&file, Some(uid), Some(gid))
+            .map_err(io::Error::from)
+            .and_then(|()| file.sync_all());
+        if let Err(err) = given {
+            tracing::warn!(message = "A published file stays its owner's.", path = %local.display(), error = %err);
+        }
+    }
     Ok(Published::Done)
 }
 

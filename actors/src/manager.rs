@@ -158,10 +158,17 @@ impl Manager {
             for (path, user) in paths {
                 let target = std::path::PathBuf::from(&path);
                 // The job is gone: its directory pins with it.
-                let access = if user.is_empty() {
-                    Access::engine()
-                } else {
-                    Access::of(identities.as_ref(), &user, &Default::default())
+                let access = match (user.is_empty(), identities.is_some()) {
+                    (true, false) => Access::engine(),
+                    (false, _) => Access::of(identities.as_ref(), &user, &Default::default()),
+                    (true, true) => {
+                        // Recorded by a build that did not say for whom:
+                        // never delete with the engine's own rights in a
+                        // user's directory.
+                        tracing::warn!(message = "Dropped a pending delete of unknown owner.", %path);
+                        let _ = store.write_lazy(StoreBatch::remove_pending_delete(&path));
+                        continue;
+                    }
                 };
                 match blocking(move || fs::delete(&access, &target)).await {
                     Ok(()) => {

@@ -199,7 +199,10 @@ impl Store {
             Some(version) => {
                 return Err(StoreError::SchemaVersion {
                     path: dir.to_owned(),
-                    found: format!("{version:?}"),
+                    found: match version.as_slice() {
+                        [one] => one.to_string(),
+                        other => format!("{other:02x?}"),
+                    },
                     expected: SCHEMA_VERSION,
                 });
             }

@@ -87,9 +87,9 @@ pub(crate) struct JobSupervisor {
     reported_state: Option<JobState>,
     /// The directories this job's files were added in (see `access.rs`).
     pins: Arc<Pins>,
-    /// Who asked for the commit under way (its files are published or
-    /// deleted with that user's rights); `None` after a restart, when a
-    /// commit rolls forward with the owner's.
+    /// Who asked for the commit under way (the published files become
+    /// that user's); `None` after a restart, when a commit rolls forward
+    /// and the files stay the owner's.
     committer: Option<String>,
 }
 
@@ -162,8 +162,8 @@ impl JobSupervisor {
             Err(CommandError::Busy) => self.deferred.push_back((who, command, tx)),
             Err(err) => self.queue.push_back(Item::Reply(tx, Err(err.into()))),
             Ok(Reply::Pending) => {
-                // Complete or Cancel: its files are handled with the
-                // caller's rights (BITS: whoever completes owns the files).
+                // Complete or Cancel: BITS makes whoever completes the
+                // owner of the files.
                 self.committer = Some(who.user.clone());
                 self.drain();
                 self.answer_to = Some(tx);
@@ -291,12 +291,15 @@ impl JobSupervisor {
                     }
                 }
                 let shared = self.shared.clone();
-                let user = self
-                    .committer
-                    .clone()
-                    .unwrap_or_else(|| self.job.owner().to_owned());
-                let access = self.access(Some(&user));
-                self.wait(ctx, run_steps(steps, shared, access), move |act, events, _| {
+                // Names are changed with the owner's rights; the caller of
+                // Complete gets the published files.
+                let user = self.job.owner().to_owned();
+                let access = self.access(None);
+                let committer = self.access(self.committer.as_deref());
+                self.wait(
+                    ctx,
+                    run_steps(steps, shared, access, committer),
+                    move |act, events, _| {
                     for (file, event, pending_delete) in events {
                         if let Some(path) = pending_delete {
                             // Durable with the job's next synced write (the
@@ -572,6 +575,7 @@ async fn run_steps(
     steps: Vec<Step>,
     shared: Arc<Shared>,
     access: Access,
+    committer: Access,
 ) -> Vec<(FileId, FileEvent, Option<String>)> {
     let publishes = steps
         .iter()
@@ -595,6 +599,7 @@ async fn run_steps(
     let work = steps.into_iter().map(|step| {
         let shared = shared.clone();
         let access = access.clone();
+        let committer = committer.clone();
         async move {
             match step {
                 Step::Publish {
@@ -610,6 +615,7 @@ async fn run_steps(
                     });
                     let request = Publish {
                         access,
+                        committer,
                         temp: PathBuf::from(&temp),
                         local: PathBuf::from(&local),
                         modified,

@@ -125,10 +125,16 @@ impl Authenticator for DaemonAuth {
         }
     }
 
-    fn may_set_notify(&self, who: &Principal) -> bool {
-        // In system mode the program runs as the job's owner; in user mode
-        // as the daemon's user: then only that user and admins may set it.
-        who.admin || self.system || who.user == self.daemon_user
+    fn may_set_notify(&self, who: &Principal, owner: &str) -> bool {
+        if self.system {
+            // The program runs as the job's owner: set by that owner, or by
+            // root (who could run it as anyone anyway), never by an admin
+            // on someone else's job.
+            return who.user == owner || who.user == identity::user_name(0);
+        }
+        // In user mode the program runs as the daemon's user: only that
+        // user and admins may set it.
+        who.admin || who.user == self.daemon_user
     }
 }
 
@@ -174,6 +180,11 @@ fn identities(
                 )));
             }
         }
+    }
+    if !rustix::process::geteuid().is_root() {
+        return Err(ServeError::Config(
+            "--system acts for every local user with that user's own rights: run it as root".into(),
+        ));
     }
     Ok(Some(std::sync::Arc::new(SystemIdentities::new(uids))))
 }

@@ -606,6 +606,11 @@ struct SystemDaemon {
 impl SystemDaemon {
     /// `None` unless the tests run as root (switching uids needs it).
     fn start() -> Option<Self> {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// With more flags for `ferry serve`, made knowing the temp dir.
+    fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Option<Self> {
         if !rustix::process::getuid().is_root() {
             eprintln!("skipped: switching uids needs root");
             return None;
@@ -617,7 +622,10 @@ impl SystemDaemon {
         std::fs::create_dir(&sockets).unwrap();
         std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = sockets.join("ferry.sock");
-        let d = Daemon::start_at(&dir.path().join("state"), &socket, &["--system"]);
+        let mut args = vec!["--system".to_owned()];
+        args.extend(extra(dir.path()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let d = Daemon::start_at(&dir.path().join("state"), &socket, &args);
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o666);
         let addr = format!("unix:{}", socket.display());
@@ -830,6 +838,69 @@ fn system_mode_writes_as_the_caller_and_refuses_swapped_or_forbidden_directories
     assert_same(&origin, "/b", &mine.join("b"));
     assert_eq!(owner_of(&mine.join("b")), 0);
 
+    // A temp file swapped for a hard link to someone else's file (as on a
+    // system without fs.protected_hardlinks): never given to the caller.
+    let secret_dir = s.dir_of("secret", 0);
+    let secret = secret_dir.join("secret");
+    std::fs::write(&secret, "root's").unwrap();
+    let job = s.ok_as(NOBODY, &["create", "hard link"]);
+    s.ok_as(
+        NOBODY,
+        &["add", &job, &url("b"), mine.join("h").to_str().unwrap()],
+    );
+    s.ok_as(NOBODY, &["resume", &job]);
+    s.d.wait_state(&job, "transferred");
+    let temp = entries(&mine)
+        .into_iter()
+        .find(|n| n.starts_with(".ferry-"))
+        .unwrap();
+    std::fs::remove_file(mine.join(&temp)).unwrap();
+    std::fs::hard_link(&secret, mine.join(&temp)).unwrap();
+    let mtime = std::fs::metadata(&secret).unwrap().modified().unwrap();
+    let out = s.as_uid(NOBODY, &["complete", &job]);
+    assert!(
+        text(&out.stderr).contains("rename_failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Nor by root completing it: the engine's rights never touch it.
+    let out = s.d.ferry(&["complete", &job]);
+    assert!(
+        text(&out.stderr).contains("not the job owner's temp file"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(owner_of(&secret), 0);
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().modified().unwrap(),
+        mtime
+    );
+    assert!(!mine.join("h").exists());
+    s.ok_as(NOBODY, &["cancel", &job]);
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root's");
+
+    // An admin's Complete renames with the owner's rights: no replacing
+    // another user's file in a sticky directory, which root could.
+    use std::os::unix::fs::PermissionsExt as _;
+    let sticky = s.dir_of("sticky", 0);
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victims = sticky.join("victim's");
+    std::fs::write(&victims, "someone else's").unwrap();
+    std::os::unix::fs::chown(&victims, Some(65533), Some(65533)).unwrap();
+    let job = s.ok_as(NOBODY, &["create", "sticky"]);
+    s.ok_as(NOBODY, &["add", &job, &url("b"), victims.to_str().unwrap()]);
+    s.ok_as(NOBODY, &["resume", &job]);
+    s.d.wait_state(&job, "transferred");
+    let out = s.d.ferry(&["complete", &job]);
+    assert!(
+        text(&out.stderr).contains("rename_failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victims).unwrap(), "someone else's");
+    s.d.ok(&["cancel", &job]);
+    assert_eq!(entries(&sticky), vec!["victim's".to_owned()]);
+
     // The destination directory swapped for a symlink after the file was
     // added: the transfer is refused, nothing is written anywhere.
     let swapped = s.dir_of("swapped", NOBODY);
@@ -978,4 +1049,201 @@ fn serve_explains_its_settings_and_refuses_a_busy_data_dir() {
         text(&out.stderr)
     );
     assert!(_d.ok(&["list"]).is_empty());
+}
+
+#[test]
+fn serve_refuses_an_unknown_schema_and_an_unwritable_data_dir() {
+    let data = TempDir::new().unwrap();
+    // A store written by a build of another schema version: refused, and
+    // left as it was.
+    let store = data.path().join("store");
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&options, &store, ["meta"]).unwrap();
+        db.put_cf(db.cf_handle("meta").unwrap(), b"schema_version", [99])
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: an unwritable data dir needs another uid");
+        return;
+    }
+    // A data dir its user may not create: the path and the reason.
+    use std::os::unix::fs::PermissionsExt as _;
+    let closed = TempDir::new().unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = closed.path().join("ferry");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wanted = closed.path().join("data");
+    let start = Instant::now();
+    let out = loop {
+        let run = Command::new(&bin)
+            .args(["serve", "--data-dir"])
+            .arg(&wanted)
+            .current_dir("/")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output();
+        match run {
+            Err(err)
+                if err.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && start.elapsed() < DEADLINE =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(wanted.to_str().unwrap()) && err.contains("ermission denied"),
+        "{err}"
+    );
+    assert!(!wanted.exists());
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let data = TempDir::new().unwrap();
+    let mut d = Daemon::start(data.path(), &[]);
+    // An open event stream keeps the graceful stop waiting (up to 2 s).
+    let mut stream = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /v1/events HTTP/1.1\r\nHost: ferry\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    d.signal(rustix::process::Signal::TERM);
+    d.wait_log("Stopping");
+    d.signal(rustix::process::Signal::TERM);
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(d.wait_log("Second signal").contains("exiting now"));
+}
+
+#[test]
+fn watch_without_a_job_follows_every_active_job_of_the_caller() {
+    let origin = origin();
+    let data = TempDir::new().unwrap();
+    let down = TempDir::new().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    origin.add("/w1", 300_000);
+    let good = d.ok(&["create", "good"]).trim().to_owned();
+    d.add(&good, &origin, "w1", down.path().join("w1"));
+    // Not on the origin: a 404, a fatal error.
+    let bad = d.ok(&["create", "bad"]).trim().to_owned();
+    d.add(&bad, &origin, "missing", down.path().join("missing"));
+    d.ok(&["resume", &good]);
+    d.ok(&["resume", &bad]);
+    let out = d.ferry(&["watch"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(d.json(&["info", &good, "--json"])["state"], "transferred");
+    assert_eq!(d.json(&["info", &bad, "--json"])["state"], "error");
+    d.ok(&["cancel", &bad]);
+    let out = d.ferry(&["watch"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn system_mode_tokens_act_as_their_uid_and_bad_token_users_are_refused() {
+    let data = TempDir::new().unwrap();
+    let refused = |config: &str, system: bool| {
+        let path = data.path().join("bad.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--data-dir"])
+            .arg(data.path().join("d"))
+            .arg("--socket")
+            .arg(data.path().join("s.sock"))
+            .arg("--config")
+            .arg(&path);
+        if system {
+            cmd.arg("--system");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        text(&out.stderr)
+    };
+    let token = |user: &str, uid: &str| {
+        format!("[[tokens]]\ntoken = \"token-0123456789abcdef\"\nuser = \"{user}\"\n{uid}")
+    };
+    let err = refused(&token("no-such-user-for-ferry", ""), true);
+    assert!(err.contains("give the token a `uid`"), "{err}");
+    let err = refused(&token("root", "uid = 5\n"), true);
+    assert!(err.contains("system user of uid 0, not 5"), "{err}");
+    let err = refused(&token("someone", "uid = 4000000\n"), false);
+    assert!(err.contains("needs --system"), "{err}");
+    let err = refused(&token("uid:0", ""), true);
+    assert!(err.contains("uids go in `uid`"), "{err}");
+
+    let Some(s) = SystemDaemon::start_with(|dir| {
+        let config = dir.join("ferry.toml");
+        std::fs::write(&config, token("robot", "uid = 65534\n")).unwrap();
+        vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+        ]
+    }) else {
+        return;
+    };
+    let line = s.d.wait_log("address=http://");
+    let url = line
+        .split("address=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let robot = |args: &[&str]| ferry_at(&url, Some("token-0123456789abcdef"), args, None);
+    let origin = origin();
+    origin.add("/t", 20_000);
+    let job = text(&robot(&["create", "robot's"]).stdout)
+        .trim()
+        .to_owned();
+    let root_owned = s.dir_of("root-owned", 0);
+    let out = robot(&[
+        "add",
+        &job,
+        &origin.url("/t"),
+        root_owned.join("t").to_str().unwrap(),
+    ]);
+    assert!(
+        text(&out.stderr).contains("destination_forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+    let theirs = s.dir_of("nobody", NOBODY);
+    let out = robot(&[
+        "add",
+        &job,
+        &origin.url("/t"),
+        theirs.join("t").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(robot(&["resume", &job]).status.success());
+    s.d.wait_state(&job, "transferred");
+    let out = robot(&["complete", &job]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_same(&origin, "/t", &theirs.join("t"));
+    assert_eq!(owner_of(&theirs.join("t")), NOBODY);
+    assert!(entries(&root_owned).is_empty());
 }

@@ -35,10 +35,11 @@ pub trait Authenticator: Send + Sync + 'static {
         true
     }
 
-    /// Whether `who` may set a notify command (a program the engine runs).
-    /// Everyone, unless the authenticator says otherwise.
-    fn may_set_notify(&self, who: &Principal) -> bool {
-        let _ = who;
+    /// Whether `who` may set a notify command (a program the engine runs)
+    /// on a job of `owner`. Everyone, unless the authenticator says
+    /// otherwise.
+    fn may_set_notify(&self, who: &Principal, owner: &str) -> bool {
+        let _ = (who, owner);
         true
     }
 }

@@ -415,7 +415,14 @@ async fn patch_job(
         properties.push(Property::ParallelFiles(n));
     }
     if let Some(notify) = patch.notify_command {
-        if notify.is_some() && !api.inner.auth.may_set_notify(&who) {
+        let owner = if notify.is_some() {
+            Some(api.engine().job(&who, id).await?.owner)
+        } else {
+            None
+        };
+        if let Some(owner) = owner
+            && !api.inner.auth.may_set_notify(&who, &owner)
+        {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
