@@ -24,11 +24,14 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use ferry_core::JobId;
 use rustix::{
     fs::{Mode, OFlags, ResolveFlags},
     process::{Gid, Uid},
     thread::{CapabilitySet, CapabilitySets},
 };
+
+use crate::store::{Store, StoreBatch};
 
 /// A Unix filesystem identity: the uid, gid and supplementary groups a file
 /// operation is checked against.
@@ -51,21 +54,113 @@ pub trait Identities: fmt::Debug + Send + Sync + 'static {
     fn identity(&self, user: &str) -> io::Result<FsIdentity>;
 }
 
-/// Directories pinned by one job: path → (device, inode) of the directory
-/// that was there when a file was added in it.
+/// A directory's identity: device, inode and birth time (nanoseconds since
+/// the epoch, 0 where the filesystem does not tell), so that a new
+/// directory reusing a deleted one's inode number is told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirId {
+    dev: u64,
+    ino: u64,
+    born: u64,
+}
+
+impl DirId {
+    fn of(fd: &OwnedFd) -> io::Result<Self> {
+        use rustix::fs::{AtFlags, StatxFlags};
+        match rustix::fs::statx(
+            fd,
+            "",
+            AtFlags::EMPTY_PATH,
+            StatxFlags::INO | StatxFlags::BTIME,
+        ) {
+            Ok(stx) => {
+                let born = if stx.stx_mask & StatxFlags::BTIME.bits() != 0 {
+                    u64::try_from(stx.stx_btime.tv_sec)
+                        .unwrap_or(0)
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(u64::from(stx.stx_btime.tv_nsec))
+                } else {
+                    0
+                };
+                Ok(Self {
+                    dev: (u64::from(stx.stx_dev_major) << 32) | u64::from(stx.stx_dev_minor),
+                    ino: stx.stx_ino,
+                    born,
+                })
+            }
+            Err(_) => {
+                let stat = rustix::fs::fstat(fd)?;
+                Ok(Self {
+                    dev: (u64::from(rustix::fs::major(stat.st_dev)) << 32)
+                        | u64::from(rustix::fs::minor(stat.st_dev)),
+                    ino: stat.st_ino,
+                    born: 0,
+                })
+            }
+        }
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        self.dev == other.dev
+            && self.ino == other.ino
+            && (self.born == 0 || other.born == 0 || self.born == other.born)
+    }
+
+    /// The stored form (24 bytes).
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
+        [self.dev, self.ino, self.born]
+            .iter()
+            .flat_map(|n| n.to_be_bytes())
+            .collect()
+    }
+
+    /// Reads [`DirId::to_bytes`]'s form.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let number = |range: std::ops::Range<usize>| {
+            bytes
+                .get(range)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+        };
+        if bytes.len() != 24 {
+            return None;
+        }
+        Some(Self {
+            dev: number(0..8)?,
+            ino: number(8..16)?,
+            born: number(16..24)?,
+        })
+    }
+}
+
+/// Directories pinned by one job: path → identity of the directory that
+/// was there when a file was added in it (or, for a job added to by an
+/// older build, when it was first used). New pins are recorded in the store
+/// with the job, so they hold across restarts.
 #[derive(Debug, Default)]
-pub(crate) struct Pins(Mutex<HashMap<PathBuf, (u64, u64)>>);
+pub(crate) struct Pins {
+    map: Mutex<HashMap<PathBuf, DirId>>,
+    record: Option<(Store, JobId)>,
+}
 
 impl Pins {
+    /// The pins of `job`, recorded in `store` as they are made.
+    pub(crate) fn recorded(store: Store, job: JobId, known: Vec<(PathBuf, DirId)>) -> Self {
+        Self {
+            map: Mutex::new(known.into_iter().collect()),
+            record: Some((store, job)),
+        }
+    }
+
     /// Pins `dir` to `id` if it is not pinned yet; refuses a different
     /// directory at a pinned path.
-    fn check(&self, dir: &Path, id: (u64, u64)) -> io::Result<()> {
+    fn check(&self, dir: &Path, id: DirId) -> io::Result<()> {
         let mut pins = self
-            .0
+            .map
             .lock()
             .map_err(|_| io::Error::other("directory pins poisoned"))?;
         match pins.get(dir) {
-            Some(pinned) if *pinned != id => Err(io::Error::new(
+            Some(pinned) if !pinned.same(&id) => Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(
                     "{} is not the directory it was when the file was added (it was replaced)",
@@ -75,6 +170,11 @@ impl Pins {
             Some(_) => Ok(()),
             None => {
                 pins.insert(dir.to_owned(), id);
+                if let Some((store, job)) = &self.record
+                    && let Err(err) = store.write_lazy(StoreBatch::pin_dir(*job, dir, id))
+                {
+                    tracing::warn!(message = "Could not record a directory pin.", dir = %dir.display(), error = %err);
+                }
                 Ok(())
             }
         }
@@ -192,8 +292,9 @@ impl Access {
             ),
             err => at(dir, err),
         })?;
-        let stat = rustix::fs::fstat(&fd).map_err(|err| at(dir, err))?;
-        caller.pins.check(dir, (stat.st_dev, stat.st_ino))?;
+        caller
+            .pins
+            .check(dir, DirId::of(&fd).map_err(|err| at(dir, err))?)?;
         Ok(fd)
     }
 }
@@ -322,7 +423,7 @@ pub(crate) fn ids(identity: &FsIdentity) -> (Uid, Gid) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
 
@@ -388,11 +489,19 @@ mod tests {
 
     #[test]
     fn a_pinned_directory_must_stay_the_same() {
+        let id = |dev, ino, born| DirId { dev, ino, born };
         let pins = Pins::default();
-        pins.check(Path::new("/d"), (1, 2)).unwrap();
-        pins.check(Path::new("/d"), (1, 2)).unwrap();
-        let err = pins.check(Path::new("/d"), (1, 3)).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        pins.check(Path::new("/e"), (1, 3)).unwrap();
+        pins.check(Path::new("/d"), id(1, 2, 7)).unwrap();
+        pins.check(Path::new("/d"), id(1, 2, 7)).unwrap();
+        // A filesystem that does not tell birth times: device and inode.
+        pins.check(Path::new("/d"), id(1, 2, 0)).unwrap();
+        for other in [id(1, 3, 7), id(2, 2, 7), id(1, 2, 8)] {
+            let err = pins.check(Path::new("/d"), other).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        }
+        pins.check(Path::new("/e"), id(1, 3, 7)).unwrap();
+        let bytes = id(u64::MAX, 3, 9).to_bytes();
+        assert_eq!(DirId::from_bytes(&bytes), Some(id(u64::MAX, 3, 9)));
+        assert_eq!(DirId::from_bytes(&bytes[..23]), None);
     }
 }

@@ -2,7 +2,7 @@
 //! takes the calling [`Principal`] and returns a typed result.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -169,7 +169,7 @@ impl Engine {
         let new_id = uuid::Uuid::now_v7().as_u64_pair().1;
         let metrics = Arc::new(Metrics::new());
         let store_metrics = metrics.clone();
-        let (store, loaded) = blocking(move || {
+        let (store, mut loaded) = blocking(move || {
             std::fs::create_dir_all(&dir)?;
             Store::open(&dir, new_id, store_metrics).map_err(std::io::Error::other)
         })
@@ -206,33 +206,46 @@ impl Engine {
         // Temp files of unfinished transfers are cut back to their recorded
         // offset: bytes past the last checkpoint are never trusted.
         // Each with the rights of the job's owner.
+        // Each job's directory pins, as recorded when its files were added.
+        let mut pins: HashMap<JobId, Arc<Pins>> = HashMap::new();
         let mut dirs = BTreeSet::new();
         let mut keep = HashSet::new();
         let mut truncate = Vec::new();
+        let identities = shared.config.identities.clone();
         for (record, files) in &loaded.jobs {
-            let owner = record.owner();
+            let id = record.id();
+            let known = loaded.dir_pins.remove(&id).unwrap_or_default();
+            let job_pins = pins
+                .entry(id)
+                .or_insert_with(|| Arc::new(Pins::recorded(shared.store.clone(), id, known)));
+            let access = Access::of(identities.as_ref(), record.owner(), job_pins);
             for file in files {
                 if let Some(dir) = Path::new(file.local()).parent() {
-                    dirs.insert((dir.to_path_buf(), owner.to_owned()));
+                    dirs.insert((dir.to_path_buf(), record.owner().to_owned(), id));
                 }
                 keep.insert(file.temp().to_owned());
                 if file.may_have_temp() && !file.transferred() {
-                    truncate.push((PathBuf::from(file.temp()), owner.to_owned(), file.durable()));
+                    truncate.push((PathBuf::from(file.temp()), access.clone(), file.durable()));
                 }
             }
         }
+        let sweep: Vec<(PathBuf, Access)> = dirs
+            .into_iter()
+            .filter_map(|(dir, owner, id)| {
+                let job_pins = pins.get(&id)?;
+                Some((dir, Access::of(identities.as_ref(), &owner, job_pins)))
+            })
+            .collect();
         let engine_id = core.engine_id;
-        let identities = shared.config.identities.clone();
         let swept = blocking(move || {
-            let access = |owner: &str| Access::of(identities.as_ref(), owner, &Arc::new(Pins::default()));
-            for (temp, owner, durable) in truncate {
-                if let Err(err) = fs::truncate_temp(&access(&owner), &temp, durable) {
+            for (temp, access, durable) in truncate {
+                if let Err(err) = fs::truncate_temp(&access, &temp, durable) {
                     tracing::warn!(message = "Could not truncate a temp file.", path = %temp.display(), error = %err);
                 }
             }
             let mut deleted = Vec::new();
-            for (dir, owner) in dirs {
-                match fs::sweep_dir(&access(&owner), &dir, engine_id, &keep) {
+            for (dir, access) in sweep {
+                match fs::sweep_dir(&access, &dir, engine_id, &keep) {
                     Ok(mut d) => deleted.append(&mut d),
                     Err(err) => tracing::warn!(message = "Sweep failed.", dir = %dir.display(), error = %err),
                 }
@@ -252,7 +265,12 @@ impl Engine {
             match Job::restore(record, files, core, now) {
                 Ok(job) => {
                     let (owner, state) = (job.owner().to_owned(), job.state());
-                    let addr = JobSupervisor::new(job, shared.clone(), manager.downgrade()).start();
+                    let job_pins = pins.remove(&id).unwrap_or_else(|| {
+                        Arc::new(Pins::recorded(shared.store.clone(), id, Vec::new()))
+                    });
+                    let addr =
+                        JobSupervisor::new(job, shared.clone(), manager.downgrade(), job_pins)
+                            .start();
                     manager
                         .send(Register {
                             job: id,
@@ -286,7 +304,9 @@ impl Engine {
         let id = JobId(uuid::Uuid::now_v7());
         let job = Job::create(id, who, spec, self.shared.core, self.shared.clock.now())?;
         let state = job.state();
-        let addr = JobSupervisor::new(job, self.shared.clone(), self.manager.downgrade()).start();
+        let pins = Arc::new(Pins::recorded(self.shared.store.clone(), id, Vec::new()));
+        let addr =
+            JobSupervisor::new(job, self.shared.clone(), self.manager.downgrade(), pins).start();
         self.manager
             .send(Register {
                 job: id,

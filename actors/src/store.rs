@@ -14,10 +14,13 @@
 //! Column families (constants below): `meta` (schema version, engine id),
 //! `jobs` (job records by job id), `files` (file records by job id + file id,
 //! so one job's files are one key range), `pending_deletes` (temp files whose
-//! deletion failed, retried by the sweep). Values are ferry-core's encoded
-//! records: only ferry-core knows their bytes.
+//! deletion failed, retried by the sweep; the value names the user whose
+//! rights delete them), `dir_pins` (job id + directory path → the identity of
+//! the directory files were added in, see `access.rs`). Job and file values
+//! are ferry-core's encoded records: only ferry-core knows their bytes.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, mpsc},
     thread,
@@ -30,7 +33,7 @@ use rocksdb::{
 };
 use tokio::sync::oneshot;
 
-use crate::metrics::Metrics;
+use crate::{access::DirId, metrics::Metrics};
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -38,7 +41,8 @@ const CF_META: &str = "meta";
 const CF_JOBS: &str = "jobs";
 const CF_FILES: &str = "files";
 const CF_PENDING_DELETES: &str = "pending_deletes";
-const COLUMN_FAMILIES: [&str; 4] = [CF_META, CF_JOBS, CF_FILES, CF_PENDING_DELETES];
+const CF_DIR_PINS: &str = "dir_pins";
+const COLUMN_FAMILIES: [&str; 5] = [CF_META, CF_JOBS, CF_FILES, CF_PENDING_DELETES, CF_DIR_PINS];
 
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_ENGINE_ID: &[u8] = b"engine_id";
@@ -114,6 +118,16 @@ impl StoreBatch {
         }
     }
 
+    /// Records that `job`'s files in `dir` go to the directory `id`.
+    pub(crate) fn pin_dir(job: JobId, dir: &Path, id: DirId) -> Self {
+        let mut key = record::job_key(job).to_vec();
+        key.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+        Self {
+            puts: vec![(CF_DIR_PINS, key, id.to_bytes())],
+            ..Self::default()
+        }
+    }
+
     /// Removes `path` from the pending deletes.
     pub(crate) fn remove_pending_delete(path: &str) -> Self {
         Self {
@@ -142,6 +156,8 @@ pub(crate) struct Loaded {
     /// Temp files to delete, each with the user whose rights the delete
     /// runs with (empty: the engine's own).
     pub(crate) pending_deletes: Vec<(String, String)>,
+    /// Directory pins by job.
+    pub(crate) dir_pins: HashMap<JobId, Vec<(PathBuf, DirId)>>,
     /// Records that could not be decoded (reported, skipped).
     pub(crate) corrupt: Vec<String>,
 }
@@ -303,6 +319,19 @@ fn load(db: &Db) -> Result<Loaded, StoreError> {
             String::from_utf8_lossy(&value).into_owned(),
         ));
     }
+    let pins = cf(db, CF_DIR_PINS)?;
+    for item in db.iterator_cf(&pins, IteratorMode::Start) {
+        let (key, value) = item?;
+        let pin = key.split_at_checked(16).and_then(|(job, dir)| {
+            let job = record::parse_job_key(job).ok()?;
+            let dir = PathBuf::from(String::from_utf8(dir.to_vec()).ok()?);
+            Some((job, dir, DirId::from_bytes(&value)?))
+        });
+        match pin {
+            Some((job, dir, id)) => loaded.dir_pins.entry(job).or_default().push((dir, id)),
+            None => loaded.corrupt.push(format!("directory pin {key:02x?}")),
+        }
+    }
     Ok(loaded)
 }
 
@@ -380,6 +409,15 @@ fn write_group(db: &Db, group: &mut [Queued]) -> Result<(), StoreError> {
             let mut end = key.to_vec();
             end.extend_from_slice(&[0xff; 5]);
             batch.delete_range_cf(&cf(db, CF_FILES)?, key.to_vec(), end);
+            // Paths may hold any byte: the range ends at the next job id.
+            let mut next = key.to_vec();
+            if let Some(last) = next.iter().rposition(|b| *b != 0xff) {
+                next.truncate(last + 1);
+                if let Some(byte) = next.last_mut() {
+                    *byte += 1;
+                }
+                batch.delete_range_cf(&cf(db, CF_DIR_PINS)?, key.to_vec(), next);
+            }
         }
     }
     if batch.is_empty() && !sync {
@@ -394,4 +432,50 @@ fn write_group(db: &Db, group: &mut [Queued]) -> Result<(), StoreError> {
     }
     db.write_opt(batch, &options)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn directory_pins_load_by_job_and_go_with_the_job() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (a, b) = (JobId(uuid::Uuid::now_v7()), JobId(uuid::Uuid::now_v7()));
+        let id = DirId::from_bytes(&[7; 24]).unwrap();
+        {
+            let (store, loaded) = Store::open(dir.path(), 1, metrics.clone()).unwrap();
+            assert!(loaded.dir_pins.is_empty());
+            store
+                .write_lazy(StoreBatch::pin_dir(a, Path::new("/x/\u{ff}y"), id))
+                .unwrap();
+            store
+                .write_lazy(StoreBatch::pin_dir(a, Path::new("/z"), id))
+                .unwrap();
+            store
+                .write_lazy(StoreBatch::pin_dir(b, Path::new("/x"), id))
+                .unwrap();
+            actix_rt::System::new().block_on(store.flush()).unwrap();
+            actix_rt::System::new().block_on(store.close());
+        }
+        {
+            let (store, loaded) = Store::open(dir.path(), 1, metrics.clone()).unwrap();
+            let mut of_a = loaded.dir_pins.get(&a).cloned().unwrap();
+            of_a.sort_by(|x, y| x.0.cmp(&y.0));
+            assert_eq!(
+                of_a,
+                vec![(PathBuf::from("/x/\u{ff}y"), id), (PathBuf::from("/z"), id)]
+            );
+            assert_eq!(loaded.dir_pins.get(&b).map(Vec::len), Some(1));
+            store.write_lazy(StoreBatch::forget(a)).unwrap();
+            actix_rt::System::new().block_on(store.flush()).unwrap();
+            actix_rt::System::new().block_on(store.close());
+        }
+        let (_, loaded) = Store::open(dir.path(), 1, metrics).unwrap();
+        assert!(!loaded.dir_pins.contains_key(&a));
+        assert_eq!(loaded.dir_pins.get(&b).map(Vec::len), Some(1));
+        assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);
+    }
 }

@@ -102,7 +102,12 @@ impl std::fmt::Debug for JobSupervisor {
 }
 
 impl JobSupervisor {
-    pub(crate) fn new(job: Job, shared: Arc<Shared>, manager: WeakAddr<Manager>) -> Self {
+    pub(crate) fn new(
+        job: Job,
+        shared: Arc<Shared>,
+        manager: WeakAddr<Manager>,
+        pins: Arc<Pins>,
+    ) -> Self {
         Self {
             id: job.id(),
             job,
@@ -119,7 +124,7 @@ impl JobSupervisor {
             stopping: false,
             failed: false,
             reported_state: None,
-            pins: Arc::default(),
+            pins,
             committer: None,
         }
     }

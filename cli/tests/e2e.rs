@@ -601,6 +601,7 @@ struct SystemDaemon {
     dir: TempDir,
     addr: String,
     bin: PathBuf,
+    args: Vec<String>,
 }
 
 impl SystemDaemon {
@@ -624,8 +625,7 @@ impl SystemDaemon {
         let socket = sockets.join("ferry.sock");
         let mut args = vec!["--system".to_owned()];
         args.extend(extra(dir.path()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let d = Daemon::start_at(&dir.path().join("state"), &socket, &args);
+        let d = Self::serve(dir.path(), &args);
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o666);
         let addr = format!("unix:{}", socket.display());
@@ -633,7 +633,25 @@ impl SystemDaemon {
         let bin = dir.path().join("ferry");
         std::fs::copy(BIN, &bin).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Some(Self { d, dir, addr, bin })
+        Some(Self {
+            d,
+            dir,
+            addr,
+            bin,
+            args,
+        })
+    }
+
+    fn serve(dir: &Path, args: &[String]) -> Daemon {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::start_at(&dir.join("state"), &dir.join("run/ferry.sock"), &args)
+    }
+
+    /// SIGTERM, then the same daemon again.
+    fn restart(&mut self) {
+        self.d.signal(rustix::process::Signal::TERM);
+        assert_eq!(self.d.wait_exit(DEADLINE).code(), Some(0));
+        self.d = Self::serve(self.dir.path(), &self.args);
     }
 
     /// Runs the CLI as `uid` (and gid `uid`).
@@ -1246,4 +1264,48 @@ fn system_mode_tokens_act_as_their_uid_and_bad_token_users_are_refused() {
     assert_same(&origin, "/t", &theirs.join("t"));
     assert_eq!(owner_of(&theirs.join("t")), NOBODY);
     assert!(entries(&root_owned).is_empty());
+}
+
+#[test]
+fn system_mode_directory_pins_hold_across_a_restart() {
+    let Some(mut s) = SystemDaemon::start() else {
+        return;
+    };
+    let origin = origin();
+    origin.add("/p", 10_000);
+    let dir = s.dir_of("pinned", NOBODY);
+    let job = s.ok_as(NOBODY, &["create", "pinned"]);
+    s.ok_as(
+        NOBODY,
+        &[
+            "add",
+            &job,
+            &origin.url("/p"),
+            dir.join("p").to_str().unwrap(),
+        ],
+    );
+    // Replaced while the daemon is down: the pin recorded at add refuses it.
+    s.restart();
+    let old = s.dir.path().join("pinned.old");
+    std::fs::rename(&dir, &old).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    s.restart();
+    s.ok_as(NOBODY, &["resume", &job]);
+    let info = s.d.wait_state(&job, "error");
+    assert!(
+        info["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replaced"),
+        "{info}"
+    );
+    assert!(entries(&dir).is_empty() && entries(&old).is_empty());
+    // The original back: the job goes on and completes.
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::rename(&old, &dir).unwrap();
+    s.ok_as(NOBODY, &["resume", &job]);
+    s.d.wait_state(&job, "transferred");
+    s.ok_as(NOBODY, &["complete", &job]);
+    assert_same(&origin, "/p", &dir.join("p"));
 }
