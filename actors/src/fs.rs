@@ -377,6 +377,10 @@ pub(crate) fn check_local(access: &Access, local: &Path) -> Result<(), LocalProb
     }
     match kind_in(&dir_fd, name) {
         Ok(Some((FileType::Directory, _))) => Err(invalid("is a directory".into())),
+        // Publishing replaces only a regular file (never follows a link).
+        Ok(Some((kind, _))) if kind != FileType::RegularFile => Err(invalid(
+            "exists and is not a regular file (a symbolic link, a device, ...)".into(),
+        )),
         Ok(_) => Ok(()),
         Err(err) => Err(invalid(at(local, err).to_string())),
     }

@@ -1309,3 +1309,36 @@ fn system_mode_directory_pins_hold_across_a_restart() {
     s.ok_as(NOBODY, &["complete", &job]);
     assert_same(&origin, "/p", &dir.join("p"));
 }
+
+#[test]
+fn system_mode_admins_act_on_all_jobs_but_set_no_program_on_others() {
+    let Some(s) = SystemDaemon::start_with(|_| vec!["--admin-group".into(), "nogroup".into()])
+    else {
+        return;
+    };
+    // uid 65533 (no passwd entry) owns a job; nobody (group nogroup) is an
+    // admin.
+    let theirs = s.ok_as(65533, &["create", "theirs"]);
+    let all: Value = serde_json::from_str(&s.ok_as(NOBODY, &["list", "--all", "--json"])).unwrap();
+    assert!(
+        all["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == theirs.as_str())
+    );
+    s.ok_as(NOBODY, &["set", &theirs, "--priority", "low"]);
+    // The program would run as 65533: not the admin's to choose.
+    let out = s.as_uid(NOBODY, &["set", &theirs, "--notify-cmd", "/bin/true"]);
+    assert!(
+        text(&out.stderr).contains("forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The owner may; so may root.
+    s.ok_as(65533, &["set", &theirs, "--notify-cmd", "/bin/true"]);
+    s.d.ok(&["set", &theirs, "--notify-cmd", "/bin/true"]);
+    let info = s.d.json(&["info", &theirs, "--json"]);
+    assert_eq!(info["owner"], "uid:65533");
+    assert_eq!(info["priority"], "low");
+}

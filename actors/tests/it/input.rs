@@ -18,6 +18,8 @@ async fn bad_files_are_refused_and_change_nothing() {
     let job = h.job(&[("a", 10)]).await;
     let dir = h.downloads.path().to_string_lossy().into_owned();
     std::fs::create_dir(h.local("sub")).unwrap();
+    std::os::unix::fs::symlink(h.local("sub"), h.local("link-to-sub")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", h.local("link-to-file")).unwrap();
     let url = h.origin.url("/a");
     let cases: Vec<(&str, FileSpec)> = vec![
         ("invalid_local_name", FileSpec::new(&url, "relative/x")),
@@ -32,6 +34,15 @@ async fn bad_files_are_refused_and_change_nothing() {
         (
             "invalid_local_name",
             FileSpec::new(&url, format!("{dir}/nowhere/x")),
+        ),
+        // Publishing never replaces or follows a link: refused at once.
+        (
+            "invalid_local_name",
+            FileSpec::new(&url, format!("{dir}/link-to-sub")),
+        ),
+        (
+            "invalid_local_name",
+            FileSpec::new(&url, format!("{dir}/link-to-file")),
         ),
         (
             "duplicate_local_name",
