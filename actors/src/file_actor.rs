@@ -589,15 +589,45 @@ impl Transfer {
     ) -> Result<u64, Failure> {
         let mut buf = BytesMut::with_capacity(WRITE_SIZE);
         let mut stopped = false;
+        // The last chunk's arrival (the idle timeout counts from it) and
+        // the last offset reported as progress.
+        let mut last_chunk = Instant::now();
+        let mut reported = sink.offset;
         let outcome = loop {
             let idle = self.config.idle_timeout;
-            let next = actix_rt::time::timeout(idle, response.next());
+            let idle_left = idle.saturating_sub(last_chunk.elapsed());
+            // While something arrived that is not yet on disk, durable and
+            // reported, wait at most one checkpoint interval: a server
+            // that pauses (or holds the last byte) must not keep received
+            // bytes in memory and out of sight.
+            let pending = !buf.is_empty() || sink.offset > sink.durable || sink.offset > reported;
+            let wait = if pending {
+                idle_left.min(self.config.checkpoint_interval)
+            } else {
+                idle_left
+            };
+            let next = actix_rt::time::timeout(wait, response.next());
             let mut stop = self.stop.clone();
             let Some(next) = until_stopped(&mut stop, next).await else {
                 stopped = true;
                 break Ok(());
             };
             let chunk = match next {
+                Err(_) if last_chunk.elapsed() < idle => {
+                    if !buf.is_empty() {
+                        let data = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_SIZE));
+                        self.write(sink, data).await?;
+                    }
+                    if sink.offset > sink.durable {
+                        self.checkpoint(sink).await?;
+                    }
+                    if sink.offset > reported {
+                        reported = sink.offset;
+                        sink.last_progress = Instant::now();
+                        self.event(TransferEvent::Received { offset: reported });
+                    }
+                    continue;
+                }
                 Err(_) => {
                     break Err(TransferError::transient(
                         ErrorContext::Transport,
@@ -613,7 +643,10 @@ impl Transfer {
                         err.to_string(),
                     ));
                 }
-                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Ok(chunk))) => {
+                    last_chunk = Instant::now();
+                    chunk
+                }
             };
             let received = sink.offset + buf.len() as u64 + chunk.len() as u64;
             if size.is_some_and(|s| received > s) {
@@ -627,6 +660,7 @@ impl Transfer {
             buf.extend_from_slice(&chunk);
             if sink.last_progress.elapsed() >= self.config.progress_interval {
                 sink.last_progress = Instant::now();
+                reported = received;
                 self.event(TransferEvent::Received { offset: received });
             }
             if buf.len() >= WRITE_SIZE {

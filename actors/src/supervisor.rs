@@ -733,12 +733,20 @@ impl Handler<Barrier> for JobSupervisor {
         self.queue
             .push_back(Item::Reply(tx, Ok(Outcome::Reply(Reply::Done))));
         self.pump(ctx);
+        let store = self.shared.store.clone();
         Box::pin(async move {
             match rx.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(err)) => Err(err),
-                Err(_) => Err(EngineError::Stopped),
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Err(err),
+                Err(_) => return Err(EngineError::Stopped),
             }
+            // Lazy writes queued before are only handed to the writer
+            // thread: an empty write answers once they are written (in the
+            // OS's hands, so a crash of the process keeps them).
+            store
+                .write(StoreBatch::default(), false)
+                .await
+                .map_err(|err| EngineError::Store(err.to_string()))
         })
     }
 }

@@ -247,7 +247,11 @@ async fn sigkill_mid_transfer_then_restart_finishes_byte_identical() {
 
     let engine = Engine::start(config(run.data.path())).await.unwrap();
     let files = engine.files(&alice(), job).await.unwrap();
-    assert!(files[0].bytes_durable >= durable, "progress went backwards");
+    assert!(
+        files[0].bytes_durable >= durable,
+        "progress went backwards: {durable} before, {:?} after",
+        files[0]
+    );
     until_state(&engine, job, JobState::Transferred).await;
     let answer = engine.complete(&alice(), job).await.unwrap();
     assert_eq!(answer.result, CompleteResult::Complete);

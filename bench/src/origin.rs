@@ -60,6 +60,9 @@ pub fn content(seed: u64, start: u64, len: u64) -> Vec<u8> {
 pub enum Fault {
     /// Close the connection after this many body bytes.
     ResetAfter(u64),
+    /// Close the connection after this many per-mille of the body (of this
+    /// response, whatever its range; at most 999: it always fails).
+    ResetAfterPerMille(u16),
     /// Answer this status (with an optional `Retry-After` in seconds).
     Status(u16, Option<u64>),
     /// Answer 200 with the whole entity, ignoring Range.
@@ -114,6 +117,9 @@ pub struct Request {
     pub if_range: Option<String>,
     /// The status answered.
     pub status: u16,
+    /// The ETag of the version the body came from (`None` for answers
+    /// without a body of the file: redirects, 404, fault statuses).
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -354,22 +360,23 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     let (range, if_range) = (header(header::RANGE), header(header::IF_RANGE));
     let mut guard = lock(&state);
     let state = &mut *guard;
-    let log = |state: &mut State, status: u16| {
+    let log = |state: &mut State, status: u16, etag: Option<&str>| {
         state.requests.push(Request {
             path: path.clone(),
             range: range.clone(),
             if_range: if_range.clone(),
             status,
+            etag: etag.map(str::to_owned),
         });
     };
     if let Some(location) = state.redirects.get(&path).cloned() {
-        log(state, 302);
+        log(state, 302, None);
         return HttpResponse::Found()
             .insert_header((header::LOCATION, location))
             .finish();
     }
     let Some(file) = state.files.get_mut(&path) else {
-        log(state, 404);
+        log(state, 404, None);
         return HttpResponse::NotFound().finish();
     };
     let fault = if file.faults.is_empty() {
@@ -380,7 +387,7 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     let (size, seed, etag, modified) = (file.size, file.seed, file.etag(), file.last_modified());
     let held = file.held.as_ref().map(watch::Sender::subscribe);
     if let Some(Fault::Status(code, retry_after)) = fault {
-        log(state, code);
+        log(state, code, None);
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = HttpResponse::build(status);
         if let Some(secs) = retry_after {
@@ -398,14 +405,14 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         .and_then(parse_range);
     let (status, start, end) = match wanted {
         Some((start, _)) if start >= size => {
-            log(state, 416);
+            log(state, 416, Some(&etag));
             return HttpResponse::RangeNotSatisfiable()
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
                 .insert_header((header::ETAG, etag))
                 .finish();
         }
         Some((start, last)) if last.is_some_and(|l| l < start) => {
-            log(state, 416);
+            log(state, 416, Some(&etag));
             return HttpResponse::RangeNotSatisfiable()
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
                 .finish();
@@ -416,7 +423,7 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         }
         None => (StatusCode::OK, 0, size),
     };
-    log(state, status.as_u16());
+    log(state, status.as_u16(), Some(&etag));
     drop(guard);
 
     let mut response = HttpResponse::build(status);
@@ -438,6 +445,9 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     }
     let reset_after = match fault {
         Some(Fault::ResetAfter(n)) => Some(start + n),
+        Some(Fault::ResetAfterPerMille(per_mille)) => {
+            Some(start + (end - start) * u64::from(per_mille.min(999)) / 1000)
+        }
         _ => None,
     };
     let slow = match fault {
