@@ -5,7 +5,7 @@
 //! Every file is added with its last byte held by the origin, so a file is
 //! transferred exactly when the test has released it while its job ran: the
 //! model knows which files Complete must save. Faults (connection resets,
-//! 503s, a 404) are queued on the origin for a file's next request, content
+//! 503s, a 404, slow bodies) are queued on the origin for a file's next request, content
 //! changes give the file a new ETag, and `Restart` shuts the engine down and
 //! opens the same data dir again.
 //!
@@ -18,7 +18,9 @@
 //! - Complete's answer is the model's, the files it saved are exactly those
 //!   transferred before the call, each byte-identical to the version the
 //!   origin served it in (never spliced from two versions);
-//! - after Complete or Cancel no temp file remains;
+//! - after Complete or Cancel no temp file remains, unless the answer is
+//!   unable to delete them (deletes failing through the engine's `fs::delete`
+//!   failpoint), naming exactly those; a restart deletes them;
 //! - after a restart every acknowledged command is still in effect (state,
 //!   flags) and no file's progress went back below its last checkpoint.
 //!
@@ -38,7 +40,9 @@ use std::{
 
 use ferry_actors::{Engine, EngineConfig, EngineError};
 use ferry_bench::origin::{self, Origin};
-use ferry_core::{CompleteResult, FileId, FileSpec, JobId, JobSpec, JobState, Principal, Property};
+use ferry_core::{
+    CancelResult, CompleteResult, FileId, FileSpec, JobId, JobSpec, JobState, Principal, Property,
+};
 use proptest::prelude::*;
 use tempfile::TempDir;
 
@@ -55,6 +59,8 @@ enum Fault {
     Unavailable,
     /// 404 Not Found (fatal: the job goes to ERROR).
     Gone,
+    /// A body that comes slowly (each chunk after a pause): succeeds.
+    Slow,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +75,9 @@ enum Op {
     Change(u8),
     /// Wait until the file's held body has arrived up to its last byte.
     Wait(u8),
+    /// Temp-file deletes fail from now on (true) or work again (false)
+    /// (the engine's `fs::delete` failpoint).
+    DeletesFail(bool),
     Restart,
 }
 
@@ -77,6 +86,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         2 => (0u16..1000).prop_map(Fault::Reset),
         2 => Just(Fault::Unavailable),
         1 => Just(Fault::Gone),
+        1 => Just(Fault::Slow),
     ]
 }
 
@@ -93,6 +103,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<u8>().prop_map(Op::Change),
         2 => any::<u8>().prop_map(Op::Wait),
         3 => Just(Op::Restart),
+        1 => any::<bool>().prop_map(Op::DeletesFail),
     ]
 }
 
@@ -142,6 +153,10 @@ struct Model {
     files: Vec<MFile>,
     /// The file whose body is streaming (held at its last byte).
     in_flight: Option<usize>,
+    /// Temp-file deletes fail.
+    deletes_fail: bool,
+    /// Files whose temp file Complete or Cancel could not delete.
+    undeleted: Vec<usize>,
 }
 
 impl Model {
@@ -150,7 +165,20 @@ impl Model {
             s: S::Suspended,
             files: Vec::new(),
             in_flight: None,
+            deletes_fail: false,
+            undeleted: Vec::new(),
         }
+    }
+
+    /// The temp files a Cancel or Complete must delete that stay: a file
+    /// has one from its first attempt (one request) on.
+    fn left_behind(&self, deleted: impl Fn(&MFile) -> bool) -> Vec<usize> {
+        if !self.deletes_fail {
+            return Vec::new();
+        }
+        (0..self.files.len())
+            .filter(|i| self.files[*i].requests > 0 && deleted(&self.files[*i]))
+            .collect()
     }
 
     fn is_final(&self) -> bool {
@@ -183,7 +211,7 @@ impl Model {
                 Some(Fault::Gone) => self.s = S::Error,
                 // A transient error; the retry is at once.
                 Some(Fault::Reset(_) | Fault::Unavailable) => {}
-                None => self.in_flight = Some(next),
+                Some(Fault::Slow) | None => self.in_flight = Some(next),
             }
         }
     }
@@ -223,10 +251,12 @@ impl Model {
             }
             Op::Cancel => {
                 self.stop();
+                self.undeleted = self.left_behind(|_| true);
                 self.s = S::Cancelled;
             }
             Op::Complete => {
                 self.stop();
+                self.undeleted = self.left_behind(|f| !f.transferred);
                 for f in &mut self.files {
                     f.completed = f.transferred;
                 }
@@ -356,7 +386,7 @@ impl World {
     }
 
     /// The invariants that hold after every step.
-    fn check(&self, model: &Model) {
+    async fn check(&self, model: &Model) {
         for (i, f) in model.files.iter().enumerate() {
             let local = self.local(i);
             if f.completed {
@@ -378,18 +408,43 @@ impl World {
             }
         }
         if model.is_final() {
-            let mut names: Vec<String> = std::fs::read_dir(self.downloads.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
             let mut want: Vec<String> = (0..model.files.len())
                 .filter(|i| model.files[*i].completed)
                 .map(name)
                 .collect();
             want.sort();
-            assert_eq!(names, want, "temp files left after the job ended");
+            // Deletes retried at a restart run in the background: poll.
+            let start = Instant::now();
+            let mut names = self.listing();
+            while names.iter().filter(|n| n.starts_with(".ferry-")).count() != model.undeleted.len()
+                && start.elapsed() < DEADLINE
+            {
+                actix_rt::time::sleep(Duration::from_millis(5)).await;
+                names = self.listing();
+            }
+            let finals: Vec<String> = names
+                .iter()
+                .filter(|n| !n.starts_with(".ferry-"))
+                .cloned()
+                .collect();
+            assert_eq!(finals, want, "other files than the saved ones");
+            let temps = names.len() - finals.len();
+            assert_eq!(
+                temps,
+                model.undeleted.len(),
+                "temp files left after the job ended: {names:?}, model {:?}",
+                model.undeleted
+            );
         }
+    }
+
+    fn listing(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.downloads.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     async fn step(&mut self, model: &mut Model, op: &Op) {
@@ -432,7 +487,20 @@ impl World {
             Op::Cancel => {
                 let want = model.command(op);
                 let got = self.engine.cancel(&alice(), self.job).await;
-                assert_eq!(code(got.map(|_| ())), want.map_err(str::to_owned));
+                match (got, want) {
+                    (Ok(answer), Ok(())) => {
+                        let result = if model.undeleted.is_empty() {
+                            CancelResult::Ok
+                        } else {
+                            CancelResult::UnableToDeleteFiles
+                        };
+                        assert_eq!(answer.result, result);
+                        assert_eq!(ids(&answer.undeleted), files(&model.undeleted));
+                    }
+                    (got, want) => {
+                        assert_eq!(code(got.map(|_| ())), want.map_err(str::to_owned));
+                    }
+                }
             }
             Op::Complete => {
                 let transferred: Vec<FileId> = (0..count)
@@ -453,7 +521,7 @@ impl World {
                         let mut saved = answer.saved.clone();
                         saved.sort();
                         assert_eq!(saved, transferred, "Complete saved other files");
-                        assert!(answer.undeleted.is_empty());
+                        assert_eq!(ids(&answer.undeleted), files(&model.undeleted));
                     }
                     (got, want) => {
                         assert_eq!(code(got.map(|_| ())), want.map_err(str::to_owned));
@@ -477,6 +545,7 @@ impl World {
                         Fault::Reset(per_mille) => origin::Fault::ResetAfterPerMille(*per_mille),
                         Fault::Unavailable => origin::Fault::Status(503, None),
                         Fault::Gone => origin::Fault::Status(404, None),
+                        Fault::Slow => origin::Fault::Slow(Duration::from_millis(10)),
                     };
                     self.origin.fail_next(&path(i), origin_fault);
                     model.files[i].faults.push_back(*fault);
@@ -505,7 +574,21 @@ impl World {
                     }
                 }
             }
+            Op::DeletesFail(fail) => {
+                if fail::has_failpoints() {
+                    if *fail {
+                        fail::cfg("fs::delete", "return").unwrap();
+                    } else {
+                        fail::remove("fs::delete");
+                    }
+                    model.deletes_fail = *fail;
+                }
+            }
             Op::Restart => {
+                // The engine deletes again, at start, what it could not.
+                if !model.deletes_fail {
+                    model.undeleted.clear();
+                }
                 // What was durable before must still be there after.
                 let before = self.engine.files(&alice(), self.job).await.unwrap();
                 self.restart().await;
@@ -527,15 +610,35 @@ impl World {
             }
         }
         self.settle(model).await;
-        self.check(model);
+        self.check(model).await;
     }
+}
+
+fn ids(failures: &[ferry_core::FileFailure]) -> Vec<FileId> {
+    let mut ids: Vec<FileId> = failures.iter().map(|f| f.file).collect();
+    ids.sort();
+    ids
+}
+
+fn files(indexes: &[usize]) -> Vec<FileId> {
+    indexes
+        .iter()
+        .map(|i| FileId(u32::try_from(*i).unwrap()))
+        .collect()
 }
 
 fn code(result: Result<(), EngineError>) -> Result<(), String> {
     result.map_err(|err| err.code().to_owned())
 }
 
+/// The failpoint is the process's: one case at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run_case(ops: &[Op]) {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fail::remove("fs::delete");
     actix_rt::System::new().block_on(async {
         let mut world = World::new().await;
         let mut model = Model::new();
@@ -544,6 +647,7 @@ fn run_case(ops: &[Op]) {
         }
         world.engine.clone().shutdown().await.unwrap();
     });
+    fail::remove("fs::delete");
 }
 
 fn cases() -> u32 {
