@@ -473,7 +473,10 @@ mod tests {
             actix_rt::System::new().block_on(store.flush()).unwrap();
             actix_rt::System::new().block_on(store.close());
         }
-        let (_, loaded) = Store::open(dir.path(), 1, metrics).unwrap();
+        let (store, loaded) = Store::open(dir.path(), 1, metrics).unwrap();
+        // Closed before the test ends: a database still closing on the
+        // writer thread when the process exits aborts it.
+        actix_rt::System::new().block_on(store.close());
         assert!(!loaded.dir_pins.contains_key(&a));
         assert_eq!(loaded.dir_pins.get(&b).map(Vec::len), Some(1));
         assert!(loaded.corrupt.is_empty(), "{:?}", loaded.corrupt);

@@ -1,4 +1,6 @@
-//! ferry-bench: the test origin that every ferry test and benchmark downloads
-//! from ([`origin`]), and (in a later issue) the load-test harness.
+//! ferry-bench: the test origin that every ferry test and benchmark
+//! downloads from ([`origin`]), and the load-test harness ([`harness`],
+//! binary `ferry-bench`) that runs scenarios against the embedded engine.
 
+pub mod harness;
 pub mod origin;

@@ -50,9 +50,65 @@ pub fn byte_at(seed: u64, offset: u64) -> u8 {
     (z >> ((offset % 8) * 8)) as u8
 }
 
+/// The 8-byte block `block` of content generated from `seed` (byte `i` of
+/// the block is `byte_at(seed, block * 8 + i)`).
+fn block_at(seed: u64, block: u64) -> [u8; 8] {
+    let mut z = seed.wrapping_add(block).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    z.to_le_bytes()
+}
+
 /// `len` bytes of content generated from `seed`, starting at `start`.
 pub fn content(seed: u64, start: u64, len: u64) -> Vec<u8> {
-    (start..start + len).map(|i| byte_at(seed, i)).collect()
+    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    fill(seed, start, len, &mut out);
+    out
+}
+
+/// Appends `len` bytes of content from `seed` at `start` to `out`, a block
+/// of 8 at a time (the load-test origin serves gigabytes from this).
+pub fn fill(seed: u64, start: u64, len: u64, out: &mut Vec<u8>) {
+    let end = start + len;
+    let mut pos = start;
+    while pos < end {
+        let block = block_at(seed, pos / 8);
+        let from = (pos % 8) as usize;
+        let to = usize::try_from((end - pos).min(8 - from as u64)).unwrap_or(0) + from;
+        out.extend_from_slice(block.get(from..to).unwrap_or_default());
+        pos += (to - from) as u64;
+    }
+}
+
+/// Checks `file` against `size` bytes generated from `seed`, byte for byte,
+/// a piece at a time (no matter the size): `Ok(None)` if equal, else what
+/// differs.
+pub fn verify_file(seed: u64, size: u64, file: &std::path::Path) -> io::Result<Option<String>> {
+    use std::io::Read as _;
+    let mut reader = std::fs::File::open(file)?;
+    let len = reader.metadata()?.len();
+    if len != size {
+        return Ok(Some(format!("{len} bytes, not {size}")));
+    }
+    let mut got = vec![0u8; 1 << 20];
+    let mut want = Vec::with_capacity(1 << 20);
+    let mut pos = 0;
+    while pos < size {
+        let n = usize::try_from((size - pos).min(1 << 20)).unwrap_or(0);
+        let part = got.get_mut(..n).unwrap_or_default();
+        reader.read_exact(part)?;
+        want.clear();
+        fill(seed, pos, n as u64, &mut want);
+        if *part != *want {
+            return Ok(Some(format!(
+                "differs within bytes {pos}..{}",
+                pos + n as u64
+            )));
+        }
+        pos += n as u64;
+    }
+    Ok(None)
 }
 
 /// A fault to inject into a file's responses.
@@ -122,9 +178,25 @@ pub struct Request {
     pub etag: Option<String>,
 }
 
+/// Faults drawn at random for requests without a queued fault: the load
+/// test's "a fraction of requests fail" knobs. Deterministic for a seed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RandomFaults {
+    /// Fraction of bodies reset at a random point (0.0 to 1.0).
+    pub reset: f64,
+    /// Fraction of requests answered 503.
+    pub unavailable: f64,
+    /// The `Retry-After` seconds of those 503s.
+    pub retry_after: Option<u64>,
+    /// The draws' seed.
+    pub seed: u64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     files: HashMap<String, File>,
+    random: Option<RandomFaults>,
+    draws: u64,
     /// Paths answered with a 302 to another location.
     redirects: HashMap<String, String>,
     requests: Vec<Request>,
@@ -284,6 +356,26 @@ impl Origin {
         }
     }
 
+    /// Draws faults at random for every request that has none queued
+    /// (`None` stops it).
+    pub fn random_faults(&self, faults: Option<RandomFaults>) {
+        self.state().random = faults;
+    }
+
+    /// The seed and size of what `path` serves now (for [`verify_file`]).
+    pub fn content_of(&self, path: &str) -> Option<(u64, u64)> {
+        self.state().files.get(path).map(|f| (f.seed, f.size))
+    }
+
+    /// Checks `file` against the content `path` serves now (see
+    /// [`verify_file`]).
+    pub fn verify(&self, path: &str, file: &std::path::Path) -> io::Result<Option<String>> {
+        match self.content_of(path) {
+            Some((seed, size)) => verify_file(seed, size, file),
+            None => Ok(Some(format!("{path} is not served"))),
+        }
+    }
+
     /// Holds the last byte of `path`'s bodies until [`Origin::release`].
     pub fn hold(&self, path: &str) {
         if let Some(f) = self.state().files.get_mut(path) {
@@ -379,10 +471,29 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         log(state, 404, None);
         return HttpResponse::NotFound().finish();
     };
-    let fault = if file.faults.is_empty() {
+    let mut fault = if file.faults.is_empty() {
         file.always.clone()
     } else {
         Some(file.faults.remove(0))
+    };
+    if fault.is_none()
+        && let Some(random) = state.random
+    {
+        state.draws += 1;
+        let draw = |n: u64| {
+            let block = block_at(random.seed, state.draws * 2 + n);
+            u64::from_le_bytes(block) as f64 / u64::MAX as f64
+        };
+        let (a, b) = (draw(0), draw(1));
+        if a < random.unavailable {
+            fault = Some(Fault::Status(503, random.retry_after));
+        } else if a < random.unavailable + random.reset {
+            fault = Some(Fault::ResetAfterPerMille((b * 1000.0) as u16));
+        }
+    }
+    let Some(file) = state.files.get_mut(&path) else {
+        log(state, 404, None);
+        return HttpResponse::NotFound().finish();
     };
     let (size, seed, etag, modified) = (file.size, file.seed, file.etag(), file.last_modified());
     let held = file.held.as_ref().map(watch::Sender::subscribe);
@@ -501,4 +612,35 @@ fn body(
         }
     })
     .boxed_local()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn blocks_and_bytes_agree() {
+        for seed in [0, 7, u64::MAX] {
+            for (start, len) in [(0, 0), (0, 1), (3, 17), (8, 8), (13, 1000)] {
+                let by_byte: Vec<u8> = (start..start + len).map(|i| byte_at(seed, i)).collect();
+                assert_eq!(content(seed, start, len), by_byte, "{seed} {start} {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_is_verified_byte_for_byte() {
+        let dir = std::env::temp_dir().join(format!("ferry-verify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f");
+        let mut bytes = content(5, 0, 3_000_000);
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(verify_file(5, 3_000_000, &file).unwrap(), None);
+        bytes[2_500_000] ^= 1;
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(verify_file(5, 3_000_000, &file).unwrap().is_some());
+        assert!(verify_file(5, 3_000_001, &file).unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

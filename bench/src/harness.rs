@@ -1,0 +1,741 @@
+//! The load-test harness: a scenario (jobs, files, sizes, concurrency,
+//! fault rates, restarts) run against the embedded engine and the origin,
+//! every final file verified byte for byte, and a [`Report`] of what it
+//! cost.
+//!
+//! The run, in order: the origin serves every file (generated content, no
+//! disk); `jobs` jobs are created by `creators` concurrent callers (the
+//! durable creation rate); each gets its files, its settings and Resume; then
+//! the harness follows the engine's events: a TRANSFERRED job is completed
+//! (unless `complete = false`) and its files are checked against the
+//! generator. Restarts shut the engine down and open the same data dir again
+//! at evenly spaced points of the run (by bytes received); jobs go on by
+//! themselves. Any lost or corrupt file fails the run.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use ferry_actors::{Engine, EngineConfig, EngineError, EventKind};
+use ferry_core::{CompleteResult, FileSpec, JobId, JobSpec, Principal, Priority, Property};
+use futures_util::{StreamExt as _, stream::FuturesUnordered};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::origin::{Origin, RandomFaults};
+
+/// What to run. Every field has a default; a TOML file and flags override.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// Jobs to create.
+    pub jobs: usize,
+    /// Files per job.
+    pub files_per_job: usize,
+    /// File sizes: one size (`64KiB`) or a range drawn uniformly
+    /// (`16KiB..1MiB`).
+    pub size: String,
+    /// Files of one job transferred at once (BITS: 1; peers use 8).
+    pub parallel_files: u32,
+    /// Transfers at once across background jobs.
+    pub max_transfers: usize,
+    /// Job priorities: one (`normal`) or `mixed` (foreground, high, normal,
+    /// low in turn).
+    pub priority: String,
+    /// Concurrent callers creating the jobs.
+    pub creators: usize,
+    /// Fraction of bodies reset mid-way.
+    pub reset_rate: f64,
+    /// Fraction of requests answered 503.
+    pub unavailable_rate: f64,
+    /// Complete each job once TRANSFERRED (and verify its files).
+    pub complete: bool,
+    /// Engine restarts during the run.
+    pub restarts: u32,
+    /// Progress checkpoints (off: the cost of persistence is measured
+    /// against a run without them).
+    pub checkpoints: bool,
+    /// Minimum retry delay of each job, in milliseconds.
+    pub retry_delay_ms: u64,
+    /// Seed of sizes and fault draws.
+    pub seed: u64,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            jobs: 16,
+            files_per_job: 16,
+            size: "256KiB".into(),
+            parallel_files: 4,
+            max_transfers: 8,
+            priority: "normal".into(),
+            creators: 64,
+            reset_rate: 0.0,
+            unavailable_rate: 0.0,
+            complete: true,
+            restarts: 0,
+            checkpoints: true,
+            retry_delay_ms: 100,
+            seed: 1,
+        }
+    }
+}
+
+/// Why a run could not be carried out (a lost file is a [`Report`] field,
+/// not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The scenario is unusable.
+    #[error("scenario: {0}")]
+    Scenario(String),
+    /// The engine failed.
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+    /// Local files.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Parses `64KiB`, `16MiB`, `1GiB`, `1000` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 64KiB, 16MiB, 1GiB)"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}")),
+    };
+    number
+        .checked_mul(scale)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+/// A size range `a..b` (or one size).
+fn parse_sizes(text: &str) -> Result<(u64, u64), String> {
+    match text.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (parse_size(a)?, parse_size(b)?);
+            if a > b {
+                return Err(format!("{text:?}: the range is empty"));
+            }
+            Ok((a, b))
+        }
+        None => parse_size(text).map(|n| (n, n)),
+    }
+}
+
+fn priority_of(scenario: &Scenario, job: usize) -> Result<Priority, String> {
+    let all = [
+        Priority::Foreground,
+        Priority::High,
+        Priority::Normal,
+        Priority::Low,
+    ];
+    match scenario.priority.as_str() {
+        "mixed" => Ok(all
+            .get(job % all.len())
+            .copied()
+            .unwrap_or(Priority::Normal)),
+        "foreground" => Ok(Priority::Foreground),
+        "high" => Ok(Priority::High),
+        "normal" => Ok(Priority::Normal),
+        "low" => Ok(Priority::Low),
+        other => Err(format!("unknown priority {other:?}")),
+    }
+}
+
+/// splitmix64: the scenario's deterministic draws.
+fn mix(seed: u64, n: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Percentiles of a latency, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Self {
+            count: histogram.len(),
+            p50_ms: ms(histogram.value_at_quantile(0.5)),
+            p90_ms: ms(histogram.value_at_quantile(0.9)),
+            p99_ms: ms(histogram.value_at_quantile(0.99)),
+            max_ms: ms(histogram.max()),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The scenario run.
+    pub scenario: Scenario,
+    /// Files in the run.
+    pub files: u64,
+    /// Bytes of all files.
+    pub bytes: u64,
+    /// From the first Resume to the last job done (completed and verified,
+    /// or TRANSFERRED without Complete).
+    pub wall_seconds: f64,
+    /// `bytes / wall_seconds`.
+    pub bytes_per_second: f64,
+    /// `files / wall_seconds`.
+    pub files_per_second: f64,
+    /// Durable job creations per second (with `creators` callers).
+    pub jobs_created_per_second: f64,
+    /// Resume → TRANSFERRED, per job.
+    pub time_to_transferred: Latency,
+    /// Resume → Complete answered, per job.
+    pub time_to_complete: Latency,
+    /// The Complete call alone, per job.
+    pub complete_latency: Latency,
+    /// Process CPU time (user + system), all threads, origin included.
+    pub cpu_seconds: f64,
+    /// Peak resident memory of the process, origin included.
+    pub peak_rss_bytes: u64,
+    /// Group commits of the store (summed over restarts).
+    pub store_writes: u64,
+    /// Transfer errors by class (`transient`, `fatal`, ...), summed over
+    /// restarts.
+    pub errors_by_class: HashMap<String, u64>,
+    /// Engine restarts carried out.
+    pub restarts: u32,
+    /// Files not at their final names after Complete, or jobs in ERROR.
+    pub lost: u64,
+    /// Files whose bytes differ from what the origin served.
+    pub corrupt: u64,
+}
+
+impl Report {
+    /// Whether every file arrived intact.
+    pub fn passed(&self) -> bool {
+        self.lost == 0 && self.corrupt == 0
+    }
+
+    /// The human summary.
+    pub fn table(&self) -> String {
+        let mb = |b: f64| b / (1024.0 * 1024.0);
+        let lat = |name: &str, l: &Latency| {
+            format!(
+                "{name:<22} p50 {:>9.1} ms  p90 {:>9.1} ms  p99 {:>9.1} ms  max {:>9.1} ms  (n={})\n",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.count
+            )
+        };
+        let mut errors: Vec<_> = self.errors_by_class.iter().collect();
+        errors.sort();
+        let errors = errors
+            .iter()
+            .map(|(class, n)| format!("{class}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut out = String::new();
+        out.push_str(&format!(
+            "files {}  bytes {:.1} MiB  wall {:.2} s  restarts {}\n",
+            self.files,
+            mb(self.bytes as f64),
+            self.wall_seconds,
+            self.restarts
+        ));
+        out.push_str(&format!(
+            "throughput {:.1} MiB/s  {:.1} files/s  job creation {:.0} jobs/s\n",
+            mb(self.bytes_per_second),
+            self.files_per_second,
+            self.jobs_created_per_second
+        ));
+        out.push_str(&lat("time to TRANSFERRED", &self.time_to_transferred));
+        out.push_str(&lat("time to Complete", &self.time_to_complete));
+        out.push_str(&lat("Complete call", &self.complete_latency));
+        out.push_str(&format!(
+            "cpu {:.2} s  peak RSS {:.1} MiB  store writes {}  errors {}\n",
+            self.cpu_seconds,
+            mb(self.peak_rss_bytes as f64),
+            self.store_writes,
+            if errors.is_empty() {
+                "none".into()
+            } else {
+                errors
+            }
+        ));
+        out.push_str(&format!(
+            "lost {}  corrupt {}  => {}\n",
+            self.lost,
+            self.corrupt,
+            if self.passed() { "PASS" } else { "FAIL" }
+        ));
+        out
+    }
+}
+
+/// Counters read from the engine's metrics text.
+#[derive(Default)]
+struct Counters {
+    bytes: f64,
+    store_writes: f64,
+    errors: HashMap<String, f64>,
+}
+
+fn counters(text: &str) -> Counters {
+    let mut c = Counters::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        if name == "ferry_transferred_bytes_total" {
+            c.bytes = value;
+        } else if name == "ferry_store_write_seconds_count" {
+            c.store_writes = value;
+        } else if let Some(labels) = name.strip_prefix("ferry_transfer_errors_total{") {
+            let class = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("class=\""))
+                .map(|v| v.trim_end_matches(['"', '}']).to_owned())
+                .unwrap_or_default();
+            *c.errors.entry(class).or_default() += value;
+        }
+    }
+    c
+}
+
+fn histogram() -> Result<Histogram<u64>, HarnessError> {
+    // 1 µs to 1 hour, 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .map_err(|err| HarnessError::Scenario(format!("histogram: {err}")))
+}
+
+fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    let micros = u64::try_from(elapsed.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    histogram.saturating_record(micros);
+}
+
+/// The CPU seconds and peak RSS of this process so far.
+fn usage() -> (f64, u64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            let rss = u64::try_from(u.max_rss()).unwrap_or(0) * 1024;
+            (secs(u.user_time()) + secs(u.system_time()), rss)
+        }
+        Err(_) => (0.0, 0),
+    }
+}
+
+fn engine_config(scenario: &Scenario, data: &Path) -> EngineConfig {
+    let mut config = EngineConfig::new(data);
+    config.core.retry_delay_floor = Duration::ZERO;
+    config.max_transfers = scenario.max_transfers.max(1);
+    config.max_transfers_per_host = scenario.max_transfers.max(1);
+    if !scenario.checkpoints {
+        config.checkpoint_bytes = u64::MAX;
+        config.checkpoint_interval = Duration::from_secs(3600 * 24);
+    }
+    config
+}
+
+/// One job's progress through the run.
+struct Tracked {
+    /// (origin path, final name) of each file.
+    files: Vec<(String, PathBuf)>,
+    resumed: Instant,
+    transferred: bool,
+    done: bool,
+}
+
+/// Runs `scenario` in `dir` (the store and the downloads go under it), with
+/// a progress bar on stderr when `progress`. Must run on an actix System.
+pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Report, HarnessError> {
+    let (min_size, max_size) = parse_sizes(&scenario.size).map_err(HarnessError::Scenario)?;
+    if scenario.jobs == 0 || scenario.files_per_job == 0 {
+        return Err(HarnessError::Scenario("no jobs or no files".into()));
+    }
+    for rate in [scenario.reset_rate, scenario.unavailable_rate] {
+        if !(0.0..1.0).contains(&rate) || scenario.reset_rate + scenario.unavailable_rate >= 1.0 {
+            return Err(HarnessError::Scenario(
+                "fault rates are fractions below 1 together".into(),
+            ));
+        }
+    }
+    let priorities = (0..scenario.jobs)
+        .map(|j| priority_of(scenario, j))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(HarnessError::Scenario)?;
+
+    let origin = Origin::start()?;
+    let data = dir.join("store");
+    let downloads = dir.join("downloads");
+    std::fs::create_dir_all(&downloads)?;
+    let mut total_bytes = 0u64;
+    let mut sizes = Vec::with_capacity(scenario.jobs * scenario.files_per_job);
+    for n in 0..scenario.jobs * scenario.files_per_job {
+        let span = max_size - min_size + 1;
+        let size = min_size + mix(scenario.seed, n as u64) % span;
+        total_bytes += size;
+        sizes.push(size);
+    }
+    let mut engine = Engine::start(engine_config(scenario, &data)).await?;
+    let me = Principal::user("bench");
+
+    // Durable creation, `creators` callers at once.
+    let created_at = Instant::now();
+    let mut ids: Vec<Option<JobId>> = vec![None; scenario.jobs];
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    while next < scenario.jobs || !pending.is_empty() {
+        while next < scenario.jobs && pending.len() < scenario.creators.max(1) {
+            let (engine, me, j) = (engine.clone(), me.clone(), next);
+            let mut spec = JobSpec::download(format!("bench-{j}"));
+            spec.priority = priorities.get(j).copied().unwrap_or(Priority::Normal);
+            pending.push(async move { (j, engine.create_job(&me, spec).await) });
+            next += 1;
+        }
+        if let Some((j, id)) = pending.next().await
+            && let Some(slot) = ids.get_mut(j)
+        {
+            *slot = Some(id?);
+        }
+    }
+    let create_seconds = created_at.elapsed().as_secs_f64();
+    let ids: Vec<JobId> = ids.into_iter().flatten().collect();
+
+    // Files, settings, Resume.
+    let mut tracked: HashMap<JobId, Tracked> = HashMap::new();
+    let started = Instant::now();
+    let mut events = engine.subscribe().await?;
+    for (j, id) in ids.iter().enumerate() {
+        let mut files = Vec::new();
+        let mut specs = Vec::new();
+        for f in 0..scenario.files_per_job {
+            let path = format!("/j{j}/f{f}");
+            let size = sizes
+                .get(j * scenario.files_per_job + f)
+                .copied()
+                .unwrap_or(1);
+            origin.add(&path, size);
+            let local = downloads.join(format!("j{j}-f{f}"));
+            specs.push(FileSpec::new(origin.url(&path), local.to_string_lossy()));
+            files.push((path, local));
+        }
+        engine.add_files(&me, *id, specs).await?;
+        let props = vec![
+            Property::ParallelFiles(scenario.parallel_files.max(1)),
+            Property::MinRetryDelay(Duration::from_millis(scenario.retry_delay_ms)),
+        ];
+        engine.set_all(&me, *id, props).await?;
+        tracked.insert(
+            *id,
+            Tracked {
+                files,
+                resumed: Instant::now(),
+                transferred: false,
+                done: false,
+            },
+        );
+        engine.resume(&me, *id).await?;
+    }
+    if scenario.reset_rate > 0.0 || scenario.unavailable_rate > 0.0 {
+        origin.random_faults(Some(RandomFaults {
+            reset: scenario.reset_rate,
+            unavailable: scenario.unavailable_rate,
+            retry_after: None,
+            seed: scenario.seed,
+        }));
+    }
+
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(total_bytes);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+
+    let mut to_transferred = histogram()?;
+    let mut to_complete = histogram()?;
+    let mut complete_call = histogram()?;
+    let mut report = Report {
+        scenario: scenario.clone(),
+        files: sizes.len() as u64,
+        bytes: total_bytes,
+        jobs_created_per_second: scenario.jobs as f64 / create_seconds.max(1e-9),
+        ..Report::default()
+    };
+    // Counters of engines already shut down (each run starts at zero).
+    let mut past = Counters::default();
+    let mut now_counters = Counters::default();
+    let mut completions = FuturesUnordered::new();
+    let mut remaining: HashSet<JobId> = ids.iter().copied().collect();
+    let origin = Rc::new(origin);
+    while !remaining.is_empty() || !completions.is_empty() {
+        let woke = {
+            let tick = actix_rt::time::timeout(Duration::from_millis(100), events.next());
+            let completion = completions.next();
+            futures_util::pin_mut!(tick);
+            match futures_util::future::select(tick, completion).await {
+                futures_util::future::Either::Left((event, _)) => Woke::Event(event),
+                futures_util::future::Either::Right((done, _)) => Woke::Done(done),
+            }
+        };
+        match woke {
+            Woke::Event(Ok(Some(event))) => {
+                let Some(job) = tracked.get_mut(&event.job) else {
+                    continue;
+                };
+                match event.kind {
+                    EventKind::JobTransferred if !job.transferred => {
+                        job.transferred = true;
+                        record(&mut to_transferred, job.resumed.elapsed());
+                        if scenario.complete {
+                            completions.push(complete_and_verify(
+                                engine.clone(),
+                                me.clone(),
+                                event.job,
+                                job.files.clone(),
+                                job.resumed,
+                                origin.clone(),
+                            ));
+                        } else {
+                            job.done = true;
+                            remaining.remove(&event.job);
+                        }
+                    }
+                    EventKind::JobError if !job.done => {
+                        // Only transient faults are injected: an ERROR loses
+                        // the job's files.
+                        job.done = true;
+                        report.lost += job.files.len() as u64;
+                        remaining.remove(&event.job);
+                    }
+                    _ => {}
+                }
+            }
+            Woke::Event(Ok(None)) => {
+                events = engine.subscribe().await?;
+            }
+            Woke::Event(Err(_)) => {}
+            Woke::Done(Some(done)) => {
+                let (job, outcome) = done;
+                match outcome {
+                    Completion::Done {
+                        lost,
+                        corrupt,
+                        call,
+                        total,
+                    } => {
+                        record(&mut complete_call, call);
+                        record(&mut to_complete, total);
+                        report.lost += lost;
+                        report.corrupt += corrupt;
+                        if let Some(t) = tracked.get_mut(&job) {
+                            t.done = true;
+                        }
+                        remaining.remove(&job);
+                    }
+                    // The engine restarted under it: the replayed
+                    // TRANSFERRED event completes it again.
+                    Completion::Retry => {
+                        if let Some(t) = tracked.get_mut(&job) {
+                            t.transferred = false;
+                        }
+                    }
+                }
+            }
+            Woke::Done(None) => {}
+        }
+        now_counters = counters(&engine.metrics_text().await?);
+        let received = past.bytes + now_counters.bytes;
+        if let Some(bar) = &bar {
+            bar.set_position((received as u64).min(total_bytes));
+            bar.set_message(format!("{} jobs left", remaining.len()));
+        }
+        // Restarts at evenly spaced points of the bytes received, when no
+        // Complete is under way.
+        let due = u64::from(report.restarts + 1) * total_bytes / u64::from(scenario.restarts + 1);
+        if report.restarts < scenario.restarts && received as u64 >= due && completions.is_empty() {
+            past.bytes += now_counters.bytes;
+            past.store_writes += now_counters.store_writes;
+            for (class, n) in std::mem::take(&mut now_counters.errors) {
+                *past.errors.entry(class).or_default() += n;
+            }
+            now_counters = Counters::default();
+            engine.clone().shutdown().await?;
+            engine = Engine::start(engine_config(scenario, &data)).await?;
+            events = engine.subscribe().await?;
+            report.restarts += 1;
+            for job in tracked.values_mut().filter(|t| !t.done) {
+                job.transferred = false;
+            }
+        }
+    }
+    report.wall_seconds = started.elapsed().as_secs_f64();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    report.bytes_per_second = total_bytes as f64 / report.wall_seconds.max(1e-9);
+    report.files_per_second = report.files as f64 / report.wall_seconds.max(1e-9);
+    report.time_to_transferred = Latency::of(&to_transferred);
+    report.time_to_complete = Latency::of(&to_complete);
+    report.complete_latency = Latency::of(&complete_call);
+    report.store_writes = (past.store_writes + now_counters.store_writes) as u64;
+    for (class, n) in past.errors.into_iter().chain(now_counters.errors) {
+        *report.errors_by_class.entry(class).or_default() += n as u64;
+    }
+    engine.shutdown().await?;
+    let (cpu, rss) = usage();
+    report.cpu_seconds = cpu;
+    report.peak_rss_bytes = rss;
+    Ok(report)
+}
+
+/// What woke the run's loop: an event (or the tick), or a finished
+/// Complete.
+enum Woke<E, D> {
+    Event(E),
+    Done(D),
+}
+
+enum Completion {
+    Done {
+        lost: u64,
+        corrupt: u64,
+        call: Duration,
+        total: Duration,
+    },
+    Retry,
+}
+
+async fn complete_and_verify(
+    engine: Engine,
+    me: Principal,
+    job: JobId,
+    files: Vec<(String, PathBuf)>,
+    resumed: Instant,
+    origin: Rc<Origin>,
+) -> (JobId, Completion) {
+    let called = Instant::now();
+    let answer = match engine.complete(&me, job).await {
+        Ok(answer) => answer,
+        Err(EngineError::Stopped) => return (job, Completion::Retry),
+        Err(err) => {
+            tracing::error!(message = "Complete failed.", %job, error = %err);
+            return (
+                job,
+                Completion::Done {
+                    lost: files.len() as u64,
+                    corrupt: 0,
+                    call: called.elapsed(),
+                    total: resumed.elapsed(),
+                },
+            );
+        }
+    };
+    let call = called.elapsed();
+    let total = resumed.elapsed();
+    let mut lost = 0;
+    if answer.result != CompleteResult::Complete {
+        lost += answer.dropped.len() as u64;
+    }
+    // Reading the files back is blocking work: off the engine's thread.
+    let checks: Vec<_> = files
+        .into_iter()
+        .map(|(path, local)| (origin.content_of(&path), local))
+        .collect();
+    let verified = actix_rt::task::spawn_blocking(move || {
+        let (mut lost, mut corrupt) = (0, 0);
+        for (content, local) in checks {
+            let Some((seed, size)) = content else {
+                lost += 1;
+                continue;
+            };
+            match crate::origin::verify_file(seed, size, &local) {
+                Ok(None) => {}
+                Ok(Some(diff)) => {
+                    tracing::error!(message = "Corrupt file.", file = %local.display(), %diff);
+                    corrupt += 1;
+                }
+                Err(err) => {
+                    tracing::error!(message = "Lost file.", file = %local.display(), error = %err);
+                    lost += 1;
+                }
+            }
+        }
+        (lost, corrupt)
+    })
+    .await;
+    let (more_lost, corrupt) = verified.unwrap_or((u64::MAX, 0));
+    let lost = lost.saturating_add(more_lost);
+    (
+        job,
+        Completion::Done {
+            lost,
+            corrupt,
+            call,
+            total,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units_and_ranges() {
+        assert_eq!(parse_size("64KiB"), Ok(65_536));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_sizes("1KiB..2KiB"), Ok((1024, 2048)));
+        assert!(parse_sizes("2KiB..1KiB").is_err());
+    }
+
+    #[test]
+    fn counters_read_the_engine_metrics() {
+        let text = "# HELP x\nferry_transferred_bytes_total 1234\nferry_store_write_seconds_count 7\n\
+                    ferry_transfer_errors_total{class=\"transient\",context=\"transport\"} 3\n\
+                    ferry_transfer_errors_total{class=\"transient\",context=\"remote_file\"} 2\n";
+        let c = counters(text);
+        assert_eq!(c.bytes, 1234.0);
+        assert_eq!(c.store_writes, 7.0);
+        assert_eq!(c.errors.get("transient"), Some(&5.0));
+    }
+}
