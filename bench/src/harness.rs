@@ -62,6 +62,8 @@ pub struct Scenario {
     pub retry_delay_ms: u64,
     /// Seed of sizes and fault draws.
     pub seed: u64,
+    /// Longest run, in seconds: jobs not done by then count as lost.
+    pub timeout_secs: u64,
 }
 
 impl Default for Scenario {
@@ -81,6 +83,7 @@ impl Default for Scenario {
             checkpoints: true,
             retry_delay_ms: 100,
             seed: 1,
+            timeout_secs: 600,
         }
     }
 }
@@ -234,6 +237,11 @@ pub struct Report {
     pub lost: u64,
     /// Files whose bytes differ from what the origin served.
     pub corrupt: u64,
+    /// The run hit `timeout_secs` (its unfinished jobs count as lost).
+    pub timed_out: bool,
+    /// Seconds each engine start took (the first, then one per restart):
+    /// opening the store and restoring every job.
+    pub engine_start_seconds: Vec<f64>,
 }
 
 impl Report {
@@ -286,10 +294,17 @@ impl Report {
                 errors
             }
         ));
+        let starts: Vec<String> = self
+            .engine_start_seconds
+            .iter()
+            .map(|s| format!("{:.0} ms", s * 1000.0))
+            .collect();
+        out.push_str(&format!("engine starts {}\n", starts.join(", ")));
         out.push_str(&format!(
-            "lost {}  corrupt {}  => {}\n",
+            "lost {}  corrupt {}{}  => {}\n",
             self.lost,
             self.corrupt,
+            if self.timed_out { "  (timed out)" } else { "" },
             if self.passed() { "PASS" } else { "FAIL" }
         ));
         out
@@ -407,7 +422,10 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
         total_bytes += size;
         sizes.push(size);
     }
+    let mut starts = Vec::new();
+    let opened = Instant::now();
     let mut engine = Engine::start(engine_config(scenario, &data)).await?;
+    starts.push(opened.elapsed().as_secs_f64());
     let me = Principal::user("bench");
 
     // Durable creation, `creators` callers at once.
@@ -503,7 +521,16 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     let mut completions = FuturesUnordered::new();
     let mut remaining: HashSet<JobId> = ids.iter().copied().collect();
     let origin = Rc::new(origin);
+    let deadline = started + Duration::from_secs(scenario.timeout_secs.max(1));
     while !remaining.is_empty() || !completions.is_empty() {
+        if Instant::now() >= deadline {
+            tracing::error!(message = "Timed out.", jobs_left = remaining.len());
+            for job in &remaining {
+                report.lost += tracked.get(job).map_or(0, |t| t.files.len() as u64);
+            }
+            report.timed_out = true;
+            break;
+        }
         let woke = {
             let tick = actix_rt::time::timeout(Duration::from_millis(100), events.next());
             let completion = completions.next();
@@ -596,7 +623,9 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             }
             now_counters = Counters::default();
             engine.clone().shutdown().await?;
+            let opened = Instant::now();
             engine = Engine::start(engine_config(scenario, &data)).await?;
+            starts.push(opened.elapsed().as_secs_f64());
             events = engine.subscribe().await?;
             report.restarts += 1;
             for job in tracked.values_mut().filter(|t| !t.done) {
@@ -605,6 +634,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
         }
     }
     report.wall_seconds = started.elapsed().as_secs_f64();
+    report.engine_start_seconds = starts;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

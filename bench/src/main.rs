@@ -54,6 +54,9 @@ struct Args {
     /// Seed of sizes and fault draws.
     #[arg(long)]
     seed: Option<u64>,
+    /// Longest run in seconds (unfinished jobs count as lost).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// Where the store and downloads go (default: a temp dir, removed).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -90,7 +93,8 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         reset_rate = reset_rate,
         unavailable_rate = unavailable_rate,
         restarts = restarts,
-        seed = seed
+        seed = seed,
+        timeout_secs = timeout
     );
     if args.no_complete {
         s.complete = false;

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# ferry vs curl --parallel and aria2c -j 8, downloading from the same nginx
+# on loopback: wall time until every file is durable at its final name
+# (curl and aria2 get a `sync` at the end; `ferry get` fsyncs before it
+# answers), and the peers' times without that sync.
+#
+#   bench/compare.sh [ROUNDS]        (default 5; medians are printed)
+#
+# Installs aria2 and nginx-light from Debian's packages if missing, builds
+# `ferry` in release, serves three datasets from a temp dir (1 x 1 GiB,
+# 64 x 16 MiB, 2,000 x 64 KiB), and alternates the tools round by round.
+# Prints a Markdown table for bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS="${1:-5}"
+PARALLEL=8
+export CARGO_TARGET_DIR="${FERRY_RELEASE_TARGET_DIR:-$HOME/.cache/ferry/target-release}"
+
+need=()
+command -v aria2c >/dev/null || need+=(aria2)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --locked -p ferry --bin ferry >&2
+FERRY="$CARGO_TARGET_DIR/release/ferry"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/ferry-compare.XXXXXX")"
+cleanup() {
+  [[ -f "$WORK/nginx.pid" ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  [[ -n "${DAEMON:-}" ]] && kill "$DAEMON" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The datasets, random bytes on disk (nginx serves them from the page cache).
+mkdir -p "$WORK/www/big" "$WORK/www/mid" "$WORK/www/small"
+head -c $((1 << 30)) /dev/urandom >"$WORK/www/big/f0"
+for i in $(seq 0 63); do head -c $((16 << 20)) /dev/urandom >"$WORK/www/mid/f$i"; done
+for i in $(seq 0 1999); do head -c $((64 << 10)) /dev/urandom >"$WORK/www/small/f$i"; done
+
+PORT=$((20000 + RANDOM % 20000))
+cat >"$WORK/nginx.conf" <<EOF
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 100000;
+  client_body_temp_path $WORK/tmp;
+  proxy_temp_path $WORK/tmp;
+  fastcgi_temp_path $WORK/tmp;
+  uwsgi_temp_path $WORK/tmp;
+  scgi_temp_path $WORK/tmp;
+  server {
+    listen 127.0.0.1:$PORT;
+    root $WORK/www;
+  }
+}
+EOF
+mkdir -p "$WORK/tmp"
+nginx -c "$WORK/nginx.conf"
+
+# ferry's daemon, user mode, its own data dir and socket.
+"$FERRY" serve --data-dir "$WORK/ferry" --socket "$WORK/ferry.sock" \
+  --max-transfers "$PARALLEL" 2>"$WORK/ferry.log" &
+DAEMON=$!
+export FERRY_ADDR="unix:$WORK/ferry.sock"
+for _ in $(seq 1 100); do [[ -S "$WORK/ferry.sock" ]] && break; sleep 0.1; done
+
+urls() { for f in "$WORK/www/$1"/*; do echo "http://127.0.0.1:$PORT/$1/$(basename "$f")"; done; }
+
+now() { date +%s.%N; }
+
+# One download of dataset $2 by tool $1 into a fresh dir; prints
+# "<seconds without sync> <seconds with sync>".
+run() {
+  local tool=$1 set=$2 dest="$WORK/dl"
+  rm -rf "$dest" && mkdir -p "$dest" && sync
+  mapfile -t list < <(urls "$set")
+  local t0 t1 t2
+  t0=$(now)
+  case $tool in
+    curl)
+      printf 'url = "%s"\n' "${list[@]}" >"$WORK/curl.cfg"
+      (cd "$dest" && curl -s --fail --parallel --parallel-max "$PARALLEL" --remote-name-all -K "$WORK/curl.cfg")
+      ;;
+    aria2)
+      printf '%s\n' "${list[@]}" >"$WORK/aria2.txt"
+      aria2c -q -j "$PARALLEL" -x 1 -d "$dest" -i "$WORK/aria2.txt" \
+        --allow-overwrite=true --auto-file-renaming=false --file-allocation=none
+      ;;
+    ferry)
+      "$FERRY" get --parallel "$PARALLEL" -o "$dest" "${list[@]}" >/dev/null
+      ;;
+  esac
+  t1=$(now)
+  sync
+  t2=$(now)
+  # Every file must be there, whole.
+  local got
+  got=$(find "$dest" -type f ! -name '.*' | wc -l)
+  [[ "$got" == "${#list[@]}" ]] || { echo "$tool lost files on $set: $got of ${#list[@]}" >&2; exit 1; }
+  awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f %.3f\n", b - a, c - a }'
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+
+declare -A nosync withsync
+for set in big mid small; do
+  for round in $(seq 1 "$ROUNDS"); do
+    # Alternate the order from round to round.
+    if ((round % 2)); then order=(ferry curl aria2); else order=(aria2 curl ferry); fi
+    for tool in "${order[@]}"; do
+      read -r a b < <(run "$tool" "$set")
+      nosync[$tool,$set]+="$a"$'\n'
+      withsync[$tool,$set]+="$b"$'\n'
+      echo "round $round $set $tool: ${a}s (${b}s with sync)" >&2
+    done
+  done
+done
+
+# `ferry get` answers once the files are durable at their final names: its
+# one figure stands against the peers with and without their final sync.
+echo "| dataset | ferry get (durable) | curl + sync | aria2 + sync | curl (no sync) | aria2 (no sync) |"
+echo "|---|---|---|---|---|---|"
+for set in big mid small; do
+  case $set in big) name="1 x 1 GiB" ;; mid) name="64 x 16 MiB" ;; small) name="2,000 x 64 KiB" ;; esac
+  row="| $name"
+  for tool in ferry curl aria2; do row+=" | $(printf '%s' "${withsync[$tool,$set]}" | median) s"; done
+  for tool in curl aria2; do row+=" | $(printf '%s' "${nosync[$tool,$set]}" | median) s"; done
+  echo "$row |"
+done
