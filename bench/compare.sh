@@ -27,10 +27,16 @@ fi
 cargo build --release --locked -p ferry --bin ferry >&2
 FERRY="$CARGO_TARGET_DIR/release/ferry"
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/ferry-compare.XXXXXX")"
+# On the disk under test (not a tmpfs: `sync` must mean something).
+WORK="$(mktemp -d "${FERRY_COMPARE_DIR:-$PWD/target}/ferry-compare.XXXXXX" 2>/dev/null || mktemp -d /var/tmp/ferry-compare.XXXXXX)"
+# nginx's workers (nobody, when started as root) must read the files.
+chmod 755 "$WORK"
+# `ferry get` finds earlier runs by their tags in the state dir: each
+# round starts without them.
+export XDG_STATE_HOME="$WORK/state"
 cleanup() {
   [[ -f "$WORK/nginx.pid" ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  [[ -n "${DAEMON:-}" ]] && kill "$DAEMON" 2>/dev/null || true
+  if [[ -n "${DAEMON:-}" ]]; then kill "$DAEMON" 2>/dev/null || true; wait "$DAEMON" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -70,7 +76,11 @@ nginx -c "$WORK/nginx.conf"
   --max-transfers "$PARALLEL" 2>"$WORK/ferry.log" &
 DAEMON=$!
 export FERRY_ADDR="unix:$WORK/ferry.sock"
-for _ in $(seq 1 100); do [[ -S "$WORK/ferry.sock" ]] && break; sleep 0.1; done
+for _ in $(seq 1 100); do
+  [[ -S "$WORK/ferry.sock" ]] && break
+  kill -0 "$DAEMON" 2>/dev/null || { cat "$WORK/ferry.log" >&2; exit 1; }
+  sleep 0.1
+done
 
 urls() { for f in "$WORK/www/$1"/*; do echo "http://127.0.0.1:$PORT/$1/$(basename "$f")"; done; }
 
@@ -79,8 +89,8 @@ now() { date +%s.%N; }
 # One download of dataset $2 by tool $1 into a fresh dir; prints
 # "<seconds without sync> <seconds with sync>".
 run() {
-  local tool=$1 set=$2 dest="$WORK/dl"
-  rm -rf "$dest" && mkdir -p "$dest" && sync
+  local tool=$1 set=$2 dest="$WORK/dl/$tool-$set-$3"
+  rm -rf "$WORK/dl" "$XDG_STATE_HOME" && mkdir -p "$dest" && sync
   mapfile -t list < <(urls "$set")
   local t0 t1 t2
   t0=$(now)
@@ -101,10 +111,11 @@ run() {
   t1=$(now)
   sync
   t2=$(now)
-  # Every file must be there, whole.
-  local got
-  got=$(find "$dest" -type f ! -name '.*' | wc -l)
-  [[ "$got" == "${#list[@]}" ]] || { echo "$tool lost files on $set: $got of ${#list[@]}" >&2; exit 1; }
+  # Every file must be there, whole (same count and bytes as served).
+  local got want
+  got=$(find "$dest" -type f ! -name '.*' -printf '%s\n' | awk '{n++; s+=$1} END {print n+0, s+0}')
+  want=$(find "$WORK/www/$set" -type f -printf '%s\n' | awk '{n++; s+=$1} END {print n+0, s+0}')
+  [[ "$got" == "$want" ]] || { echo "$tool on $set: got (files bytes) $got, want $want" >&2; kill $$; }
   awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f %.3f\n", b - a, c - a }'
 }
 
@@ -116,7 +127,7 @@ for set in big mid small; do
     # Alternate the order from round to round.
     if ((round % 2)); then order=(ferry curl aria2); else order=(aria2 curl ferry); fi
     for tool in "${order[@]}"; do
-      read -r a b < <(run "$tool" "$set")
+      read -r a b < <(run "$tool" "$set" "$round")
       nosync[$tool,$set]+="$a"$'\n'
       withsync[$tool,$set]+="$b"$'\n'
       echo "round $round $set $tool: ${a}s (${b}s with sync)" >&2

@@ -600,9 +600,15 @@ impl Transfer {
             // reported, wait at most one checkpoint interval: a server
             // that pauses (or holds the last byte) must not keep received
             // bytes in memory and out of sight.
+            // The interval counts from the last checkpoint, so a trickle
+            // that never fills a write is checkpointed on time too.
             let pending = !buf.is_empty() || sink.offset > sink.durable || sink.offset > reported;
             let wait = if pending {
-                idle_left.min(self.config.checkpoint_interval)
+                let due = self
+                    .config
+                    .checkpoint_interval
+                    .saturating_sub(sink.last_checkpoint.elapsed());
+                idle_left.min(due)
             } else {
                 idle_left
             };
@@ -614,6 +620,7 @@ impl Transfer {
             };
             let chunk = match next {
                 Err(_) if last_chunk.elapsed() < idle => {
+                    let io = Instant::now();
                     if !buf.is_empty() {
                         let data = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_SIZE));
                         self.write(sink, data).await?;
@@ -626,6 +633,8 @@ impl Transfer {
                         sink.last_progress = Instant::now();
                         self.event(TransferEvent::Received { offset: reported });
                     }
+                    // Our own disk time is not the server's silence.
+                    last_chunk += io.elapsed();
                     continue;
                 }
                 Err(_) => {
@@ -664,6 +673,7 @@ impl Transfer {
                 self.event(TransferEvent::Received { offset: received });
             }
             if buf.len() >= WRITE_SIZE {
+                let io = Instant::now();
                 let data = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_SIZE));
                 self.write(sink, data).await?;
                 if sink.offset - sink.durable >= self.config.checkpoint_bytes
@@ -671,6 +681,7 @@ impl Transfer {
                 {
                     self.checkpoint(sink).await?;
                 }
+                last_chunk += io.elapsed();
             }
         };
         // Keep what arrived, even when the body broke off or we stop.

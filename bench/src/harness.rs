@@ -9,8 +9,8 @@
 //! the harness follows the engine's events: a TRANSFERRED job is completed
 //! (unless `complete = false`) and its files are checked against the
 //! generator. Restarts shut the engine down and open the same data dir again
-//! at evenly spaced points of the run (by bytes received); jobs go on by
-//! themselves. Any lost or corrupt file fails the run.
+//! at evenly spaced points of the run (by jobs TRANSFERRED, while others
+//! still run); jobs go on by themselves. Any lost or corrupt file fails the run.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -51,7 +51,8 @@ pub struct Scenario {
     pub reset_rate: f64,
     /// Fraction of requests answered 503.
     pub unavailable_rate: f64,
-    /// Complete each job once TRANSFERRED (and verify its files).
+    /// Complete each job once TRANSFERRED and verify its files (without it
+    /// nothing is verified: the run only measures transfers).
     pub complete: bool,
     /// Engine restarts during the run.
     pub restarts: u32,
@@ -207,8 +208,8 @@ pub struct Report {
     pub files: u64,
     /// Bytes of all files.
     pub bytes: u64,
-    /// From the first Resume to the last job done (completed and verified,
-    /// or TRANSFERRED without Complete).
+    /// From the first Resume to the last job done (Complete answered, or
+    /// TRANSFERRED without Complete); verifying files is not counted.
     pub wall_seconds: f64,
     /// `bytes / wall_seconds`.
     pub bytes_per_second: f64,
@@ -452,8 +453,6 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
 
     // Files, settings, Resume.
     let mut tracked: HashMap<JobId, Tracked> = HashMap::new();
-    let started = Instant::now();
-    let mut events = engine.subscribe().await?;
     for (j, id) in ids.iter().enumerate() {
         let mut files = Vec::new();
         let mut specs = Vec::new();
@@ -483,7 +482,6 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
                 done: false,
             },
         );
-        engine.resume(&me, *id).await?;
     }
     if scenario.reset_rate > 0.0 || scenario.unavailable_rate > 0.0 {
         origin.random_faults(Some(RandomFaults {
@@ -493,6 +491,18 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             seed: scenario.seed,
         }));
     }
+    // The clock runs from the first Resume.
+    let mut events = engine.subscribe().await?;
+    let started = Instant::now();
+    for id in &ids {
+        if let Some(t) = tracked.get_mut(id) {
+            t.resumed = Instant::now();
+        }
+        engine.resume(&me, *id).await?;
+    }
+    // When the last job was done (Complete answered, or TRANSFERRED without
+    // Complete): verification afterwards is not part of the run's time.
+    let mut finished = started;
 
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(total_bytes);
@@ -522,6 +532,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     let mut remaining: HashSet<JobId> = ids.iter().copied().collect();
     let origin = Rc::new(origin);
     let deadline = started + Duration::from_secs(scenario.timeout_secs.max(1));
+    let mut last_read = Instant::now();
     while !remaining.is_empty() || !completions.is_empty() {
         if Instant::now() >= deadline {
             tracing::error!(message = "Timed out.", jobs_left = remaining.len());
@@ -531,13 +542,23 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             report.timed_out = true;
             break;
         }
+        let transferred_jobs = tracked.values().filter(|t| t.transferred || t.done).count();
+        let due = (report.restarts as usize + 1) * scenario.jobs / (scenario.restarts as usize + 1);
+        let restart_due = report.restarts < scenario.restarts
+            && transferred_jobs >= due.max(1)
+            && !remaining.is_empty();
         let woke = {
             let tick = actix_rt::time::timeout(Duration::from_millis(100), events.next());
-            let completion = completions.next();
-            futures_util::pin_mut!(tick);
-            match futures_util::future::select(tick, completion).await {
-                futures_util::future::Either::Left((event, _)) => Woke::Event(event),
-                futures_util::future::Either::Right((done, _)) => Woke::Done(done),
+            if completions.is_empty() {
+                // An empty set is "ready" with nothing: wait for events only.
+                Woke::Event(tick.await)
+            } else {
+                let completion = completions.next();
+                futures_util::pin_mut!(tick);
+                match futures_util::future::select(tick, completion).await {
+                    futures_util::future::Either::Left((event, _)) => Woke::Event(event),
+                    futures_util::future::Either::Right((done, _)) => Woke::Done(done),
+                }
             }
         };
         match woke {
@@ -546,6 +567,9 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
                     continue;
                 };
                 match event.kind {
+                    // A restart is due: no new Complete until it is done (the
+                    // new engine replays the TRANSFERRED jobs).
+                    EventKind::JobTransferred if restart_due => {}
                     EventKind::JobTransferred if !job.transferred => {
                         job.transferred = true;
                         record(&mut to_transferred, job.resumed.elapsed());
@@ -560,6 +584,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
                             ));
                         } else {
                             job.done = true;
+                            finished = Instant::now();
                             remaining.remove(&event.job);
                         }
                     }
@@ -585,11 +610,13 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
                         corrupt,
                         call,
                         total,
+                        answered,
                     } => {
                         record(&mut complete_call, call);
                         record(&mut to_complete, total);
-                        report.lost += lost;
-                        report.corrupt += corrupt;
+                        report.lost = report.lost.saturating_add(lost);
+                        report.corrupt = report.corrupt.saturating_add(corrupt);
+                        finished = finished.max(answered);
                         if let Some(t) = tracked.get_mut(&job) {
                             t.done = true;
                         }
@@ -606,16 +633,21 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             }
             Woke::Done(None) => {}
         }
-        now_counters = counters(&engine.metrics_text().await?);
-        let received = past.bytes + now_counters.bytes;
-        if let Some(bar) = &bar {
-            bar.set_position((received as u64).min(total_bytes));
-            bar.set_message(format!("{} jobs left", remaining.len()));
+        // The metrics ask every job for its state: once per tick at most.
+        if last_read.elapsed() >= Duration::from_millis(100) {
+            last_read = Instant::now();
+            now_counters = counters(&engine.metrics_text().await?);
+            if let Some(bar) = &bar {
+                let received = past.bytes + now_counters.bytes;
+                bar.set_position((received as u64).min(total_bytes));
+                bar.set_message(format!("{} jobs left", remaining.len()));
+            }
         }
-        // Restarts at evenly spaced points of the bytes received, when no
-        // Complete is under way.
-        let due = u64::from(report.restarts + 1) * total_bytes / u64::from(scenario.restarts + 1);
-        if report.restarts < scenario.restarts && received as u64 >= due && completions.is_empty() {
+        // Restarts at evenly spaced points of the run: after every
+        // `jobs / (restarts + 1)` jobs TRANSFERRED (the others are still
+        // running), when no Complete is under way.
+        if restart_due && completions.is_empty() {
+            now_counters = counters(&engine.metrics_text().await?);
             past.bytes += now_counters.bytes;
             past.store_writes += now_counters.store_writes;
             for (class, n) in std::mem::take(&mut now_counters.errors) {
@@ -633,7 +665,14 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             }
         }
     }
-    report.wall_seconds = started.elapsed().as_secs_f64();
+    if !report.timed_out {
+        // The last counters, for the report (the loop reads them per tick).
+        let final_counters = counters(&engine.metrics_text().await?);
+        now_counters = final_counters;
+    } else {
+        finished = Instant::now();
+    }
+    report.wall_seconds = finished.duration_since(started).as_secs_f64();
     report.engine_start_seconds = starts;
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -667,6 +706,8 @@ enum Completion {
         corrupt: u64,
         call: Duration,
         total: Duration,
+        /// When Complete answered.
+        answered: Instant,
     },
     Retry,
 }
@@ -692,16 +733,19 @@ async fn complete_and_verify(
                     corrupt: 0,
                     call: called.elapsed(),
                     total: resumed.elapsed(),
+                    answered: Instant::now(),
                 },
             );
         }
     };
+    let answered = Instant::now();
     let call = called.elapsed();
     let total = resumed.elapsed();
-    let mut lost = 0;
     if answer.result != CompleteResult::Complete {
-        lost += answer.dropped.len() as u64;
+        tracing::error!(message = "Complete dropped files.", %job, dropped = answer.dropped.len());
     }
+    // A dropped file is not at its final name: the check below counts it.
+    let n_files = files.len() as u64;
     // Reading the files back is blocking work: off the engine's thread.
     let checks: Vec<_> = files
         .into_iter()
@@ -729,8 +773,7 @@ async fn complete_and_verify(
         (lost, corrupt)
     })
     .await;
-    let (more_lost, corrupt) = verified.unwrap_or((u64::MAX, 0));
-    let lost = lost.saturating_add(more_lost);
+    let (lost, corrupt) = verified.unwrap_or((n_files, 0));
     (
         job,
         Completion::Done {
@@ -738,6 +781,7 @@ async fn complete_and_verify(
             corrupt,
             call,
             total,
+            answered,
         },
     )
 }
