@@ -65,6 +65,10 @@ pub struct Scenario {
     pub seed: u64,
     /// Longest run, in seconds: jobs not done by then count as lost.
     pub timeout_secs: u64,
+    /// Resume the jobs. Off: the files stay queued, the engine is restarted
+    /// `restarts` times with them (memory and restore time of a large
+    /// backlog), and nothing is transferred.
+    pub resume: bool,
 }
 
 impl Default for Scenario {
@@ -85,6 +89,7 @@ impl Default for Scenario {
             retry_delay_ms: 100,
             seed: 1,
             timeout_secs: 600,
+            resume: true,
         }
     }
 }
@@ -490,6 +495,28 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             retry_after: None,
             seed: scenario.seed,
         }));
+    }
+    if !scenario.resume {
+        // A backlog: restart with it, measure, stop.
+        for _ in 0..scenario.restarts {
+            engine.clone().shutdown().await?;
+            let opened = Instant::now();
+            engine = Engine::start(engine_config(scenario, &data)).await?;
+            starts.push(opened.elapsed().as_secs_f64());
+        }
+        engine.shutdown().await?;
+        let (cpu, rss) = usage();
+        return Ok(Report {
+            scenario: scenario.clone(),
+            files: sizes.len() as u64,
+            bytes: total_bytes,
+            jobs_created_per_second: scenario.jobs as f64 / create_seconds.max(1e-9),
+            restarts: scenario.restarts,
+            cpu_seconds: cpu,
+            peak_rss_bytes: rss,
+            engine_start_seconds: starts,
+            ..Report::default()
+        });
     }
     // The clock runs from the first Resume.
     let mut events = engine.subscribe().await?;

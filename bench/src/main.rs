@@ -51,6 +51,10 @@ struct Args {
     /// Run without progress checkpoints (to measure their cost).
     #[arg(long)]
     no_checkpoints: bool,
+    /// Leave the files queued: only restart the engine with them (memory
+    /// and restore time of a backlog).
+    #[arg(long)]
+    no_resume: bool,
     /// Seed of sizes and fault draws.
     #[arg(long)]
     seed: Option<u64>,
@@ -101,6 +105,9 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
     }
     if args.no_checkpoints {
         s.checkpoints = false;
+    }
+    if args.no_resume {
+        s.resume = false;
     }
     Ok(s)
 }
