@@ -51,6 +51,11 @@ pub struct Scenario {
     pub reset_rate: f64,
     /// Fraction of requests answered 503.
     pub unavailable_rate: f64,
+    /// Fraction of requests answered without range support (200, whole
+    /// entity: a resume starts over).
+    pub ignore_range_rate: f64,
+    /// Bytes per second of each connection (`4MiB`), none if empty.
+    pub bandwidth: String,
     /// Complete each job once TRANSFERRED and verify its files (without it
     /// nothing is verified: the run only measures transfers).
     pub complete: bool,
@@ -83,6 +88,8 @@ impl Default for Scenario {
             creators: 64,
             reset_rate: 0.0,
             unavailable_rate: 0.0,
+            ignore_range_rate: 0.0,
+            bandwidth: String::new(),
             complete: true,
             restarts: 0,
             checkpoints: true,
@@ -404,8 +411,13 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     if scenario.jobs == 0 || scenario.files_per_job == 0 {
         return Err(HarnessError::Scenario("no jobs or no files".into()));
     }
-    for rate in [scenario.reset_rate, scenario.unavailable_rate] {
-        if !(0.0..1.0).contains(&rate) || scenario.reset_rate + scenario.unavailable_rate >= 1.0 {
+    let rates = [
+        scenario.reset_rate,
+        scenario.unavailable_rate,
+        scenario.ignore_range_rate,
+    ];
+    for rate in rates {
+        if !(0.0..1.0).contains(&rate) || rates.iter().sum::<f64>() >= 1.0 {
             return Err(HarnessError::Scenario(
                 "fault rates are fractions below 1 together".into(),
             ));
@@ -416,7 +428,12 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
         .collect::<Result<Vec<_>, _>>()
         .map_err(HarnessError::Scenario)?;
 
+    let bandwidth = match scenario.bandwidth.trim() {
+        "" => None,
+        text => Some(parse_size(text).map_err(HarnessError::Scenario)?),
+    };
     let origin = Origin::start()?;
+    origin.cap_bandwidth(bandwidth);
     let data = dir.join("store");
     let downloads = dir.join("downloads");
     std::fs::create_dir_all(&downloads)?;
@@ -488,11 +505,12 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             },
         );
     }
-    if scenario.reset_rate > 0.0 || scenario.unavailable_rate > 0.0 {
+    if rates.iter().any(|r| *r > 0.0) {
         origin.random_faults(Some(RandomFaults {
             reset: scenario.reset_rate,
             unavailable: scenario.unavailable_rate,
             retry_after: None,
+            ignore_range: scenario.ignore_range_rate,
             seed: scenario.seed,
         }));
     }

@@ -42,6 +42,12 @@ struct Args {
     /// Fraction of requests answered 503 (0 to 1).
     #[arg(long)]
     unavailable_rate: Option<f64>,
+    /// Fraction of requests answered without range support (0 to 1).
+    #[arg(long)]
+    ignore_range_rate: Option<f64>,
+    /// Bytes per second of each connection (`4MiB`).
+    #[arg(long)]
+    bandwidth: Option<String>,
     /// Leave jobs TRANSFERRED (no Complete, no verification).
     #[arg(long)]
     no_complete: bool,
@@ -96,6 +102,8 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         creators = creators,
         reset_rate = reset_rate,
         unavailable_rate = unavailable_rate,
+        ignore_range_rate = ignore_range_rate,
+        bandwidth = bandwidth,
         restarts = restarts,
         seed = seed,
         timeout_secs = timeout

@@ -188,6 +188,9 @@ pub struct RandomFaults {
     pub unavailable: f64,
     /// The `Retry-After` seconds of those 503s.
     pub retry_after: Option<u64>,
+    /// Fraction of requests answered 200 with the whole entity, Range
+    /// ignored (a server without range support).
+    pub ignore_range: f64,
     /// The draws' seed.
     pub seed: u64,
 }
@@ -196,6 +199,8 @@ pub struct RandomFaults {
 struct State {
     files: HashMap<String, File>,
     random: Option<RandomFaults>,
+    /// Bytes per second each response is held to, if capped.
+    bandwidth: Option<u64>,
     draws: u64,
     /// Paths answered with a 302 to another location.
     redirects: HashMap<String, String>,
@@ -356,6 +361,12 @@ impl Origin {
         }
     }
 
+    /// Holds every response to `bytes_per_second` (`None`: no cap), as a
+    /// slow link or a throttling server would.
+    pub fn cap_bandwidth(&self, bytes_per_second: Option<u64>) {
+        self.state().bandwidth = bytes_per_second;
+    }
+
     /// Draws faults at random for every request that has none queued
     /// (`None` stops it).
     pub fn random_faults(&self, faults: Option<RandomFaults>) {
@@ -489,6 +500,8 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
             fault = Some(Fault::Status(503, random.retry_after));
         } else if a < random.unavailable + random.reset {
             fault = Some(Fault::ResetAfterPerMille((b * 1000.0) as u16));
+        } else if a < random.unavailable + random.reset + random.ignore_range {
+            fault = Some(Fault::IgnoreRange);
         }
     }
     let Some(file) = state.files.get_mut(&path) else {
@@ -497,6 +510,7 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     };
     let (size, seed, etag, modified) = (file.size, file.seed, file.etag(), file.last_modified());
     let held = file.held.as_ref().map(watch::Sender::subscribe);
+    let cap = state.bandwidth;
     if let Some(Fault::Status(code, retry_after)) = fault {
         log(state, code, None);
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -563,7 +577,10 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     };
     let slow = match fault {
         Some(Fault::Slow(d)) => Some(d),
-        _ => None,
+        // A capped connection: one chunk per CHUNK/bandwidth seconds.
+        _ => cap.map(|bytes_per_second| {
+            Duration::from_secs_f64(CHUNK as f64 / bytes_per_second.max(1) as f64)
+        }),
     };
     response.streaming(body(seed, start, end, size, reset_after, slow, held))
 }
