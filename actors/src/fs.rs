@@ -41,6 +41,16 @@ fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
     }
 }
 
+/// [`Access::open_dir`], with `None` for a directory that is gone (so is
+/// anything in it).
+fn open_dir_if_present(access: &Access, dir: &Path, read: bool) -> io::Result<Option<OwnedFd>> {
+    match access.open_dir(dir, read) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// Opens `name` in `dir` without following a symlink.
 fn open_in(dir: impl AsFd, name: &OsStr, flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
@@ -105,10 +115,8 @@ pub(crate) fn open_temp(access: &Access, path: &Path, offset: u64) -> io::Result
 pub(crate) fn truncate_temp(access: &Access, path: &Path, len: u64) -> io::Result<()> {
     let (dir, name) = split(path)?;
     let _as = access.enter()?;
-    let dir_fd = match access.open_dir(dir, false) {
-        Ok(fd) => fd,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err),
+    let Some(dir_fd) = open_dir_if_present(access, dir, false)? else {
+        return Ok(());
     };
     let file = match open_in(&dir_fd, name, OFlags::WRONLY, Mode::empty()) {
         Ok(fd) => File::from(fd),
@@ -273,10 +281,8 @@ pub(crate) fn delete(access: &Access, path: &Path) -> io::Result<()> {
     }
     let (dir, name) = split(path)?;
     let _as = access.enter()?;
-    let dir_fd = match access.open_dir(dir, false) {
-        Ok(fd) => fd,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err),
+    let Some(dir_fd) = open_dir_if_present(access, dir, false)? else {
+        return Ok(());
     };
     match rustix::fs::unlinkat(&dir_fd, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
@@ -294,10 +300,8 @@ pub(crate) fn sweep_dir(
 ) -> io::Result<Vec<String>> {
     let mut deleted = Vec::new();
     let _as = access.enter()?;
-    let dir_fd = match access.open_dir(dir, true) {
-        Ok(fd) => fd,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(deleted),
-        Err(err) => return Err(err),
+    let Some(dir_fd) = open_dir_if_present(access, dir, true)? else {
+        return Ok(deleted);
     };
     let entries = rustix::fs::Dir::read_from(&dir_fd).map_err(|err| at(dir, err))?;
     for entry in entries {

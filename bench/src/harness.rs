@@ -517,10 +517,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     if !scenario.resume {
         // A backlog: restart with it, measure, stop.
         for _ in 0..scenario.restarts {
-            engine.clone().shutdown().await?;
-            let opened = Instant::now();
-            engine = Engine::start(engine_config(scenario, &data)).await?;
-            starts.push(opened.elapsed().as_secs_f64());
+            engine = restart(engine, scenario, &data, &mut starts).await?;
         }
         engine.shutdown().await?;
         let (cpu, rss) = usage();
@@ -699,10 +696,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
                 *past.errors.entry(class).or_default() += n;
             }
             now_counters = Counters::default();
-            engine.clone().shutdown().await?;
-            let opened = Instant::now();
-            engine = Engine::start(engine_config(scenario, &data)).await?;
-            starts.push(opened.elapsed().as_secs_f64());
+            engine = restart(engine, scenario, &data, &mut starts).await?;
             events = engine.subscribe().await?;
             report.restarts += 1;
             for job in tracked.values_mut().filter(|t| !t.done) {
@@ -736,6 +730,21 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     report.cpu_seconds = cpu;
     report.peak_rss_bytes = rss;
     Ok(report)
+}
+
+/// Shuts `engine` down and opens the same data dir again, recording how
+/// long the start took.
+async fn restart(
+    engine: Engine,
+    scenario: &Scenario,
+    data: &Path,
+    starts: &mut Vec<f64>,
+) -> Result<Engine, HarnessError> {
+    engine.shutdown().await?;
+    let opened = Instant::now();
+    let engine = Engine::start(engine_config(scenario, data)).await?;
+    starts.push(opened.elapsed().as_secs_f64());
+    Ok(engine)
 }
 
 /// What woke the run's loop: an event (or the tick), or a finished

@@ -66,6 +66,8 @@ pub fn init_logs(format: LogFormat) {
 /// token on TCP.
 struct DaemonAuth {
     system: bool,
+    /// uid 0's name (looked up once: not a passwd read per request).
+    root_user: String,
     daemon_uid: u32,
     daemon_user: String,
     /// User names by uid, looked up once (a passwd lookup reads files or
@@ -130,7 +132,7 @@ impl Authenticator for DaemonAuth {
             // The program runs as the job's owner: set by that owner, or by
             // root (who could run it as anyone anyway), never by an admin
             // on someone else's job.
-            return who.user == owner || who.user == identity::user_name(0);
+            return who.user == owner || who.user == self.root_user;
         }
         // In user mode the program runs as the daemon's user: only that
         // user and admins may set it.
@@ -321,6 +323,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let auth = DaemonAuth {
         system: config.system,
         daemon_uid,
+        root_user: identity::user_name(0),
         daemon_user: daemon_user.clone(),
         names: std::sync::Mutex::new(std::collections::HashMap::from([(daemon_uid, daemon_user)])),
         admin_group,

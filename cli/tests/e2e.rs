@@ -629,10 +629,7 @@ impl SystemDaemon {
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o666);
         let addr = format!("unix:{}", socket.display());
-        // The test binary's directory may be closed to other users: a copy.
-        let bin = dir.path().join("ferry");
-        std::fs::copy(BIN, &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = bin_for_others(dir.path());
         Some(Self {
             d,
             dir,
@@ -656,27 +653,12 @@ impl SystemDaemon {
 
     /// Runs the CLI as `uid` (and gid `uid`).
     fn as_uid(&self, uid: u32, args: &[&str]) -> Output {
-        let start = Instant::now();
-        loop {
-            let run = Command::new(&self.bin)
+        run_as(
+            Command::new(&self.bin)
                 .args(args)
-                .env("FERRY_ADDR", &self.addr)
-                .current_dir("/")
-                .uid(uid)
-                .gid(uid)
-                .output();
-            match run {
-                // A test thread forking while the copy was open for writing
-                // holds it open until that child execs: try again.
-                Err(err)
-                    if err.kind() == std::io::ErrorKind::ExecutableFileBusy
-                        && start.elapsed() < DEADLINE =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                other => break other.unwrap(),
-            }
-        }
+                .env("FERRY_ADDR", &self.addr),
+            uid,
+        )
     }
 
     /// Runs the CLI as `uid`, expecting success; its stdout.
@@ -700,6 +682,35 @@ impl SystemDaemon {
 }
 
 const NOBODY: u32 = 65534;
+
+/// A copy of the CLI in `dir` that other uids may run (the test binary's
+/// directory may be closed to them).
+fn bin_for_others(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = dir.join("ferry");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Runs `command` as `uid` (and gid `uid`) in `/`, to its end.
+fn run_as(command: &mut Command, uid: u32) -> Output {
+    command.current_dir("/").uid(uid).gid(uid);
+    let start = Instant::now();
+    loop {
+        match command.output() {
+            // A test thread forking while the copy was open for writing
+            // holds it open until that child execs: try again.
+            Err(err)
+                if err.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && start.elapsed() < DEADLINE =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
 
 fn owner_of(path: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt as _;
@@ -1101,29 +1112,14 @@ fn serve_refuses_an_unknown_schema_and_an_unwritable_data_dir() {
     use std::os::unix::fs::PermissionsExt as _;
     let closed = TempDir::new().unwrap();
     std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = closed.path().join("ferry");
-    std::fs::copy(BIN, &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_for_others(closed.path());
     let wanted = closed.path().join("data");
-    let start = Instant::now();
-    let out = loop {
-        let run = Command::new(&bin)
+    let out = run_as(
+        Command::new(&bin)
             .args(["serve", "--data-dir"])
-            .arg(&wanted)
-            .current_dir("/")
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .output();
-        match run {
-            Err(err)
-                if err.kind() == std::io::ErrorKind::ExecutableFileBusy
-                    && start.elapsed() < DEADLINE =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => break other.unwrap(),
-        }
-    };
+            .arg(&wanted),
+        NOBODY,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
