@@ -37,6 +37,8 @@
 //!   awc download with resume, writes to its temp file.
 //! - `store.rs`: the only module that knows RocksDB (group commit).
 //! - `fs.rs`: blocking filesystem work (temp files, publish, sweep).
+//! - `access.rs`: whose rights file work uses (a user's identity when the
+//!   engine acts for other users) and how directories are reached.
 //!
 //! The library installs no signal handlers and never blocks an arbiter.
 
