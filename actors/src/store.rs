@@ -167,8 +167,42 @@ pub(crate) struct Loaded {
 /// the last clone is dropped.
 #[derive(Clone)]
 pub(crate) struct Store {
-    tx: mpsc::Sender<Request>,
+    inner: Arc<Writer>,
     engine_id: u64,
+}
+
+/// The writer thread's queue and handle. Dropping the last one closes the
+/// database and waits for that, as dropping a database handle would: a
+/// process that exits right after dropping an engine without
+/// [`crate::Engine::shutdown`] must not exit while RocksDB is still closing
+/// on another thread (its static destructors then crash the process; seen
+/// as a SIGSEGV at the end of a test binary).
+struct Writer {
+    tx: Option<mpsc::Sender<Request>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn send(&self, request: Request) -> Result<(), StoreError> {
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(request)
+            .map_err(|_| StoreError::Closed)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // No sender left: the writer writes what is queued, closes the
+        // database and ends.
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -226,11 +260,15 @@ impl Store {
         drop(meta);
         let loaded = load(&db)?;
         let (tx, rx) = mpsc::channel();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("ferry-store".into())
             .spawn(move || writer(db, &rx, &metrics))
             .map_err(|err| StoreError::Decode(DecodeError::Malformed(err.to_string())))?;
-        Ok((Self { tx, engine_id }, loaded))
+        let inner = Arc::new(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        });
+        Ok((Self { inner, engine_id }, loaded))
     }
 
     /// The engine id stamped in the store when it was created.
@@ -241,7 +279,7 @@ impl Store {
     /// Writes everything queued, closes the database and releases its lock.
     pub(crate) async fn close(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Request::Close(done)).is_ok() {
+        if self.inner.send(Request::Close(done)).is_ok() {
             let _ = wait.await;
         }
     }
@@ -255,7 +293,7 @@ impl Store {
             sync,
             done: Some(done),
         };
-        self.tx.send(request).map_err(|_| StoreError::Closed)?;
+        self.inner.send(request)?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(StoreError::Decode(DecodeError::Malformed(message))),
@@ -271,7 +309,7 @@ impl Store {
             sync: false,
             done: None,
         };
-        self.tx.send(request).map_err(|_| StoreError::Closed)
+        self.inner.send(request)
     }
 
     /// Waits until every write queued so far is durable.
