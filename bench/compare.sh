@@ -6,6 +6,13 @@
 #
 #   bench/compare.sh [ROUNDS]        (default 5; medians are printed)
 #
+# FERRY_COMPARE_SETS="big mid small" picks datasets; FERRY_COMPARE_DIR picks
+# where the served files, ferry's store and (by default) the downloads go
+# (default: target/ of the checkout); FERRY_COMPARE_DEST puts the downloads
+# on another filesystem, and FERRY_COMPARE_BEFORE_EACH is a command run before
+# every download (e.g. one that makes a fresh filesystem at FERRY_COMPARE_DEST,
+# so that no tool pays for the deletions of the one before it).
+#
 # Installs aria2 and nginx-light from Debian's packages if missing, builds
 # `ferry` in release, serves three datasets from a temp dir (1 x 1 GiB,
 # 64 x 16 MiB, 2,000 x 64 KiB), and alternates the tools round by round.
@@ -14,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS="${1:-5}"
+SETS="${FERRY_COMPARE_SETS:-big mid small}"
 PARALLEL=8
 export CARGO_TARGET_DIR="${FERRY_RELEASE_TARGET_DIR:-$HOME/.cache/ferry/target-release}"
 
@@ -43,9 +51,9 @@ trap cleanup EXIT
 
 # The datasets, random bytes on disk (nginx serves them from the page cache).
 mkdir -p "$WORK/www/big" "$WORK/www/mid" "$WORK/www/small"
-head -c $((1 << 30)) /dev/urandom >"$WORK/www/big/f0"
-for i in $(seq 0 63); do head -c $((16 << 20)) /dev/urandom >"$WORK/www/mid/f$i"; done
-for i in $(seq 0 1999); do head -c $((64 << 10)) /dev/urandom >"$WORK/www/small/f$i"; done
+[[ " $SETS " == *" big "* ]] && head -c $((1 << 30)) /dev/urandom >"$WORK/www/big/f0"
+[[ " $SETS " == *" mid "* ]] && for i in $(seq 0 63); do head -c $((16 << 20)) /dev/urandom >"$WORK/www/mid/f$i"; done
+[[ " $SETS " == *" small "* ]] && for i in $(seq 0 1999); do head -c $((64 << 10)) /dev/urandom >"$WORK/www/small/f$i"; done
 
 PORT=$((20000 + RANDOM % 20000))
 cat >"$WORK/nginx.conf" <<EOF
@@ -89,8 +97,11 @@ now() { date +%s.%N; }
 # One download of dataset $2 by tool $1 into a fresh dir; prints
 # "<seconds without sync> <seconds with sync>".
 run() {
-  local tool=$1 set=$2 dest="$WORK/dl/$tool-$set-$3"
-  rm -rf "$WORK/dl" "$XDG_STATE_HOME" && mkdir -p "$dest" && sync
+  local tool=$1 set=$2 root="${FERRY_COMPARE_DEST:-$WORK}/dl"
+  local dest="$root/$tool-$set-$3"
+  rm -rf "$root" "$XDG_STATE_HOME"
+  if [[ -n "${FERRY_COMPARE_BEFORE_EACH:-}" ]]; then bash -c "$FERRY_COMPARE_BEFORE_EACH" >&2; fi
+  mkdir -p "$dest" && sync
   mapfile -t list < <(urls "$set")
   local t0 t1 t2
   t0=$(now)
@@ -122,7 +133,7 @@ run() {
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 
 declare -A nosync withsync
-for set in big mid small; do
+for set in $SETS; do
   for round in $(seq 1 "$ROUNDS"); do
     # Alternate the order from round to round.
     if ((round % 2)); then order=(ferry curl aria2); else order=(aria2 curl ferry); fi
@@ -139,7 +150,7 @@ done
 # one figure stands against the peers with and without their final sync.
 echo "| dataset | ferry get (durable) | curl + sync | aria2 + sync | curl (no sync) | aria2 (no sync) |"
 echo "|---|---|---|---|---|---|"
-for set in big mid small; do
+for set in $SETS; do
   case $set in big) name="1 x 1 GiB" ;; mid) name="64 x 16 MiB" ;; small) name="2,000 x 64 KiB" ;; esac
   row="| $name"
   for tool in ferry curl aria2; do row+=" | $(printf '%s' "${withsync[$tool,$set]}" | median) s"; done

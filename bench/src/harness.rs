@@ -13,7 +13,7 @@
 //! still run); jobs go on by themselves. Any lost or corrupt file fails the run.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
     rc::Rc,
     time::{Duration, Instant},
@@ -54,12 +54,29 @@ pub struct Scenario {
     /// Fraction of requests answered without range support (200, whole
     /// entity: a resume starts over).
     pub ignore_range_rate: f64,
+    /// Fraction of bodies that stall at a random point for `stall_ms`.
+    pub stall_rate: f64,
+    /// How long a stall lasts, in milliseconds (longer than the engine's
+    /// idle timeout, 60 s, and the transfer times out and resumes).
+    pub stall_ms: u64,
+    /// Fraction of requests before which the file's content changes (new
+    /// bytes, ETag and Last-Modified): a resume must start over, never
+    /// splice two versions.
+    pub change_rate: f64,
+    /// An external origin (`http://127.0.0.1:8080/data`) serving the files
+    /// that `ferry-bench --write-dataset DIR` writes, instead of the built-in
+    /// one; fault rates and the bandwidth cap need the built-in origin.
+    pub origin: String,
+    /// The `ferry` binary: run it as a daemon (`ferry serve`) and drive it
+    /// through its HTTP API instead of an embedded engine; `restarts` are
+    /// then SIGKILLs at random moments, each followed by a new daemon.
+    pub daemon: String,
     /// Bytes per second of each connection (`4MiB`), none if empty.
     pub bandwidth: String,
     /// Complete each job once TRANSFERRED and verify its files (without it
     /// nothing is verified: the run only measures transfers).
     pub complete: bool,
-    /// Engine restarts during the run.
+    /// Engine restarts during the run (with `daemon`: SIGKILLs).
     pub restarts: u32,
     /// Progress checkpoints (off: the cost of persistence is measured
     /// against a run without them).
@@ -89,6 +106,11 @@ impl Default for Scenario {
             reset_rate: 0.0,
             unavailable_rate: 0.0,
             ignore_range_rate: 0.0,
+            stall_rate: 0.0,
+            stall_ms: 2_000,
+            change_rate: 0.0,
+            origin: String::new(),
+            daemon: String::new(),
             bandwidth: String::new(),
             complete: true,
             restarts: 0,
@@ -253,8 +275,24 @@ pub struct Report {
     /// The run hit `timeout_secs` (its unfinished jobs count as lost).
     pub timed_out: bool,
     /// Seconds each engine start took (the first, then one per restart):
-    /// opening the store and restoring every job.
+    /// opening the store and restoring every job. With a daemon: from
+    /// spawning `ferry serve` to its first answer.
     pub engine_start_seconds: Vec<f64>,
+    /// `embedded` or `daemon`.
+    pub mode: String,
+    /// Resume → TRANSFERRED per job, by the job's priority.
+    pub time_to_transferred_by_priority: BTreeMap<String, Latency>,
+    /// Content changes the origin made (`change_rate`).
+    pub origin_changes: u64,
+    /// Bytes received so far, sampled about every 100 ms: `[seconds since
+    /// the first Resume, bytes]` (embedded: every byte received, retries
+    /// included; daemon: the jobs' progress, so it may step back after a
+    /// SIGKILL).
+    pub timeline: Vec<[f64; 2]>,
+    /// Every job's Resume → TRANSFERRED in ms, with its priority, for the
+    /// plot (not in the JSON).
+    #[serde(skip)]
+    pub samples: Vec<(String, f64)>,
 }
 
 impl Report {
@@ -281,11 +319,22 @@ impl Report {
             .join(" ");
         let mut out = String::new();
         out.push_str(&format!(
-            "files {}  bytes {:.1} MiB  wall {:.2} s  restarts {}\n",
+            "{}: files {}  bytes {:.1} MiB  wall {:.2} s  {} {}{}\n",
+            self.mode,
             self.files,
             mb(self.bytes as f64),
             self.wall_seconds,
-            self.restarts
+            if self.mode == "daemon" {
+                "kills"
+            } else {
+                "restarts"
+            },
+            self.restarts,
+            if self.origin_changes > 0 {
+                format!("  content changes {}", self.origin_changes)
+            } else {
+                String::new()
+            }
         ));
         out.push_str(&format!(
             "throughput {:.1} MiB/s  {:.1} files/s  job creation {:.0} jobs/s\n",
@@ -294,6 +343,11 @@ impl Report {
             self.jobs_created_per_second
         ));
         out.push_str(&lat("time to TRANSFERRED", &self.time_to_transferred));
+        if self.time_to_transferred_by_priority.len() > 1 {
+            for (priority, latency) in &self.time_to_transferred_by_priority {
+                out.push_str(&lat(&format!("  {priority}"), latency));
+            }
+        }
         out.push_str(&lat("time to Complete", &self.time_to_complete));
         out.push_str(&lat("Complete call", &self.complete_latency));
         out.push_str(&format!(
@@ -326,13 +380,32 @@ impl Report {
 
 /// Counters read from the engine's metrics text.
 #[derive(Default)]
-struct Counters {
-    bytes: f64,
+pub(crate) struct Counters {
+    pub(crate) bytes: f64,
     store_writes: f64,
     errors: HashMap<String, f64>,
 }
 
-fn counters(text: &str) -> Counters {
+impl Counters {
+    /// Adds a finished engine's counters.
+    pub(crate) fn add(&mut self, other: Self) {
+        self.bytes += other.bytes;
+        self.store_writes += other.store_writes;
+        for (class, n) in other.errors {
+            *self.errors.entry(class).or_default() += n;
+        }
+    }
+
+    /// Store writes and errors into the report.
+    pub(crate) fn fill(&self, report: &mut Report) {
+        report.store_writes = self.store_writes as u64;
+        for (class, n) in &self.errors {
+            *report.errors_by_class.entry(class.clone()).or_default() += *n as u64;
+        }
+    }
+}
+
+pub(crate) fn counters(text: &str) -> Counters {
     let mut c = Counters::default();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((name, value)) = line.rsplit_once(' ') else {
@@ -371,7 +444,7 @@ fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
 }
 
 /// The CPU seconds and peak RSS of this process so far.
-fn usage() -> (f64, u64) {
+pub(crate) fn usage() -> (f64, u64) {
     use nix::sys::resource::{UsageWho, getrusage};
     match getrusage(UsageWho::RUSAGE_SELF) {
         Ok(u) => {
@@ -381,6 +454,299 @@ fn usage() -> (f64, u64) {
         }
         Err(_) => (0.0, 0),
     }
+}
+
+/// The scenario expanded: every file's size, every job's priority.
+pub(crate) struct Plan {
+    /// By file, job after job.
+    pub(crate) sizes: Vec<u64>,
+    pub(crate) priorities: Vec<Priority>,
+    pub(crate) total_bytes: u64,
+    /// The built-in origin's per-connection cap.
+    pub(crate) bandwidth: Option<u64>,
+}
+
+impl Plan {
+    /// Checks `scenario` and draws its sizes.
+    pub(crate) fn new(scenario: &Scenario) -> Result<Self, HarnessError> {
+        let bad = |m: &str| HarnessError::Scenario(m.to_owned());
+        let (min_size, max_size) = parse_sizes(&scenario.size).map_err(HarnessError::Scenario)?;
+        if scenario.jobs == 0 || scenario.files_per_job == 0 {
+            return Err(bad("no jobs or no files"));
+        }
+        let rates = [
+            scenario.reset_rate,
+            scenario.unavailable_rate,
+            scenario.ignore_range_rate,
+            scenario.stall_rate,
+        ];
+        if rates.iter().any(|r| !(0.0..1.0).contains(r)) || rates.iter().sum::<f64>() >= 1.0 {
+            return Err(bad("fault rates are fractions below 1 together"));
+        }
+        if !(0.0..1.0).contains(&scenario.change_rate) {
+            return Err(bad("change_rate is a fraction below 1"));
+        }
+        let bandwidth = match scenario.bandwidth.trim() {
+            "" => None,
+            text => Some(parse_size(text).map_err(HarnessError::Scenario)?),
+        };
+        let faults = rates.iter().any(|r| *r > 0.0) || scenario.change_rate > 0.0;
+        if !scenario.origin.is_empty() {
+            if faults || bandwidth.is_some() {
+                return Err(bad(
+                    "fault rates and the bandwidth cap need the built-in origin (no `origin`)",
+                ));
+            }
+            url::Url::parse(&scenario.origin)
+                .map_err(|err| HarnessError::Scenario(format!("origin: {err}")))?;
+        }
+        if !scenario.daemon.is_empty() && !scenario.resume {
+            return Err(bad(
+                "a queued backlog (resume = false) needs the embedded engine",
+            ));
+        }
+        let priorities = (0..scenario.jobs)
+            .map(|j| priority_of(scenario, j))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(HarnessError::Scenario)?;
+        let span = max_size - min_size + 1;
+        let sizes: Vec<u64> = (0..scenario.jobs * scenario.files_per_job)
+            .map(|n| min_size + mix(scenario.seed, n as u64) % span)
+            .collect();
+        Ok(Self {
+            total_bytes: sizes.iter().sum(),
+            sizes,
+            priorities,
+            bandwidth,
+        })
+    }
+
+    /// The origin path of file `f` of job `j`.
+    pub(crate) fn path(j: usize, f: usize) -> String {
+        format!("/j{j}/f{f}")
+    }
+
+    /// The size of file `f` of job `j`.
+    pub(crate) fn size(&self, scenario: &Scenario, j: usize, f: usize) -> u64 {
+        self.sizes
+            .get(j * scenario.files_per_job + f)
+            .copied()
+            .unwrap_or(1)
+    }
+
+    /// Every file of job `j`: (origin path, size).
+    pub(crate) fn files(&self, scenario: &Scenario, j: usize) -> Vec<(String, u64)> {
+        (0..scenario.files_per_job)
+            .map(|f| (Self::path(j, f), self.size(scenario, j, f)))
+            .collect()
+    }
+}
+
+/// Writes the files of `scenario` under `dir` (`j0/f0`, ...), as the
+/// built-in origin would serve them: a dataset for an external origin
+/// (`origin = "http://host/prefix"` with nginx's root at `dir` under
+/// `prefix`). Returns the files and bytes written.
+pub fn write_dataset(scenario: &Scenario, dir: &Path) -> Result<(u64, u64), HarnessError> {
+    let mut check = scenario.clone();
+    check.origin = String::new();
+    let plan = Plan::new(&check)?;
+    let (mut files, mut bytes) = (0, 0);
+    for j in 0..scenario.jobs {
+        std::fs::create_dir_all(dir.join(format!("j{j}")))?;
+        for (path, size) in plan.files(scenario, j) {
+            let file = dir.join(path.trim_start_matches('/'));
+            crate::origin::write_file(&path, size, &file)?;
+            files += 1;
+            bytes += size;
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// Where the files come from.
+pub(crate) enum Source {
+    /// The built-in origin, in this process.
+    Builtin(Origin),
+    /// Another server with the files of [`write_dataset`] under `base`.
+    External {
+        base: String,
+        sizes: HashMap<String, u64>,
+    },
+}
+
+impl Source {
+    /// Starts the built-in origin with every file and the scenario's faults,
+    /// or names the external one.
+    pub(crate) fn start(scenario: &Scenario, plan: &Plan) -> Result<Self, HarnessError> {
+        let all = (0..scenario.jobs).flat_map(|j| plan.files(scenario, j));
+        if !scenario.origin.is_empty() {
+            return Ok(Self::External {
+                base: scenario.origin.trim_end_matches('/').to_owned(),
+                sizes: all.collect(),
+            });
+        }
+        let origin = Origin::start()?;
+        origin.cap_bandwidth(plan.bandwidth);
+        for (path, size) in all {
+            origin.add(&path, size);
+        }
+        let faults = RandomFaults {
+            reset: scenario.reset_rate,
+            unavailable: scenario.unavailable_rate,
+            retry_after: None,
+            ignore_range: scenario.ignore_range_rate,
+            stall: scenario.stall_rate,
+            stall_for: Duration::from_millis(scenario.stall_ms),
+            change: scenario.change_rate,
+            seed: scenario.seed,
+        };
+        if faults.reset + faults.unavailable + faults.ignore_range + faults.stall + faults.change
+            > 0.0
+        {
+            origin.random_faults(Some(faults));
+        }
+        Ok(Self::Builtin(origin))
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        match self {
+            Self::Builtin(origin) => origin.url(path),
+            Self::External { base, .. } => format!("{base}{path}"),
+        }
+    }
+
+    /// The seed and size of what `path` serves now.
+    pub(crate) fn content_of(&self, path: &str) -> Option<(u64, u64)> {
+        match self {
+            Self::Builtin(origin) => origin.content_of(path),
+            Self::External { sizes, .. } => sizes
+                .get(path)
+                .map(|size| (crate::origin::seed_of(path), *size)),
+        }
+    }
+
+    pub(crate) fn changes(&self) -> u64 {
+        match self {
+            Self::Builtin(origin) => origin.changes(),
+            Self::External { .. } => 0,
+        }
+    }
+}
+
+/// Reads every `(content, file)` back and compares it with the generator:
+/// (lost, corrupt). Blocking.
+pub(crate) fn verify(checks: Vec<(Option<(u64, u64)>, PathBuf)>) -> (u64, u64) {
+    let (mut lost, mut corrupt) = (0, 0);
+    for (content, local) in checks {
+        let Some((seed, size)) = content else {
+            lost += 1;
+            continue;
+        };
+        match crate::origin::verify_file(seed, size, &local) {
+            Ok(None) => {}
+            Ok(Some(diff)) => {
+                tracing::error!(message = "Corrupt file.", file = %local.display(), %diff);
+                corrupt += 1;
+            }
+            Err(err) => {
+                tracing::error!(message = "Lost file.", file = %local.display(), error = %err);
+                lost += 1;
+            }
+        }
+    }
+    (lost, corrupt)
+}
+
+/// Verifies `files` of a completed job off the current thread.
+pub(crate) async fn verify_job(source: &Source, files: &[(String, PathBuf)]) -> (u64, u64) {
+    let checks: Vec<_> = files
+        .iter()
+        .map(|(path, local)| (source.content_of(path), local.clone()))
+        .collect();
+    let n = checks.len() as u64;
+    actix_rt::task::spawn_blocking(move || verify(checks))
+        .await
+        .unwrap_or((n, 0))
+}
+
+/// The latencies and samples a run collects, whatever drives the engine.
+pub(crate) struct Recorder {
+    to_transferred: Histogram<u64>,
+    by_priority: BTreeMap<String, Histogram<u64>>,
+    to_complete: Histogram<u64>,
+    complete_call: Histogram<u64>,
+    timeline: Vec<[f64; 2]>,
+    samples: Vec<(String, f64)>,
+    started: Instant,
+}
+
+impl Recorder {
+    pub(crate) fn new(started: Instant) -> Result<Self, HarnessError> {
+        Ok(Self {
+            to_transferred: histogram()?,
+            by_priority: BTreeMap::new(),
+            to_complete: histogram()?,
+            complete_call: histogram()?,
+            timeline: Vec::new(),
+            samples: Vec::new(),
+            started,
+        })
+    }
+
+    pub(crate) fn transferred(&mut self, priority: Priority, elapsed: Duration) {
+        record(&mut self.to_transferred, elapsed);
+        let name = priority.as_str().to_owned();
+        if !self.by_priority.contains_key(&name)
+            && let Ok(h) = histogram()
+        {
+            self.by_priority.insert(name.clone(), h);
+        }
+        if let Some(h) = self.by_priority.get_mut(&name) {
+            record(h, elapsed);
+        }
+        self.samples.push((name, elapsed.as_secs_f64() * 1000.0));
+    }
+
+    pub(crate) fn completed(&mut self, call: Duration, total: Duration) {
+        record(&mut self.complete_call, call);
+        record(&mut self.to_complete, total);
+    }
+
+    /// Bytes received so far (at most one sample per 100 ms).
+    pub(crate) fn progress(&mut self, bytes: f64) {
+        let t = self.started.elapsed().as_secs_f64();
+        if self.timeline.last().is_none_or(|[last, _]| t - last >= 0.1) {
+            self.timeline.push([t, bytes]);
+        }
+    }
+
+    /// Fills the report's latencies and rates.
+    pub(crate) fn finish(self, report: &mut Report) {
+        report.time_to_transferred = Latency::of(&self.to_transferred);
+        report.time_to_complete = Latency::of(&self.to_complete);
+        report.complete_latency = Latency::of(&self.complete_call);
+        report.time_to_transferred_by_priority = self
+            .by_priority
+            .iter()
+            .map(|(name, h)| (name.clone(), Latency::of(h)))
+            .collect();
+        report.timeline = self.timeline;
+        report.samples = self.samples;
+        report.bytes_per_second = report.bytes as f64 / report.wall_seconds.max(1e-9);
+        report.files_per_second = report.files as f64 / report.wall_seconds.max(1e-9);
+    }
+}
+
+/// A progress bar over `total` bytes on stderr.
+pub(crate) fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn engine_config(scenario: &Scenario, data: &Path) -> EngineConfig {
@@ -399,52 +765,25 @@ fn engine_config(scenario: &Scenario, data: &Path) -> EngineConfig {
 struct Tracked {
     /// (origin path, final name) of each file.
     files: Vec<(String, PathBuf)>,
+    priority: Priority,
     resumed: Instant,
     transferred: bool,
     done: bool,
 }
 
 /// Runs `scenario` in `dir` (the store and the downloads go under it), with
-/// a progress bar on stderr when `progress`. Must run on an actix System.
+/// a progress bar on stderr when `progress`: against an embedded engine, or
+/// against a `ferry serve` daemon when the scenario names one. Must run on
+/// an actix System.
 pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Report, HarnessError> {
-    let (min_size, max_size) = parse_sizes(&scenario.size).map_err(HarnessError::Scenario)?;
-    if scenario.jobs == 0 || scenario.files_per_job == 0 {
-        return Err(HarnessError::Scenario("no jobs or no files".into()));
+    let plan = Plan::new(scenario)?;
+    if !scenario.daemon.is_empty() {
+        return crate::daemon::run(scenario, &plan, dir, progress).await;
     }
-    let rates = [
-        scenario.reset_rate,
-        scenario.unavailable_rate,
-        scenario.ignore_range_rate,
-    ];
-    for rate in rates {
-        if !(0.0..1.0).contains(&rate) || rates.iter().sum::<f64>() >= 1.0 {
-            return Err(HarnessError::Scenario(
-                "fault rates are fractions below 1 together".into(),
-            ));
-        }
-    }
-    let priorities = (0..scenario.jobs)
-        .map(|j| priority_of(scenario, j))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(HarnessError::Scenario)?;
-
-    let bandwidth = match scenario.bandwidth.trim() {
-        "" => None,
-        text => Some(parse_size(text).map_err(HarnessError::Scenario)?),
-    };
-    let origin = Origin::start()?;
-    origin.cap_bandwidth(bandwidth);
+    let source = Rc::new(Source::start(scenario, &plan)?);
     let data = dir.join("store");
     let downloads = dir.join("downloads");
     std::fs::create_dir_all(&downloads)?;
-    let mut total_bytes = 0u64;
-    let mut sizes = Vec::with_capacity(scenario.jobs * scenario.files_per_job);
-    for n in 0..scenario.jobs * scenario.files_per_job {
-        let span = max_size - min_size + 1;
-        let size = min_size + mix(scenario.seed, n as u64) % span;
-        total_bytes += size;
-        sizes.push(size);
-    }
     let mut starts = Vec::new();
     let opened = Instant::now();
     let mut engine = Engine::start(engine_config(scenario, &data)).await?;
@@ -460,7 +799,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
         while next < scenario.jobs && pending.len() < scenario.creators.max(1) {
             let (engine, me, j) = (engine.clone(), me.clone(), next);
             let mut spec = JobSpec::download(format!("bench-{j}"));
-            spec.priority = priorities.get(j).copied().unwrap_or(Priority::Normal);
+            spec.priority = plan.priorities.get(j).copied().unwrap_or(Priority::Normal);
             pending.push(async move { (j, engine.create_job(&me, spec).await) });
             next += 1;
         }
@@ -478,15 +817,9 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     for (j, id) in ids.iter().enumerate() {
         let mut files = Vec::new();
         let mut specs = Vec::new();
-        for f in 0..scenario.files_per_job {
-            let path = format!("/j{j}/f{f}");
-            let size = sizes
-                .get(j * scenario.files_per_job + f)
-                .copied()
-                .unwrap_or(1);
-            origin.add(&path, size);
+        for (f, (path, _)) in plan.files(scenario, j).into_iter().enumerate() {
             let local = downloads.join(format!("j{j}-f{f}"));
-            specs.push(FileSpec::new(origin.url(&path), local.to_string_lossy()));
+            specs.push(FileSpec::new(source.url(&path), local.to_string_lossy()));
             files.push((path, local));
         }
         engine.add_files(&me, *id, specs).await?;
@@ -499,21 +832,21 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             *id,
             Tracked {
                 files,
+                priority: plan.priorities.get(j).copied().unwrap_or(Priority::Normal),
                 resumed: Instant::now(),
                 transferred: false,
                 done: false,
             },
         );
     }
-    if rates.iter().any(|r| *r > 0.0) {
-        origin.random_faults(Some(RandomFaults {
-            reset: scenario.reset_rate,
-            unavailable: scenario.unavailable_rate,
-            retry_after: None,
-            ignore_range: scenario.ignore_range_rate,
-            seed: scenario.seed,
-        }));
-    }
+    let mut report = Report {
+        scenario: scenario.clone(),
+        mode: "embedded".into(),
+        files: plan.sizes.len() as u64,
+        bytes: plan.total_bytes,
+        jobs_created_per_second: scenario.jobs as f64 / create_seconds.max(1e-9),
+        ..Report::default()
+    };
     if !scenario.resume {
         // A backlog: restart with it, measure, stop.
         for _ in 0..scenario.restarts {
@@ -521,17 +854,11 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
         }
         engine.shutdown().await?;
         let (cpu, rss) = usage();
-        return Ok(Report {
-            scenario: scenario.clone(),
-            files: sizes.len() as u64,
-            bytes: total_bytes,
-            jobs_created_per_second: scenario.jobs as f64 / create_seconds.max(1e-9),
-            restarts: scenario.restarts,
-            cpu_seconds: cpu,
-            peak_rss_bytes: rss,
-            engine_start_seconds: starts,
-            ..Report::default()
-        });
+        report.restarts = scenario.restarts;
+        report.cpu_seconds = cpu;
+        report.peak_rss_bytes = rss;
+        report.engine_start_seconds = starts;
+        return Ok(report);
     }
     // The clock runs from the first Resume.
     let mut events = engine.subscribe().await?;
@@ -545,34 +872,13 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     // When the last job was done (Complete answered, or TRANSFERRED without
     // Complete): verification afterwards is not part of the run's time.
     let mut finished = started;
-
-    let bar = progress.then(|| {
-        let bar = indicatif::ProgressBar::new(total_bytes);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-
-    let mut to_transferred = histogram()?;
-    let mut to_complete = histogram()?;
-    let mut complete_call = histogram()?;
-    let mut report = Report {
-        scenario: scenario.clone(),
-        files: sizes.len() as u64,
-        bytes: total_bytes,
-        jobs_created_per_second: scenario.jobs as f64 / create_seconds.max(1e-9),
-        ..Report::default()
-    };
+    let bar = progress.then(|| progress_bar(plan.total_bytes));
+    let mut recorder = Recorder::new(started)?;
     // Counters of engines already shut down (each run starts at zero).
     let mut past = Counters::default();
     let mut now_counters = Counters::default();
     let mut completions = FuturesUnordered::new();
     let mut remaining: HashSet<JobId> = ids.iter().copied().collect();
-    let origin = Rc::new(origin);
     let deadline = started + Duration::from_secs(scenario.timeout_secs.max(1));
     let mut last_read = Instant::now();
     while !remaining.is_empty() || !completions.is_empty() {
@@ -614,7 +920,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
                     EventKind::JobTransferred if restart_due => {}
                     EventKind::JobTransferred if !job.transferred => {
                         job.transferred = true;
-                        record(&mut to_transferred, job.resumed.elapsed());
+                        recorder.transferred(job.priority, job.resumed.elapsed());
                         if scenario.complete {
                             completions.push(complete_and_verify(
                                 engine.clone(),
@@ -622,7 +928,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
                                 event.job,
                                 job.files.clone(),
                                 job.resumed,
-                                origin.clone(),
+                                source.clone(),
                             ));
                         } else {
                             job.done = true;
@@ -654,8 +960,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
                         total,
                         answered,
                     } => {
-                        record(&mut complete_call, call);
-                        record(&mut to_complete, total);
+                        recorder.completed(call, total);
                         report.lost = report.lost.saturating_add(lost);
                         report.corrupt = report.corrupt.saturating_add(corrupt);
                         finished = finished.max(answered);
@@ -679,9 +984,10 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
         if last_read.elapsed() >= Duration::from_millis(100) {
             last_read = Instant::now();
             now_counters = counters(&engine.metrics_text().await?);
+            let received = past.bytes + now_counters.bytes;
+            recorder.progress(received);
             if let Some(bar) = &bar {
-                let received = past.bytes + now_counters.bytes;
-                bar.set_position((received as u64).min(total_bytes));
+                bar.set_position((received as u64).min(plan.total_bytes));
                 bar.set_message(format!("{} jobs left", remaining.len()));
             }
         }
@@ -690,12 +996,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
         // running), when no Complete is under way.
         if restart_due && completions.is_empty() {
             now_counters = counters(&engine.metrics_text().await?);
-            past.bytes += now_counters.bytes;
-            past.store_writes += now_counters.store_writes;
-            for (class, n) in std::mem::take(&mut now_counters.errors) {
-                *past.errors.entry(class).or_default() += n;
-            }
-            now_counters = Counters::default();
+            past.add(std::mem::take(&mut now_counters));
             engine = restart(engine, scenario, &data, &mut starts).await?;
             events = engine.subscribe().await?;
             report.restarts += 1;
@@ -706,8 +1007,8 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     }
     if !report.timed_out {
         // The last counters, for the report (the loop reads them per tick).
-        let final_counters = counters(&engine.metrics_text().await?);
-        now_counters = final_counters;
+        now_counters = counters(&engine.metrics_text().await?);
+        recorder.progress(past.bytes + now_counters.bytes);
     } else {
         finished = Instant::now();
     }
@@ -716,15 +1017,10 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    report.bytes_per_second = total_bytes as f64 / report.wall_seconds.max(1e-9);
-    report.files_per_second = report.files as f64 / report.wall_seconds.max(1e-9);
-    report.time_to_transferred = Latency::of(&to_transferred);
-    report.time_to_complete = Latency::of(&to_complete);
-    report.complete_latency = Latency::of(&complete_call);
-    report.store_writes = (past.store_writes + now_counters.store_writes) as u64;
-    for (class, n) in past.errors.into_iter().chain(now_counters.errors) {
-        *report.errors_by_class.entry(class).or_default() += n as u64;
-    }
+    recorder.finish(&mut report);
+    past.add(now_counters);
+    past.fill(&mut report);
+    report.origin_changes = source.changes();
     engine.shutdown().await?;
     let (cpu, rss) = usage();
     report.cpu_seconds = cpu;
@@ -772,7 +1068,7 @@ async fn complete_and_verify(
     job: JobId,
     files: Vec<(String, PathBuf)>,
     resumed: Instant,
-    origin: Rc<Origin>,
+    source: Rc<Source>,
 ) -> (JobId, Completion) {
     let called = Instant::now();
     let answer = match engine.complete(&me, job).await {
@@ -798,36 +1094,8 @@ async fn complete_and_verify(
     if answer.result != CompleteResult::Complete {
         tracing::error!(message = "Complete dropped files.", %job, dropped = answer.dropped.len());
     }
-    // A dropped file is not at its final name: the check below counts it.
-    let n_files = files.len() as u64;
-    // Reading the files back is blocking work: off the engine's thread.
-    let checks: Vec<_> = files
-        .into_iter()
-        .map(|(path, local)| (origin.content_of(&path), local))
-        .collect();
-    let verified = actix_rt::task::spawn_blocking(move || {
-        let (mut lost, mut corrupt) = (0, 0);
-        for (content, local) in checks {
-            let Some((seed, size)) = content else {
-                lost += 1;
-                continue;
-            };
-            match crate::origin::verify_file(seed, size, &local) {
-                Ok(None) => {}
-                Ok(Some(diff)) => {
-                    tracing::error!(message = "Corrupt file.", file = %local.display(), %diff);
-                    corrupt += 1;
-                }
-                Err(err) => {
-                    tracing::error!(message = "Lost file.", file = %local.display(), error = %err);
-                    lost += 1;
-                }
-            }
-        }
-        (lost, corrupt)
-    })
-    .await;
-    let (lost, corrupt) = verified.unwrap_or((n_files, 0));
+    // A dropped file is not at its final name: the check counts it.
+    let (lost, corrupt) = verify_job(&source, &files).await;
     (
         job,
         Completion::Done {

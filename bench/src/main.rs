@@ -45,9 +45,26 @@ struct Args {
     /// Fraction of requests answered without range support (0 to 1).
     #[arg(long)]
     ignore_range_rate: Option<f64>,
+    /// Fraction of bodies that stall at a random point (0 to 1).
+    #[arg(long)]
+    stall_rate: Option<f64>,
+    /// How long a stall lasts, in milliseconds.
+    #[arg(long)]
+    stall_ms: Option<u64>,
+    /// Fraction of requests before which the file's content changes (0 to 1).
+    #[arg(long)]
+    change_rate: Option<f64>,
     /// Bytes per second of each connection (`4MiB`).
     #[arg(long)]
     bandwidth: Option<String>,
+    /// Download from this external origin (`http://127.0.0.1:8080/data`)
+    /// serving the files of `--write-dataset`, not the built-in one.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Drive this `ferry` binary as a daemon (`ferry serve`) through its
+    /// API, not an embedded engine; `--restarts` are then SIGKILLs.
+    #[arg(long)]
+    daemon: Option<String>,
     /// Leave jobs TRANSFERRED (no Complete, no verification).
     #[arg(long)]
     no_complete: bool,
@@ -73,6 +90,14 @@ struct Args {
     /// Print the report as JSON (no table, no progress bar).
     #[arg(long)]
     json: bool,
+    /// Also draw the run (throughput over time, time to TRANSFERRED) into
+    /// this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Write the scenario's files under this directory (for an external
+    /// origin, see `--origin`) and exit.
+    #[arg(long)]
+    write_dataset: Option<PathBuf>,
     /// Print the effective scenario as TOML and exit.
     #[arg(long)]
     print_scenario: bool,
@@ -103,7 +128,12 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         reset_rate = reset_rate,
         unavailable_rate = unavailable_rate,
         ignore_range_rate = ignore_range_rate,
+        stall_rate = stall_rate,
+        stall_ms = stall_ms,
+        change_rate = change_rate,
         bandwidth = bandwidth,
+        origin = origin,
+        daemon = daemon,
         restarts = restarts,
         seed = seed,
         timeout_secs = timeout
@@ -132,6 +162,18 @@ fn main() -> ExitCode {
     if args.print_scenario {
         print!("{}", toml::to_string(&scenario).unwrap_or_default());
         return ExitCode::SUCCESS;
+    }
+    if let Some(dir) = &args.write_dataset {
+        return match harness::write_dataset(&scenario, dir) {
+            Ok((files, bytes)) => {
+                println!("wrote {files} files, {bytes} bytes under {}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("ferry-bench: {err}");
+                ExitCode::from(2)
+            }
+        };
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // The origin's injected resets are logged by actix-http as errors.
@@ -175,6 +217,12 @@ fn main() -> ExitCode {
         }
     } else {
         print!("{}", report.table());
+    }
+    if let Some(path) = &args.plot
+        && let Err(err) = ferry_bench::plot::draw(&report, path)
+    {
+        eprintln!("ferry-bench: the plot: {err}");
+        return ExitCode::from(2);
     }
     if report.passed() {
         ExitCode::SUCCESS

@@ -52,7 +52,7 @@ pub fn byte_at(seed: u64, offset: u64) -> u8 {
 
 /// The 8-byte block `block` of content generated from `seed` (byte `i` of
 /// the block is `byte_at(seed, block * 8 + i)`).
-fn block_at(seed: u64, block: u64) -> [u8; 8] {
+pub(crate) fn block_at(seed: u64, block: u64) -> [u8; 8] {
     let mut z = seed.wrapping_add(block).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -127,6 +127,9 @@ pub enum Fault {
     NoLength,
     /// Wait this long before each body chunk.
     Slow(Duration),
+    /// Stop sending for this long once this many per-mille of the body (of
+    /// this response) are out, then go on: a server or link that stalls.
+    StallAtPerMille(u16, Duration),
     /// Send the body with `Content-Encoding: gzip` (claiming a coding the
     /// client did not accept).
     Encoded,
@@ -160,6 +163,41 @@ impl File {
     fn last_modified(&self) -> String {
         HttpDate::from(self.modified).to_string()
     }
+
+    /// A new version: new bytes, ETag and Last-Modified.
+    fn change(&mut self) {
+        self.version += 1;
+        self.seed = self.seed.wrapping_add(0x5851_f42d_4c95_7f2d);
+        self.modified += Duration::from_secs(60);
+    }
+}
+
+/// The seed of the content served at `path` (before any change): what an
+/// external origin must serve there, see [`write_file`].
+pub fn seed_of(path: &str) -> u64 {
+    path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Writes the `size` bytes served at `path` (see [`seed_of`]) to `file`: a
+/// dataset for an external origin (nginx) that the harness can verify.
+pub fn write_file(path: &str, size: u64, file: &std::path::Path) -> io::Result<()> {
+    use std::io::Write as _;
+    let seed = seed_of(path);
+    let mut out = io::BufWriter::with_capacity(CHUNK as usize, std::fs::File::create(file)?);
+    let mut buf = Vec::with_capacity(CHUNK as usize);
+    let mut pos = 0;
+    while pos < size {
+        let n = CHUNK.min(size - pos);
+        buf.clear();
+        fill(seed, pos, n, &mut buf);
+        out.write_all(&buf)?;
+        pos += n;
+    }
+    out.into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()
 }
 
 /// One request the origin received.
@@ -191,6 +229,14 @@ pub struct RandomFaults {
     /// Fraction of requests answered 200 with the whole entity, Range
     /// ignored (a server without range support).
     pub ignore_range: f64,
+    /// Fraction of bodies that stall at a random point for `stall_for`.
+    pub stall: f64,
+    /// How long a stall lasts.
+    pub stall_for: Duration,
+    /// Fraction of requests before which the file's content changes (a new
+    /// version: new bytes, ETag and Last-Modified), drawn independently of
+    /// the faults above.
+    pub change: f64,
     /// The draws' seed.
     pub seed: u64,
 }
@@ -285,11 +331,10 @@ impl Origin {
     }
 
     /// Serves `size` bytes of generated content at `path`; the seed is
-    /// derived from the path, so the same path always serves the same bytes.
+    /// derived from the path ([`seed_of`]), so the same path always serves
+    /// the same bytes.
     pub fn add(&self, path: &str, size: u64) {
-        let seed = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
+        let seed = seed_of(path);
         let file = File {
             size,
             seed,
@@ -321,13 +366,21 @@ impl Origin {
     /// optionally its size.
     pub fn change(&self, path: &str, size: Option<u64>) {
         if let Some(f) = self.state().files.get_mut(path) {
-            f.version += 1;
-            f.seed = f.seed.wrapping_add(0x5851_f42d_4c95_7f2d);
-            f.modified += Duration::from_secs(60);
+            f.change();
             if let Some(size) = size {
                 f.size = size;
             }
         }
+    }
+
+    /// How many times the content of a file changed in all (by
+    /// [`Origin::change`] and by [`RandomFaults::change`]).
+    pub fn changes(&self) -> u64 {
+        self.state()
+            .files
+            .values()
+            .map(|f| u64::from(f.version - 1))
+            .sum()
     }
 
     /// Changes the size of `path` but not its ETag or Last-Modified (a
@@ -492,16 +545,33 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     {
         state.draws += 1;
         let draw = |n: u64| {
-            let block = block_at(random.seed, state.draws * 2 + n);
+            let block = block_at(random.seed, state.draws * 3 + n);
             u64::from_le_bytes(block) as f64 / u64::MAX as f64
         };
-        let (a, b) = (draw(0), draw(1));
-        if a < random.unavailable {
+        let (a, b, c) = (draw(0), draw(1), draw(2));
+        let mut bound = random.unavailable;
+        if a < bound {
             fault = Some(Fault::Status(503, random.retry_after));
-        } else if a < random.unavailable + random.reset {
+        } else if a < {
+            bound += random.reset;
+            bound
+        } {
             fault = Some(Fault::ResetAfterPerMille((b * 1000.0) as u16));
-        } else if a < random.unavailable + random.reset + random.ignore_range {
+        } else if a < {
+            bound += random.ignore_range;
+            bound
+        } {
             fault = Some(Fault::IgnoreRange);
+        } else if a < bound + random.stall {
+            fault = Some(Fault::StallAtPerMille(
+                (b * 1000.0) as u16,
+                random.stall_for,
+            ));
+        }
+        if c < random.change
+            && let Some(file) = state.files.get_mut(&path)
+        {
+            file.change();
         }
     }
     let Some(file) = state.files.get_mut(&path) else {
@@ -575,6 +645,13 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         }
         _ => None,
     };
+    let stall = match fault {
+        Some(Fault::StallAtPerMille(per_mille, pause)) => Some((
+            start + (end - start) * u64::from(per_mille.min(999)) / 1000,
+            pause,
+        )),
+        _ => None,
+    };
     let slow = match fault {
         Some(Fault::Slow(d)) => Some(d),
         // A capped connection: one chunk per CHUNK/bandwidth seconds.
@@ -582,20 +659,31 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
             Duration::from_secs_f64(CHUNK as f64 / bytes_per_second.max(1) as f64)
         }),
     };
-    response.streaming(body(seed, start, end, size, reset_after, slow, held))
+    let pace = Pace { slow, stall };
+    response.streaming(body(seed, start, end, size, reset_after, pace, held))
+}
+
+/// How a body is slowed: a wait before each chunk, and one stall (at an
+/// offset, for a while).
+#[derive(Clone, Copy)]
+struct Pace {
+    slow: Option<Duration>,
+    stall: Option<(u64, Duration)>,
 }
 
 /// The body from `start` to `end`: generated chunk by chunk, cut at
-/// `reset_after`, slowed, and holding the entity's last byte while `held`.
+/// `reset_after`, slowed or stalled, and holding the entity's last byte
+/// while `held`.
 fn body(
     seed: u64,
     start: u64,
     end: u64,
     size: u64,
     reset_after: Option<u64>,
-    slow: Option<Duration>,
+    pace: Pace,
     held: Option<watch::Receiver<bool>>,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> {
+    let Pace { slow, stall } = pace;
     stream::unfold(start, move |pos| {
         let held = held.clone();
         async move {
@@ -612,6 +700,15 @@ fn body(
             let mut stop = (pos + CHUNK).min(end);
             if let Some(r) = reset_after {
                 stop = stop.min(r.max(pos + 1));
+            }
+            if let Some((at, pause)) = stall {
+                // Chunks are cut at `at`, so one starts there.
+                if pos == at {
+                    actix_rt::time::sleep(pause).await;
+                }
+                if pos < at {
+                    stop = stop.min(at);
+                }
             }
             if let Some(held) = &held
                 && end == size

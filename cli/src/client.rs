@@ -181,6 +181,29 @@ impl Client {
         self.call::<(), T>(Method::GET, path, None).await
     }
 
+    /// `GET path` as text (`/metrics`).
+    pub async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let mut res = req.send().await.map_err(|err| ClientError::Unreachable {
+            address: self.address.clone(),
+            cause: err.to_string(),
+        })?;
+        let bytes = res
+            .body()
+            .limit(64 << 20)
+            .await
+            .map_err(|err| ClientError::Protocol(err.to_string()))?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if res.status().is_success() {
+            Ok(text)
+        } else {
+            Err(ClientError::Protocol(format!("{}: {text}", res.status())))
+        }
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,

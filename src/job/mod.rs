@@ -1029,7 +1029,14 @@ impl Job {
                 }
                 self.dirty_files.insert(id);
                 self.no_progress_deadline = None;
-                self.sync_needed = true;
+                // Lazy, like a checkpoint: the shell fsynced the bytes before
+                // reporting them, so a record that reaches the disk never
+                // claims bytes that are not there; one lost in a crash only
+                // means the file resumes from its last durable checkpoint.
+                // The job's own change to TRANSFERRED is a synced write that
+                // comes after it in the store's order. A synced write per
+                // file made each job wait for one WAL fsync per file:
+                // 2,000 files of 64 KiB took 3.5 times as long.
                 self.modified(now);
                 self.tail
                     .push(Effect::Notify(Notification::FileTransferred(id)));

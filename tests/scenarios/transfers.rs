@@ -53,7 +53,7 @@ grant
             > grant
             nothing to start
             > transferred f1 5
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify file_transferred f1
             > grant
             granted f2
@@ -351,7 +351,7 @@ show
               notify job_modified
               state: suspended
             > transferred f0 10
-              persist sync job=suspended files=f0
+              persist lazy job=suspended files=f0
               notify file_transferred f0
             > resume
             ok
