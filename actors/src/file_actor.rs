@@ -25,12 +25,17 @@ use ferry_core::{
 use futures_util::StreamExt as _;
 use tokio::sync::{oneshot, watch};
 
-use crate::{access::Access, config::EngineConfig, fs, metrics::Metrics};
+use crate::{
+    access::Access,
+    chunks::{Coalescer, WRITE_SIZE},
+    config::EngineConfig,
+    fs,
+    metrics::Metrics,
+};
 
 type Response = awc::ClientResponse;
 
 /// Writes are coalesced into pieces of this size.
-const WRITE_SIZE: usize = 1 << 20;
 
 thread_local! {
     /// One awc client per arbiter thread (awc's advice), built on first use.
@@ -587,7 +592,7 @@ impl Transfer {
         sink: &mut Sink,
         size: Option<u64>,
     ) -> Result<u64, Failure> {
-        let mut buf = BytesMut::with_capacity(WRITE_SIZE);
+        let mut buf = Coalescer::new(WRITE_SIZE);
         let mut stopped = false;
         // The last chunk's arrival (the idle timeout counts from it) and
         // the last offset reported as progress.
@@ -622,8 +627,7 @@ impl Transfer {
                 Err(_) if last_chunk.elapsed() < idle => {
                     let io = Instant::now();
                     if !buf.is_empty() {
-                        let data = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_SIZE));
-                        self.write(sink, data).await?;
+                        self.write(sink, buf.take()).await?;
                     }
                     if sink.offset > sink.durable {
                         self.checkpoint(sink).await?;
@@ -666,15 +670,14 @@ impl Transfer {
                 ));
             }
             self.metrics.received(chunk.len());
-            buf.extend_from_slice(&chunk);
+            let full = buf.push(&chunk);
             if sink.last_progress.elapsed() >= self.config.progress_interval {
                 sink.last_progress = Instant::now();
                 reported = received;
                 self.event(TransferEvent::Received { offset: received });
             }
-            if buf.len() >= WRITE_SIZE {
+            if let Some(data) = full {
                 let io = Instant::now();
-                let data = std::mem::replace(&mut buf, BytesMut::with_capacity(WRITE_SIZE));
                 self.write(sink, data).await?;
                 if sink.offset - sink.durable >= self.config.checkpoint_bytes
                     || sink.last_checkpoint.elapsed() >= self.config.checkpoint_interval
@@ -686,7 +689,7 @@ impl Transfer {
         };
         // Keep what arrived, even when the body broke off or we stop.
         if !buf.is_empty() {
-            self.write(sink, buf).await?;
+            self.write(sink, buf.take()).await?;
         }
         self.sync(sink).await?;
         if stopped {

@@ -34,7 +34,8 @@
 //! - `supervisor.rs`: `JobSupervisor`, one per job: owns the core `Job`,
 //!   carries out its effects in order (the pump), runs its timer.
 //! - `file_actor.rs`: `FileActor`, one per running transfer or commit step:
-//!   awc download with resume, writes to its temp file.
+//!   awc download with resume, writes to its temp file (chunks gathered
+//!   into 1 MiB writes by `chunks.rs`).
 //! - `store.rs`: the only module that knows RocksDB (group commit).
 //! - `fs.rs`: blocking filesystem work (temp files, publish, sweep).
 //! - `access.rs`: whose rights file work uses (a user's identity when the
@@ -44,6 +45,8 @@
 
 mod access;
 pub mod api;
+#[doc(hidden)]
+pub mod chunks;
 mod clock;
 mod config;
 mod engine;

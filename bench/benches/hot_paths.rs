@@ -4,7 +4,10 @@
 //! - durable job creation through the store's group commit (many callers at
 //!   once: one fsync for the batch);
 //! - content generation and verification of the origin (the harness's own
-//!   cost, so that it is known and kept small).
+//!   cost, so that it is known and kept small);
+//! - chunk coalescing: a body arriving in 16 KiB chunks written to a temp
+//!   file in 1 MiB writes (the file actor's `Coalescer`), against one write
+//!   per chunk.
 //!
 //! `cargo bench -p ferry-bench --bench hot_paths` (release profile).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -149,5 +152,50 @@ fn origin_content(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, core_events, store_group_commit, origin_content);
+fn chunk_coalescing(c: &mut Criterion) {
+    use std::os::unix::fs::FileExt as _;
+    const BODY: usize = 64 << 20;
+    const CHUNK: usize = 16 << 10;
+    let mut group = c.benchmark_group("chunks");
+    group.throughput(Throughput::Bytes(BODY as u64));
+    group.sample_size(20);
+    let chunks: Vec<bytes::Bytes> = (0..BODY / CHUNK)
+        .map(|i| bytes::Bytes::from(vec![u8::try_from(i % 251).unwrap(); CHUNK]))
+        .collect();
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = std::fs::File::create(dir.path().join("temp")).unwrap();
+    group.bench_function("64MiB_in_16KiB_chunks/coalesced_1MiB_writes", |b| {
+        b.iter(|| {
+            let mut coalescer =
+                ferry_actors::chunks::Coalescer::new(ferry_actors::chunks::WRITE_SIZE);
+            let mut offset = 0u64;
+            for chunk in &chunks {
+                if let Some(data) = coalescer.push(chunk) {
+                    file.write_all_at(&data, offset).unwrap();
+                    offset += data.len() as u64;
+                }
+            }
+            let rest = coalescer.take();
+            file.write_all_at(&rest, offset).unwrap();
+        });
+    });
+    group.bench_function("64MiB_in_16KiB_chunks/one_write_per_chunk", |b| {
+        b.iter(|| {
+            let mut offset = 0u64;
+            for chunk in &chunks {
+                file.write_all_at(chunk, offset).unwrap();
+                offset += chunk.len() as u64;
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    core_events,
+    store_group_commit,
+    origin_content,
+    chunk_coalescing
+);
 criterion_main!(benches);
