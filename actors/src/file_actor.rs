@@ -35,8 +35,6 @@ use crate::{
 
 type Response = awc::ClientResponse;
 
-/// Writes are coalesced into pieces of this size.
-
 thread_local! {
     /// One awc client per arbiter thread (awc's advice), built on first use.
     static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
@@ -626,11 +624,9 @@ impl Transfer {
             let chunk = match next {
                 Err(_) if last_chunk.elapsed() < idle => {
                     let io = Instant::now();
-                    if !buf.is_empty() {
-                        self.write(sink, buf.take()).await?;
-                    }
-                    if sink.offset > sink.durable {
-                        self.checkpoint(sink).await?;
+                    if !buf.is_empty() || sink.offset > sink.durable {
+                        self.write_synced(sink, buf.take()).await?;
+                        self.report_checkpoint(sink);
                     }
                     if sink.offset > reported {
                         reported = sink.offset;
@@ -678,20 +674,20 @@ impl Transfer {
             }
             if let Some(data) = full {
                 let io = Instant::now();
-                self.write(sink, data).await?;
-                if sink.offset - sink.durable >= self.config.checkpoint_bytes
+                let end = sink.offset + data.len() as u64;
+                if end - sink.durable >= self.config.checkpoint_bytes
                     || sink.last_checkpoint.elapsed() >= self.config.checkpoint_interval
                 {
-                    self.checkpoint(sink).await?;
+                    self.write_synced(sink, data).await?;
+                    self.report_checkpoint(sink);
+                } else {
+                    self.write(sink, data).await?;
                 }
                 last_chunk += io.elapsed();
             }
         };
         // Keep what arrived, even when the body broke off or we stop.
-        if !buf.is_empty() {
-            self.write(sink, buf.take()).await?;
-        }
-        self.sync(sink).await?;
+        self.write_synced(sink, buf.take()).await?;
         if stopped {
             return Err(Failure::Stopped(sink.durable));
         }
@@ -724,20 +720,24 @@ impl Transfer {
         Ok(())
     }
 
-    async fn sync(&self, sink: &mut Sink) -> Result<(), TransferError> {
+    /// Writes `data` (maybe nothing) and fsyncs the file, in one trip to
+    /// the blocking pool (a small file's whole body is one such trip).
+    async fn write_synced(&self, sink: &mut Sink, data: BytesMut) -> Result<(), TransferError> {
         let file = sink.file.clone();
-        blocking(move || file.sync_data())
-            .await
-            .map_err(|err| write_error(&err))?;
+        let offset = sink.offset;
+        let len = data.len() as u64;
+        let access = self.access.clone();
+        blocking(move || {
+            if !data.is_empty() {
+                fs::write_at(&access, &file, &data, offset)?;
+            }
+            file.sync_data()
+        })
+        .await
+        .map_err(|err| write_error(&err))?;
+        sink.offset += len;
         sink.durable = sink.offset;
         sink.last_checkpoint = Instant::now();
-        Ok(())
-    }
-
-    /// fsync, then report the durable offset (the supervisor records it).
-    async fn checkpoint(&self, sink: &mut Sink) -> Result<(), TransferError> {
-        self.sync(sink).await?;
-        self.report_checkpoint(sink);
         Ok(())
     }
 
