@@ -51,6 +51,8 @@ pub struct Scenario {
     pub reset_rate: f64,
     /// Fraction of requests answered 503.
     pub unavailable_rate: f64,
+    /// The `Retry-After` of those 503s, in seconds (none if 0).
+    pub retry_after_secs: u64,
     /// Fraction of requests answered without range support (200, whole
     /// entity: a resume starts over).
     pub ignore_range_rate: f64,
@@ -105,6 +107,7 @@ impl Default for Scenario {
             creators: 64,
             reset_rate: 0.0,
             unavailable_rate: 0.0,
+            retry_after_secs: 0,
             ignore_range_rate: 0.0,
             stall_rate: 0.0,
             stall_ms: 2_000,
@@ -593,7 +596,7 @@ impl Source {
         let faults = RandomFaults {
             reset: scenario.reset_rate,
             unavailable: scenario.unavailable_rate,
-            retry_after: None,
+            retry_after: (scenario.retry_after_secs > 0).then_some(scenario.retry_after_secs),
             ignore_range: scenario.ignore_range_rate,
             stall: scenario.stall_rate,
             stall_for: Duration::from_millis(scenario.stall_ms),

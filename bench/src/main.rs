@@ -42,6 +42,9 @@ struct Args {
     /// Fraction of requests answered 503 (0 to 1).
     #[arg(long)]
     unavailable_rate: Option<f64>,
+    /// The `Retry-After` of those 503s, in seconds.
+    #[arg(long)]
+    retry_after: Option<u64>,
     /// Fraction of requests answered without range support (0 to 1).
     #[arg(long)]
     ignore_range_rate: Option<f64>,
@@ -127,6 +130,7 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         creators = creators,
         reset_rate = reset_rate,
         unavailable_rate = unavailable_rate,
+        retry_after_secs = retry_after,
         ignore_range_rate = ignore_range_rate,
         stall_rate = stall_rate,
         stall_ms = stall_ms,

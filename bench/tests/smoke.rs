@@ -24,6 +24,8 @@ fn a_small_faulty_run_with_a_restart_loses_nothing() {
             "0.1",
             "--unavailable-rate",
             "0.05",
+            "--retry-after",
+            "1",
             "--ignore-range-rate",
             "0.1",
             "--stall-rate",
