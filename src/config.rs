@@ -17,6 +17,15 @@ pub const MAX_FILE_NAME_BYTES: usize = 255;
 pub const MAX_NOTIFY_CHARS: usize = 4_000;
 /// Most files a job may transfer at once (the parallel-files extension).
 pub const MAX_PARALLEL_FILES: u32 = 64;
+/// Files a job of a non-admin may hold by default (BITS: 200).
+pub const DEFAULT_MAX_FILES_PER_JOB: usize = 100_000;
+/// Unfinished jobs an owner who is not an admin may have by default (BITS:
+/// 60 per user); the engine enforces it.
+pub const DEFAULT_MAX_JOBS_PER_OWNER: usize = 10_000;
+/// BITS's MaxFilesPerJob default.
+pub const BITS_MAX_FILES_PER_JOB: usize = 200;
+/// BITS's MaxJobsPerUser default.
+pub const BITS_MAX_JOBS_PER_OWNER: usize = 60;
 
 /// BITS default minimum retry delay: 600 s.
 pub const DEFAULT_MIN_RETRY_DELAY: Duration = Duration::from_secs(600);
@@ -41,6 +50,9 @@ pub struct CoreConfig {
     pub retention: Duration,
     /// Files a new job transfers at once (BITS: 1).
     pub default_parallel_files: u32,
+    /// Files a job of a non-admin may hold (BITS's MaxFilesPerJob policy:
+    /// 200; ferry's default: 100,000). Admins are exempt.
+    pub max_files_per_job: usize,
     /// This engine's id, part of every temp file name
     /// (`.ferry-<engine id>-<job>-<n>.part`), so that engines sharing a
     /// directory never touch each other's files.
@@ -55,6 +67,7 @@ impl Default for CoreConfig {
             inactivity_timeout: Duration::from_secs(90 * 24 * 3600),
             retention: Duration::from_secs(7 * 24 * 3600),
             default_parallel_files: 1,
+            max_files_per_job: DEFAULT_MAX_FILES_PER_JOB,
             engine_id: 0,
         }
     }

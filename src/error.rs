@@ -61,6 +61,20 @@ pub enum CommandError {
     /// An upload job holds exactly one file (BG_E_TOO_MANY_FILES).
     #[error("an upload job holds exactly one file")]
     TooManyFiles,
+    /// The job would hold more files than the engine allows a job of a
+    /// non-admin (BG_E_TOO_MANY_FILES_IN_JOB).
+    #[error("a job may hold at most {limit} files")]
+    FileQuota {
+        /// Files a job may hold.
+        limit: usize,
+    },
+    /// The owner already has as many unfinished jobs as the engine allows a
+    /// non-admin (BG_E_TOO_MANY_JOBS_PER_USER). Finished jobs do not count.
+    #[error("an owner may have at most {limit} unfinished jobs")]
+    JobQuota {
+        /// Unfinished jobs an owner may have.
+        limit: usize,
+    },
     /// Complete could not rename some files: those listed stay unpublished,
     /// the others are published, and the job stays TRANSFERRED until a later
     /// Complete or a Cancel.
@@ -86,6 +100,8 @@ impl CommandError {
             Self::InvalidLocalName { .. } => "invalid_local_name",
             Self::DuplicateLocalName(_) => "duplicate_local_name",
             Self::TooManyFiles => "too_many_files",
+            Self::FileQuota { .. } => "too_many_files_in_job",
+            Self::JobQuota { .. } => "too_many_jobs",
             Self::RenameFailed(_) => "rename_failed",
             Self::UnknownFile(_) => "unknown_file",
         }

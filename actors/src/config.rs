@@ -19,6 +19,11 @@ pub struct EngineConfig {
     pub max_transfers: usize,
     /// Transfers running at once to one host, across all jobs.
     pub max_transfers_per_host: usize,
+    /// Unfinished jobs (not ACKNOWLEDGED or CANCELLED) an owner who is not
+    /// an admin may have: creating one more is refused with
+    /// `too_many_jobs`. Files per job are `core.max_files_per_job`.
+    /// [`EngineConfig::bits_quotas`] sets BITS's values.
+    pub max_jobs_per_owner: usize,
     /// Arbiters (threads) the file actors spread over; default one per core.
     pub arbiters: usize,
     /// Connecting, sending the request and receiving the response head.
@@ -52,6 +57,13 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// BITS's quotas: 60 unfinished jobs per owner and 200 files per job
+    /// (admins exempt), instead of ferry's 10,000 and 100,000.
+    pub fn bits_quotas(&mut self) {
+        self.max_jobs_per_owner = ferry_core::config::BITS_MAX_JOBS_PER_OWNER;
+        self.core.max_files_per_job = ferry_core::config::BITS_MAX_FILES_PER_JOB;
+    }
+
     /// Defaults for a store in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -59,6 +71,7 @@ impl EngineConfig {
             core: CoreConfig::default(),
             max_transfers: 8,
             max_transfers_per_host: 8,
+            max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
             arbiters: std::thread::available_parallelism().map_or(2, usize::from),
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),

@@ -25,7 +25,7 @@ use crate::{
     config::EngineConfig,
     file_actor::blocking,
     fs,
-    manager::{Listable, Lookup, Manager, Register, ShutdownAll, Subscribe},
+    manager::{Admit, CountJobs, Listable, Lookup, Manager, Register, ShutdownAll, Subscribe},
     metrics::Metrics,
     store::{Store, StoreError},
     supervisor::{Barrier, Exec, JobSupervisor, OwnerAccess, View},
@@ -94,6 +94,19 @@ pub struct Event {
     pub state: JobState,
     /// What happened.
     pub kind: EventKind,
+}
+
+/// The quotas that apply to a caller, and what it uses of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    /// Unfinished jobs an owner may have.
+    pub max_jobs_per_owner: usize,
+    /// Files a job may hold.
+    pub max_files_per_job: usize,
+    /// The caller's unfinished jobs (neither ACKNOWLEDGED nor CANCELLED).
+    pub unfinished_jobs: usize,
+    /// Admins are exempt from both limits.
+    pub exempt: bool,
 }
 
 /// What an [`Event`] reports.
@@ -305,21 +318,47 @@ impl Engine {
         let job = Job::create(id, who, spec, self.shared.core, self.shared.clock.now())?;
         let state = job.state();
         let pins = Arc::new(Pins::recorded(self.shared.store.clone(), id, Vec::new()));
-        let addr =
-            JobSupervisor::new(job, self.shared.clone(), self.manager.downgrade(), pins).start();
+        // The address exists before the supervisor runs: admission (the
+        // owner's job quota) comes first, and a refused job never runs, so
+        // nothing of it is written.
+        let ctx = actix::Context::<JobSupervisor>::new();
+        let addr = ctx.address();
+        let register = Register {
+            job: id,
+            addr: addr.clone(),
+            owner: who.user.clone(),
+            state,
+        };
+        let limit = (!who.admin).then_some(self.shared.config.max_jobs_per_owner);
         self.manager
-            .send(Register {
-                job: id,
-                addr: addr.clone(),
-                owner: who.user.clone(),
-                state,
-            })
+            .send(Admit { register, limit })
             .await
-            .map_err(|_| EngineError::Stopped)?;
+            .map_err(|_| EngineError::Stopped)??;
+        ctx.run(JobSupervisor::new(
+            job,
+            self.shared.clone(),
+            self.manager.downgrade(),
+            pins,
+        ));
         addr.send(Barrier)
             .await
             .map_err(|_| EngineError::Stopped)??;
         Ok(id)
+    }
+
+    /// The quotas that apply to `who`, and how much of them it uses.
+    pub async fn quotas(&self, who: &Principal) -> Result<Quotas, EngineError> {
+        let unfinished_jobs = self
+            .manager
+            .send(CountJobs(who.user.clone()))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(Quotas {
+            max_jobs_per_owner: self.shared.config.max_jobs_per_owner,
+            max_files_per_job: self.shared.core.max_files_per_job,
+            unfinished_jobs,
+            exempt: who.admin,
+        })
     }
 
     async fn supervisor(&self, job: JobId) -> Result<Addr<JobSupervisor>, EngineError> {

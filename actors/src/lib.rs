@@ -60,7 +60,7 @@ mod supervisor;
 
 pub use access::{FsIdentity, Identities};
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineError, Event, EventKind, Events};
+pub use engine::{Engine, EngineError, Event, EventKind, Events, Quotas};
 pub use store::StoreError;
 
 /// The README's examples, compiled as doctests so they stay true.

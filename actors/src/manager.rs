@@ -222,6 +222,52 @@ impl Handler<Register> for Manager {
     }
 }
 
+/// A new job asks to join the registry: refused when its owner already has
+/// `limit` unfinished jobs (no limit for admins). The supervisor runs only
+/// once admitted, so a refused job never reaches the store.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ferry_core::CommandError>")]
+pub(crate) struct Admit {
+    pub(crate) register: Register,
+    pub(crate) limit: Option<usize>,
+}
+
+impl Manager {
+    fn unfinished_jobs_of(&self, owner: &str) -> usize {
+        self.jobs
+            .values()
+            .filter(|e| e.owner == owner && !e.state.is_final())
+            .count()
+    }
+}
+
+impl Handler<Admit> for Manager {
+    type Result = Result<(), ferry_core::CommandError>;
+
+    fn handle(&mut self, msg: Admit, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(limit) = msg.limit
+            && self.unfinished_jobs_of(&msg.register.owner) >= limit
+        {
+            return Err(ferry_core::CommandError::JobQuota { limit });
+        }
+        <Self as Handler<Register>>::handle(self, msg.register, ctx);
+        Ok(())
+    }
+}
+
+/// How many unfinished jobs an owner has.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub(crate) struct CountJobs(pub(crate) String);
+
+impl Handler<CountJobs> for Manager {
+    type Result = usize;
+
+    fn handle(&mut self, msg: CountJobs, _: &mut Context<Self>) -> usize {
+        self.unfinished_jobs_of(&msg.0)
+    }
+}
+
 /// A job's records are gone (retention over): it leaves the registry.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

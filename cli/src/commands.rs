@@ -184,6 +184,10 @@ struct ServeArgs {
     /// Lowest minimum retry delay a job may set, in seconds.
     #[arg(long, env = "FERRY_RETRY_DELAY_FLOOR")]
     retry_delay_floor: Option<u64>,
+    /// BITS's quotas: 60 unfinished jobs per owner, 200 files per job
+    /// (admins exempt); ferry's defaults are 10,000 and 100,000.
+    #[arg(long, env = "FERRY_BITS_QUOTAS")]
+    bits_quotas: bool,
     /// human or json.
     #[arg(long, env = "FERRY_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -352,6 +356,9 @@ async fn serve_command(args: ServeArgs) -> Outcome {
     }
     if let Some(secs) = args.retry_delay_floor {
         config.retry_delay_floor_secs = secs;
+    }
+    if args.bits_quotas {
+        config.bits_quotas = true;
     }
     if let Some(format) = args.log_format {
         config.log_format = format;

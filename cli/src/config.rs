@@ -36,6 +36,13 @@ pub struct ServeConfig {
     pub idle_timeout_secs: u64,
     /// The lowest minimum retry delay a job may set, in seconds (BITS: 5).
     pub retry_delay_floor_secs: u64,
+    /// Unfinished jobs an owner who is not an admin may have.
+    pub max_jobs_per_owner: usize,
+    /// Files a job of an owner who is not an admin may hold.
+    pub max_files_per_job: usize,
+    /// BITS's quotas instead of the two above: 60 jobs per owner, 200 files
+    /// per job (admins exempt).
+    pub bits_quotas: bool,
     /// Extra bearer tokens for the TCP listener.
     pub tokens: Vec<TokenConfig>,
 }
@@ -127,6 +134,9 @@ impl Default for ServeConfig {
             connect_timeout_secs: 30,
             idle_timeout_secs: 60,
             retry_delay_floor_secs: 5,
+            max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
+            max_files_per_job: ferry_core::config::DEFAULT_MAX_FILES_PER_JOB,
+            bits_quotas: false,
             tokens: Vec::new(),
         }
     }
@@ -261,6 +271,11 @@ impl ServeConfig {
         engine.connect_timeout = Duration::from_secs(self.connect_timeout_secs);
         engine.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         engine.core.retry_delay_floor = Duration::from_secs(self.retry_delay_floor_secs);
+        engine.max_jobs_per_owner = self.max_jobs_per_owner;
+        engine.core.max_files_per_job = self.max_files_per_job;
+        if self.bits_quotas {
+            engine.bits_quotas();
+        }
         engine
     }
 }
@@ -269,6 +284,30 @@ impl ServeConfig {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn quotas_default_to_ferrys_values_and_bits_quotas_restores_bitss() {
+        let config = ServeConfig::default();
+        let engine = config.engine();
+        assert_eq!(
+            (engine.max_jobs_per_owner, engine.core.max_files_per_job),
+            (10_000, 100_000)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ferry.toml");
+        std::fs::write(&file, "max_jobs_per_owner = 5\nmax_files_per_job = 7\n").unwrap();
+        let engine = ServeConfig::from_file(&file, false).unwrap().engine();
+        assert_eq!(
+            (engine.max_jobs_per_owner, engine.core.max_files_per_job),
+            (5, 7)
+        );
+        std::fs::write(&file, "bits_quotas = true\n").unwrap();
+        let engine = ServeConfig::from_file(&file, false).unwrap().engine();
+        assert_eq!(
+            (engine.max_jobs_per_owner, engine.core.max_files_per_job),
+            (60, 200)
+        );
+    }
 
     #[test]
     fn a_file_overrides_only_what_it_sets() {

@@ -450,7 +450,7 @@ impl Job {
             return Err(CommandError::Busy);
         }
         let reply = match command {
-            Command::AddFiles(specs) => self.add_files(specs, now)?,
+            Command::AddFiles(specs) => self.add_files(specs, who.admin, now)?,
             Command::Resume => self.resume(now)?,
             Command::Suspend => {
                 self.suspend(now);
@@ -619,7 +619,12 @@ impl Job {
 
     // ----- commands -------------------------------------------------------
 
-    fn add_files(&mut self, specs: Vec<FileSpec>, now: Now) -> Result<Reply, CommandError> {
+    fn add_files(
+        &mut self,
+        specs: Vec<FileSpec>,
+        admin: bool,
+        now: Now,
+    ) -> Result<Reply, CommandError> {
         if self.finish.is_some() {
             // A stalled commit owns the file list until it ends.
             return Err(CommandError::InvalidState(self.state));
@@ -629,6 +634,10 @@ impl Job {
         }
         if self.kind.is_upload() && self.files.len() + specs.len() > 1 {
             return Err(CommandError::TooManyFiles);
+        }
+        let limit = self.config.max_files_per_job;
+        if !admin && self.files.len().saturating_add(specs.len()) > limit {
+            return Err(CommandError::FileQuota { limit });
         }
         let mut batch = BTreeSet::new();
         for spec in &specs {

@@ -13,7 +13,7 @@
 //!
 //! # Steps
 //! ```text
-//! config retry_floor=1s retention=7d inactivity=90d   (before create)
+//! config retry_floor=1s retention=7d inactivity=90d max_files=200   (before create)
 //! create NAME [as WHO] [type upload]        WHO: alice, or !root for an admin
 //! add REMOTE LOCAL [REMOTE LOCAL ...] [as WHO]
 //! resume | suspend | cancel | complete | take_ownership   [as WHO]
@@ -138,6 +138,11 @@ impl World {
             "config" => {
                 for kv in words.iter().skip(1) {
                     let (k, v) = kv.split_once('=').ok_or("config takes k=v")?;
+                    if k == "max_files" {
+                        self.config.max_files_per_job =
+                            v.parse().map_err(|_| format!("max_files {v}"))?;
+                        continue;
+                    }
                     let d = duration(v)?;
                     match k {
                         "retry_floor" => self.config.retry_delay_floor = d,

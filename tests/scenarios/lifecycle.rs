@@ -644,3 +644,52 @@ published f0
         "#]],
     );
 }
+
+/// BITS's MaxFilesPerJob: a non-admin's job holds at most the limit, counted
+/// across every add; an add that would pass it changes nothing; an admin
+/// is exempt.
+#[test]
+fn files_per_job_are_limited_for_non_admins() {
+    check(
+        "
+        config max_files=2
+        create quota as alice
+        add http://h/a /d/a http://h/b /d/b http://h/c /d/c as alice
+        add http://h/a /d/a as alice
+        add http://h/b /d/b http://h/c /d/c as alice
+        add http://h/b /d/b as alice
+        add http://h/c /d/c as alice
+        add http://h/c /d/c as !root
+        files
+        ",
+        expect![[r#"
+            > config max_files=2
+            > create quota as alice
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a http://h/b /d/b http://h/c /d/c as alice
+            error too_many_files_in_job: a job may hold at most 2 files
+            > add http://h/a /d/a as alice
+            added f0
+              persist sync job=suspended files=f0
+              notify job_modified
+            > add http://h/b /d/b http://h/c /d/c as alice
+            error too_many_files_in_job: a job may hold at most 2 files
+            > add http://h/b /d/b as alice
+            added f1
+              persist sync job=suspended files=f1
+              notify job_modified
+            > add http://h/c /d/c as alice
+            error too_many_files_in_job: a job may hold at most 2 files
+            > add http://h/c /d/c as !root
+            added f2
+              persist sync job=suspended files=f2
+              notify job_modified
+            > files
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=unknown transferred=0 durable=0
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=unknown transferred=0 durable=0
+              f2 http://h/c -> /d/c temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-2.part total=unknown transferred=0 durable=0
+        "#]],
+    );
+}

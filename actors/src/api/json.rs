@@ -483,3 +483,29 @@ impl CancelResult {
         }
     }
 }
+
+/// `GET /v1/quotas`: the quotas that apply to the caller, and its use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// Unfinished jobs an owner may have.
+    pub max_jobs_per_owner: usize,
+    /// Files a job may hold.
+    pub max_files_per_job: usize,
+    /// The caller's jobs neither acknowledged nor cancelled.
+    pub unfinished_jobs: usize,
+    /// The caller is an admin: neither limit applies.
+    pub exempt: bool,
+}
+
+impl Quotas {
+    /// From the engine's answer.
+    pub fn from_engine(q: &crate::Quotas) -> Self {
+        Self {
+            max_jobs_per_owner: q.max_jobs_per_owner,
+            max_files_per_job: q.max_files_per_job,
+            unfinished_jobs: q.unfinished_jobs,
+            exempt: q.exempt,
+        }
+    }
+}

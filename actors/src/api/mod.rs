@@ -169,6 +169,7 @@ impl Api {
             .service(resource("/jobs/{id}/complete").route(web::post().to(complete)))
             .service(resource("/jobs/{id}/take-ownership").route(web::post().to(take_ownership)))
             .service(resource("/events").route(web::get().to(events)))
+            .service(resource("/quotas").route(web::get().to(quotas)))
             .default_service(web::to(no_route))
     }
 
@@ -192,6 +193,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/jobs/{id}/complete"),
     ("POST", "/v1/jobs/{id}/take-ownership"),
     ("GET", "/v1/events"),
+    ("GET", "/v1/quotas"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
 ];
@@ -265,6 +267,9 @@ impl From<EngineError> for ApiError {
                 | CommandError::InvalidLocalName { .. }
                 | CommandError::DuplicateLocalName(_)
                 | CommandError::TooManyFiles => StatusCode::BAD_REQUEST,
+                CommandError::JobQuota { .. } | CommandError::FileQuota { .. } => {
+                    StatusCode::FORBIDDEN
+                }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             EngineError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
@@ -584,6 +589,12 @@ async fn metrics(api: web::Data<Api>, req: HttpRequest) -> Answer {
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))
+}
+
+async fn quotas(api: web::Data<Api>, req: HttpRequest) -> Answer {
+    let who = api.caller(&req)?;
+    let quotas = api.engine().quotas(&who).await?;
+    Ok(HttpResponse::Ok().json(json::Quotas::from_engine(&quotas)))
 }
 
 async fn healthz() -> HttpResponse {

@@ -768,3 +768,46 @@ async fn event_streams_end_when_the_engine_stops() {
         .expect("the event stream outlived the engine");
     s.handle.stop(true).await;
 }
+
+/// Quotas over HTTP: `GET /v1/quotas` gives the caller's limits and use; a
+/// job over the limit is 403 too_many_jobs and is not created; admins are
+/// exempt.
+#[actix_rt::test]
+async fn quotas_are_exposed_and_enforced_over_http() {
+    let h = Harness::with(|c| {
+        c.max_jobs_per_owner = 1;
+        c.core.max_files_per_job = 1;
+    })
+    .await;
+    let s = Server::start(&h);
+    let (status, body) = s.get("/v1/quotas", ALICE).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"max_jobs_per_owner": 1, "max_files_per_job": 1, "unfinished_jobs": 0, "exempt": false})
+    );
+    let (status, job) = s.post("/v1/jobs", ALICE, json!({"name": "one"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let (status, body) = s.post("/v1/jobs", ALICE, json!({"name": "two"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "too_many_jobs", "{body}");
+    let id = job["id"].as_str().unwrap();
+    let local = |n: &str| h.local(n).to_string_lossy().into_owned();
+    let two = json!([
+        {"remote": "http://127.0.0.1:1/a", "local": local("a")},
+        {"remote": "http://127.0.0.1:1/b", "local": local("b")}
+    ]);
+    let (status, body) = s.post(&format!("/v1/jobs/{id}/files"), ALICE, two).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "too_many_files_in_job", "{body}");
+    let (_, list) = s.get("/v1/jobs", ALICE).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+    let (status, _) = s.post("/v1/jobs", ROOT, json!({"name": "r1"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = s.post("/v1/jobs", ROOT, json!({"name": "r2"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, body) = s.get("/v1/quotas", ROOT).await;
+    assert_eq!(body["exempt"], true);
+    assert_eq!(body["unfinished_jobs"], 2);
+    s.handle.stop(false).await;
+}

@@ -122,3 +122,114 @@ async fn over_long_names_are_refused() {
     assert_eq!(err.code(), "string_too_long");
     assert!(h.engine.list(&alice(), false).await.unwrap().is_empty());
 }
+
+/// Quotas as BITS has them, for a non-admin principal: a third unfinished
+/// job is refused with too_many_jobs and leaves nothing behind (not even
+/// across a restart); finished jobs do not count; admins are exempt; files
+/// per job are capped the same way.
+#[actix_rt::test]
+async fn quotas_limit_a_non_admin_and_a_refused_job_leaves_nothing() {
+    let quota = |c: &mut ferry_actors::EngineConfig| {
+        c.max_jobs_per_owner = 2;
+        c.core.max_files_per_job = 3;
+    };
+    let mut h = Harness::with(quota).await;
+    let root = Principal::admin("root");
+    let me = alice();
+    let first = h
+        .engine
+        .create_job(&me, JobSpec::download("1"))
+        .await
+        .unwrap();
+    h.engine
+        .create_job(&me, JobSpec::download("2"))
+        .await
+        .unwrap();
+    let refused = h.engine.create_job(&me, JobSpec::download("3")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(EngineError::Command(CommandError::JobQuota { limit: 2 }))
+        ),
+        "{refused:?}"
+    );
+    let usage = h.engine.quotas(&me).await.unwrap();
+    assert_eq!(
+        (
+            usage.unfinished_jobs,
+            usage.max_jobs_per_owner,
+            usage.max_files_per_job,
+            usage.exempt
+        ),
+        (2, 2, 3, false)
+    );
+    // Other owners have their own count; admins have none.
+    h.engine
+        .create_job(&Principal::user("bob"), JobSpec::download("b"))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        h.engine
+            .create_job(&root, JobSpec::download(format!("r{i}")))
+            .await
+            .unwrap();
+    }
+    assert!(h.engine.quotas(&root).await.unwrap().exempt);
+
+    // Files: at most 3 in a job of alice's, in one add or several.
+    let url = h.origin.url("/f");
+    h.origin.add("/f", 10);
+    let spec = |n: u32| FileSpec::new(&url, h.local(&format!("f{n}")).to_string_lossy());
+    let four = (0..4).map(spec).collect();
+    assert_eq!(
+        code(h.engine.add_files(&me, first, four).await),
+        "too_many_files_in_job"
+    );
+    assert_eq!(
+        code(h.engine.add_files(&me, first, vec![spec(0), spec(1)]).await),
+        "ok"
+    );
+    assert_eq!(
+        code(h.engine.add_files(&me, first, vec![spec(2), spec(3)]).await),
+        "too_many_files_in_job"
+    );
+    assert_eq!(
+        code(h.engine.add_files(&me, first, vec![spec(2)]).await),
+        "ok"
+    );
+    assert_eq!(
+        code(h.engine.add_files(&root, first, vec![spec(3)]).await),
+        "ok"
+    );
+
+    // A restart counts the restored jobs: still at the limit, and the
+    // refused job was never written.
+    h.engine.clone().shutdown().await.unwrap();
+    let mut config = crate::util::config(h.data.path());
+    quota(&mut config);
+    h.engine = ferry_actors::Engine::start(config.clone()).await.unwrap();
+    let mine = h.engine.list(&me, false).await.unwrap();
+    assert_eq!(mine.len(), 2, "the refused job left a record");
+    assert!(
+        h.engine
+            .create_job(&me, JobSpec::download("3"))
+            .await
+            .is_err()
+    );
+    // A finished job frees its place.
+    h.engine.cancel(&me, first).await.unwrap();
+    h.engine
+        .create_job(&me, JobSpec::download("3"))
+        .await
+        .unwrap();
+    assert_eq!(h.engine.quotas(&me).await.unwrap().unfinished_jobs, 2);
+
+    // BITS's values on request.
+    let mut bits = config;
+    bits.bits_quotas();
+    assert_eq!(
+        (bits.max_jobs_per_owner, bits.core.max_files_per_job),
+        (60, 200)
+    );
+    h.engine.clone().shutdown().await.unwrap();
+}
