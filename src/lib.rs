@@ -52,4 +52,4 @@ pub use job::{EventOutcome, Job, is_temp_file_name, temp_file_name};
 pub use record::{FileRecord, JobRecord, SCHEMA_VERSION};
 pub use time::{MonoTime, Now, Stamp, UtcTime};
 pub use types::{FileId, JobId, JobState, JobType, Principal, Priority, Validator};
-pub use view::{FileView, JobView};
+pub use view::{FileView, JobView, Waiting};

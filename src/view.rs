@@ -60,6 +60,66 @@ pub struct JobView {
     pub commit_stalled: bool,
     /// The answer of the Complete or Cancel that ended the job.
     pub answer: Option<Answer>,
+    /// Why the job is not transferring (`None` while it transfers, and once
+    /// it is TRANSFERRED or final).
+    pub waiting: Option<Waiting>,
+}
+
+/// Why a job is not transferring: "why is my job waiting", answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// SUSPENDED: it waits for a Resume (new jobs start suspended).
+    SuspendedByUser,
+    /// SUSPENDED with no files: add some, then Resume.
+    NoFiles,
+    /// TRANSIENT_ERROR: the next attempt is at `at` (`None`: when its host
+    /// answers again), after the error `error` (a code).
+    RetryAt {
+        /// The next attempt.
+        at: Option<UtcTime>,
+        /// The last error's code.
+        error: String,
+    },
+    /// ERROR: it waits for a Resume or Cancel after the error `error`.
+    Error {
+        /// The error's code.
+        error: String,
+    },
+    /// QUEUED: it waits for a transfer slot. The engine's scheduler says
+    /// which limit holds it, as [`Waiting::ForSlot`] or
+    /// [`Waiting::HostBusy`]; this is what the job alone knows.
+    Queued,
+    /// Every one of the `slots` global transfer slots is taken; the highest
+    /// priority holding one is `behind`.
+    ForSlot {
+        /// The highest priority holding a slot.
+        behind: Priority,
+        /// The global budget.
+        slots: usize,
+    },
+    /// The job's host already has `limit` transfers.
+    HostBusy {
+        /// The host.
+        host: String,
+        /// Transfers at once per host.
+        limit: usize,
+    },
+}
+
+impl Waiting {
+    /// The machine-readable reason: `suspended_by_user`, `no_files`,
+    /// `retry_at`, `error`, `queued`, `waiting_for_slot`, `host_busy`.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Self::SuspendedByUser => "suspended_by_user",
+            Self::NoFiles => "no_files",
+            Self::RetryAt { .. } => "retry_at",
+            Self::Error { .. } => "error",
+            Self::Queued => "queued",
+            Self::ForSlot { .. } => "waiting_for_slot",
+            Self::HostBusy { .. } => "host_busy",
+        }
+    }
 }
 
 /// One file as a caller sees it (BITS BG_FILE_PROGRESS and names).

@@ -25,7 +25,9 @@ use crate::{
     config::EngineConfig,
     file_actor::blocking,
     fs,
-    manager::{Admit, CountJobs, Listable, Lookup, Manager, Register, ShutdownAll, Subscribe},
+    manager::{
+        Admit, Blocked, CountJobs, Listable, Lookup, Manager, Register, ShutdownAll, Subscribe,
+    },
     metrics::Metrics,
     store::{Store, StoreError},
     supervisor::{Barrier, Exec, JobSupervisor, OwnerAccess, View},
@@ -512,14 +514,39 @@ impl Engine {
         files: bool,
     ) -> Result<(JobView, Vec<FileView>), EngineError> {
         let addr = self.supervisor(job).await?;
-        let view = addr
+        let mut view = addr
             .send(View {
                 who: who.clone(),
                 files,
             })
             .await
             .map_err(|_| EngineError::Stopped)??;
+        self.explain(std::slice::from_mut(&mut view.0)).await?;
         Ok(view)
+    }
+
+    /// Queued jobs: which of the scheduler's limits holds each one back
+    /// (the job itself only knows that it waits for a slot).
+    async fn explain(&self, views: &mut [JobView]) -> Result<(), EngineError> {
+        let queued: Vec<JobId> = views
+            .iter()
+            .filter(|v| v.waiting == Some(ferry_core::Waiting::Queued))
+            .map(|v| v.id)
+            .collect();
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let mut blocked = self
+            .manager
+            .send(Blocked(queued))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        for view in views {
+            if let Some(reason) = blocked.remove(&view.id) {
+                view.waiting = Some(reason);
+            }
+        }
+        Ok(())
     }
 
     /// The caller's jobs (every user's with `all_users`, admins only), final
@@ -551,6 +578,7 @@ impl Engine {
             .map(|(view, _)| view)
             .collect();
         jobs.sort_by_key(|j| j.id);
+        self.explain(&mut jobs).await?;
         Ok(jobs)
     }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use actix::prelude::*;
-use ferry_core::{JobId, JobState, Priority};
+use ferry_core::{JobId, JobState, Priority, Waiting};
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
@@ -32,6 +32,7 @@ struct Entry {
 struct Held {
     host: String,
     foreground: bool,
+    priority: Priority,
 }
 
 pub(crate) struct Manager {
@@ -43,6 +44,9 @@ pub(crate) struct Manager {
     held: HashMap<JobId, Vec<Held>>,
     background_running: usize,
     per_host: HashMap<String, usize>,
+    /// Why each job with a waiting request got no slot at the last
+    /// scheduling pass ([`Waiting::ForSlot`] or [`Waiting::HostBusy`]).
+    blocked: HashMap<JobId, Waiting>,
     event_seq: u64,
     subscribers: Vec<mpsc::Sender<Event>>,
     /// Temp files to delete again, with the user whose rights the delete
@@ -71,6 +75,7 @@ impl Manager {
             held: HashMap::new(),
             background_running: 0,
             per_host: HashMap::new(),
+            blocked: HashMap::new(),
             event_seq: 0,
             subscribers: Vec::new(),
             pending_deletes,
@@ -82,15 +87,32 @@ impl Manager {
         let max_total = self.shared.config.max_transfers.max(1);
         let max_host = self.shared.config.max_transfers_per_host.max(1);
         let keys: Vec<(Priority, u64)> = self.waiting.keys().copied().collect();
+        let mut blocked = HashMap::new();
         for key in keys {
             let Some((job, host)) = self.waiting.get(&key).cloned() else {
                 continue;
             };
             let foreground = key.0 == Priority::Foreground;
             if self.per_host.get(&host).copied().unwrap_or(0) >= max_host {
+                blocked.entry(job).or_insert(Waiting::HostBusy {
+                    host,
+                    limit: max_host,
+                });
                 continue;
             }
             if !foreground && self.background_running >= max_total {
+                let behind = self
+                    .held
+                    .values()
+                    .flatten()
+                    .filter(|h| !h.foreground)
+                    .map(|h| h.priority)
+                    .min()
+                    .unwrap_or(key.0);
+                blocked.entry(job).or_insert(Waiting::ForSlot {
+                    behind,
+                    slots: max_total,
+                });
                 continue;
             }
             self.waiting.remove(&key);
@@ -104,9 +126,11 @@ impl Manager {
             self.held.entry(job).or_default().push(Held {
                 host: host.clone(),
                 foreground,
+                priority: key.0,
             });
             entry.addr.do_send(Grant { host });
         }
+        self.blocked = blocked;
     }
 
     fn release(&mut self, job: JobId, host: &str) {
@@ -255,6 +279,25 @@ impl Handler<Admit> for Manager {
     }
 }
 
+/// Why these jobs got no slot at the last scheduling pass (jobs not named
+/// in the answer were not held back by a limit).
+#[derive(Debug, Message)]
+#[rtype(result = "HashMap<JobId, Waiting>")]
+pub(crate) struct Blocked(pub(crate) Vec<JobId>);
+
+impl Handler<Blocked> for Manager {
+    type Result = MessageResult<Blocked>;
+
+    fn handle(&mut self, msg: Blocked, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            msg.0
+                .into_iter()
+                .filter_map(|job| self.blocked.get(&job).map(|w| (job, w.clone())))
+                .collect(),
+        )
+    }
+}
+
 /// How many unfinished jobs an owner has.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
@@ -372,20 +415,22 @@ impl Handler<RequestSlot> for Manager {
 pub(crate) struct TakeSlot {
     pub(crate) job: JobId,
     pub(crate) host: String,
-    pub(crate) foreground: bool,
+    pub(crate) priority: Priority,
 }
 
 impl Handler<TakeSlot> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: TakeSlot, _: &mut Context<Self>) {
+        let foreground = msg.priority == Priority::Foreground;
         *self.per_host.entry(msg.host.clone()).or_default() += 1;
-        if !msg.foreground {
+        if !foreground {
             self.background_running += 1;
         }
         self.held.entry(msg.job).or_default().push(Held {
             host: msg.host,
-            foreground: msg.foreground,
+            foreground,
+            priority: msg.priority,
         });
     }
 }

@@ -367,7 +367,7 @@ impl JobSupervisor {
                     self.to_manager(crate::manager::TakeSlot {
                         job: self.id,
                         host: wanted.clone(),
-                        foreground: self.job.priority() == ferry_core::Priority::Foreground,
+                        priority: self.job.priority(),
                     });
                     wanted
                 }

@@ -572,6 +572,9 @@ fn print_info(job: &json::Job) {
     }
     println!("type:         {}", job.kind);
     println!("state:        {}", job.state);
+    if let Some(waiting) = &job.waiting {
+        println!("waiting:      {}", explain(waiting));
+    }
     println!("priority:     {}", job.priority);
     println!("owner:        {}", job.owner);
     println!(
@@ -612,6 +615,38 @@ fn print_info(job: &json::Job) {
     if let Some(files) = &job.files {
         println!("files:");
         print_files(files);
+    }
+}
+
+/// "Why is my job waiting", in words.
+fn explain(w: &json::Waiting) -> String {
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    match w.reason.as_str() {
+        "suspended_by_user" => "suspended_by_user: run `ferry resume` to start it".into(),
+        "no_files" => "no_files: add files, then resume".into(),
+        "queued" => "queued: waiting for a transfer slot".into(),
+        "waiting_for_slot" => format!(
+            "waiting_for_slot: all {} transfer slots are taken (highest holder: {})",
+            w.slots.unwrap_or(0),
+            or(&w.behind)
+        ),
+        "host_busy" => format!(
+            "host_busy: {} already has {} transfers",
+            or(&w.host),
+            w.limit.unwrap_or(0)
+        ),
+        "retry_at" => match &w.next_attempt {
+            Some(at) => format!("retry_at {at} after {}", or(&w.error)),
+            None => format!(
+                "retry_at: when the host answers again, after {}",
+                or(&w.error)
+            ),
+        },
+        "error" => format!(
+            "error {}: run `ferry resume` to retry, or cancel",
+            or(&w.error)
+        ),
+        other => other.to_owned(),
     }
 }
 

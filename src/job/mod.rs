@@ -41,7 +41,7 @@ use crate::{
     record::{FileRecord, FinishRecord, JobRecord},
     time::{MonoTime, Now, Stamp, UtcTime},
     types::{FileId, JobId, JobState, JobType, Principal, Priority, Validator},
-    view::{FileView, JobView},
+    view::{FileView, JobView, Waiting},
 };
 
 /// The settable properties of a job.
@@ -320,6 +320,28 @@ impl Job {
             parallel_files: self.props.parallel_files,
             commit_stalled: self.finish.as_ref().is_some_and(|f| f.record.stalled),
             answer: self.answer.clone(),
+            waiting: self.waiting(),
+        }
+    }
+
+    /// Why the job is not transferring, as far as the job knows.
+    fn waiting(&self) -> Option<Waiting> {
+        let code = || {
+            self.error
+                .as_ref()
+                .map(|e| e.code.clone())
+                .unwrap_or_default()
+        };
+        match self.state {
+            JobState::Suspended if self.files.is_empty() => Some(Waiting::NoFiles),
+            JobState::Suspended => Some(Waiting::SuspendedByUser),
+            JobState::Queued => Some(Waiting::Queued),
+            JobState::TransientError => Some(Waiting::RetryAt {
+                at: self.retry_at.map(|s| s.wall),
+                error: code(),
+            }),
+            JobState::Error => Some(Waiting::Error { error: code() }),
+            _ => None,
         }
     }
 

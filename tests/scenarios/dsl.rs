@@ -31,7 +31,7 @@
 //! advance 10m          (both clocks; timers fire at their deadlines)
 //! wall +1h | wall -1h  (the wall clock alone jumps)
 //! restart              (a new process: records decoded, job restored)
-//! show | files
+//! show | files | why   (why: the job's waiting reason)
 //! ```
 //! TEXT may be `x*300` (300 times `x`). Durations: 500ms, 10s, 5m, 2h, 3d.
 
@@ -304,6 +304,20 @@ impl World {
                 self.now.wall = UtcTime::from_unix_millis(wall);
             }
             "restart" => self.restart()?,
+            "why" => {
+                let view = self.job()?.view();
+                let start = 1_767_225_600_000;
+                let line = match &view.waiting {
+                    None => "transferring or done".to_owned(),
+                    Some(ferry_core::Waiting::RetryAt { at, error }) => format!(
+                        "retry_at +{}ms after {error}",
+                        at.map_or(-1, |t| t.unix_millis() - start)
+                    ),
+                    Some(ferry_core::Waiting::Error { error }) => format!("error {error}"),
+                    Some(other) => other.reason().to_owned(),
+                };
+                writeln!(self.out, "  waiting: {line}").ok();
+            }
             "show" => {
                 let view = self.job()?.view();
                 let out = show_job(&view, self.now);
@@ -430,6 +444,7 @@ impl World {
             JobState::Connecting | JobState::Transferring
         ) {
             expected.state = JobState::Queued;
+            expected.waiting = Some(ferry_core::Waiting::Queued);
         }
         expected.bytes_transferred = after.bytes_transferred;
         if expected != after {

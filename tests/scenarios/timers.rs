@@ -803,3 +803,95 @@ advance 1m
         "#]],
     );
 }
+
+/// "Why is my job waiting", as far as the job knows: no files, suspended,
+/// queued for a slot, a retry at a time after an error, an error that waits
+/// for the user; nothing while it transfers.
+#[test]
+fn a_job_that_is_not_transferring_says_why() {
+    check(
+        "
+        config retry_floor=1s
+        create why
+        why
+        add http://h/a /d/a
+        why
+        set retry_delay 10s
+        resume
+        why
+        grant
+        respond f0 size=10
+        why
+        fail f0 transient http_503
+        why
+        advance 10s
+        why
+        grant
+        fail f0 fatal http_404
+        why
+        ",
+        expect![[r#"
+            > config retry_floor=1s
+            > create why
+            ok
+              persist sync job=suspended
+              state: suspended
+            > why
+              waiting: no_files
+            > add http://h/a /d/a
+            added f0
+              persist sync job=suspended files=f0
+              notify job_modified
+            > why
+              waiting: suspended_by_user
+            > set retry_delay 10s
+            ok
+              persist sync job=suspended
+              notify job_modified
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > why
+              waiting: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=10
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > why
+              waiting: transferring or done
+            > fail f0 transient http_503
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > why
+              waiting: retry_at +10000ms after http_503
+            > advance 10s
+              timer at +10s
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > why
+              waiting: queued
+            > grant
+            granted f0
+              start f0 #2 offset=0 size=10
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > fail f0 fatal http_404
+              persist sync job=error
+              notify job_error
+              state: error
+            > why
+              waiting: error http_404
+        "#]],
+    );
+}

@@ -51,6 +51,10 @@ pub struct Job {
     pub commit_stalled: bool,
     /// Complete's or Cancel's answer, once the job is final.
     pub answer: Option<FinalAnswer>,
+    /// Why the job is not transferring (absent while it transfers and once
+    /// it is transferred or final).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
     /// The files (only in `GET /v1/jobs/{id}`; lists leave them out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<File>>,
@@ -383,8 +387,67 @@ impl Job {
                 }
                 Answer::Cancel(a) => FinalAnswer::Cancel(CancelResult::from_core(a)),
             }),
+            waiting: view.waiting.as_ref().map(Waiting::from_core),
             files: files.map(|files| files.iter().map(File::from_core).collect()),
         }
+    }
+}
+
+/// Why a job is not transferring. `reason` is one of `suspended_by_user`,
+/// `no_files`, `queued`, `waiting_for_slot` (`behind`: the highest priority
+/// holding one of the `slots` global slots), `host_busy` (`host` already
+/// has `limit` transfers), `retry_at` (`next_attempt`, after `error`;
+/// without `next_attempt` the job waits for its host to answer again),
+/// `error` (waits for a Resume or Cancel after `error`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiting {
+    /// The machine-readable reason.
+    pub reason: String,
+    /// `retry_at`: when the next attempt is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<String>,
+    /// `retry_at` and `error`: the error's code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `waiting_for_slot`: the highest priority holding a slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<String>,
+    /// `waiting_for_slot`: the global budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<usize>,
+    /// `host_busy`: the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `host_busy`: transfers at once per host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl Waiting {
+    fn from_core(waiting: &ferry_core::Waiting) -> Self {
+        use ferry_core::Waiting as W;
+        let mut out = Self {
+            reason: waiting.reason().to_owned(),
+            ..Self::default()
+        };
+        match waiting {
+            W::RetryAt { at, error } => {
+                out.next_attempt = at.map(rfc3339);
+                out.error = Some(error.clone());
+            }
+            W::Error { error } => out.error = Some(error.clone()),
+            W::ForSlot { behind, slots } => {
+                out.behind = Some(behind.as_str().to_owned());
+                out.slots = Some(*slots);
+            }
+            W::HostBusy { host, limit } => {
+                out.host = Some(host.clone());
+                out.limit = Some(*limit);
+            }
+            W::SuspendedByUser | W::NoFiles | W::Queued => {}
+        }
+        out
     }
 }
 

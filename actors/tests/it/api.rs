@@ -792,6 +792,8 @@ async fn quotas_are_exposed_and_enforced_over_http() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"], "too_many_jobs", "{body}");
     let id = job["id"].as_str().unwrap();
+    // Why it does not transfer, in the job document.
+    assert_eq!(job["waiting"], json!({"reason": "no_files"}), "{job}");
     let local = |n: &str| h.local(n).to_string_lossy().into_owned();
     let two = json!([
         {"remote": "http://127.0.0.1:1/a", "local": local("a")},

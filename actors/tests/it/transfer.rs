@@ -3,7 +3,7 @@
 use ferry_actors::EventKind;
 use ferry_core::{FileId, JobState, Property};
 
-use crate::util::{Harness, alice};
+use crate::util::{DEADLINE, Harness, alice};
 
 #[actix_rt::test]
 async fn files_are_invisible_before_complete() {
@@ -151,4 +151,89 @@ async fn huge_time_settings_do_not_break_the_timers() {
         h.engine.job(&alice(), job).await.unwrap().state,
         JobState::Transferred
     );
+}
+
+/// "Why is my job waiting": a job held back by its host's limit says
+/// host_busy, one held back by the global budget says waiting_for_slot
+/// (behind the priority that holds the slot), a suspended job says why,
+/// and the transferring job says nothing. `127.0.0.1` and `localhost` are
+/// two hosts of the same origin.
+#[actix_rt::test]
+async fn a_waiting_job_says_which_limit_holds_it() {
+    use ferry_core::{Priority, Waiting};
+    let h = Harness::with(|c| {
+        c.max_transfers = 1;
+        c.max_transfers_per_host = 1;
+    })
+    .await;
+    let me = alice();
+    let running = h.job(&[("a", 400_000)]).await;
+    h.origin.hold("/a");
+    h.engine.resume(&me, running).await.unwrap();
+    h.requested("/a").await;
+
+    // Low priority on the busy host.
+    let same_host = h.job(&[("b", 10)]).await;
+    h.engine
+        .set(&me, same_host, Property::Priority(Priority::Low))
+        .await
+        .unwrap();
+    h.engine.resume(&me, same_host).await.unwrap();
+    // High priority on another host: only the global budget holds it.
+    h.origin.add("/c", 10);
+    let remote = h.origin.url("/c").replace("127.0.0.1", "localhost");
+    let other_host = h.job_from(remote, "c").await;
+    h.engine
+        .set(&me, other_host, Property::Priority(Priority::High))
+        .await
+        .unwrap();
+    h.engine.resume(&me, other_host).await.unwrap();
+    let idle = h.job(&[("d", 10)]).await;
+    let empty = h
+        .engine
+        .create_job(&me, ferry_core::JobSpec::download("empty"))
+        .await
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let want = |job| match job {
+        j if j == same_host => Some(Waiting::HostBusy {
+            host: "127.0.0.1".into(),
+            limit: 1,
+        }),
+        j if j == other_host => Some(Waiting::ForSlot {
+            behind: Priority::Normal,
+            slots: 1,
+        }),
+        j if j == idle => Some(Waiting::SuspendedByUser),
+        j if j == empty => Some(Waiting::NoFiles),
+        _ => None,
+    };
+    loop {
+        let mut got = Vec::new();
+        for job in [running, same_host, other_host, idle, empty] {
+            got.push(h.engine.job(&me, job).await.unwrap().waiting);
+        }
+        let wanted: Vec<_> = [running, same_host, other_host, idle, empty]
+            .into_iter()
+            .map(want)
+            .collect();
+        if got == wanted {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The list says the same.
+    let listed = h.engine.list(&me, false).await.unwrap();
+    let of = |job| {
+        listed
+            .iter()
+            .find(|v| v.id == job)
+            .and_then(|v| v.waiting.clone())
+    };
+    assert_eq!(of(other_host), want(other_host));
+    assert_eq!(of(same_host), want(same_host));
+    h.origin.release("/a");
+    h.engine.clone().shutdown().await.unwrap();
 }
