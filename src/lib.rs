@@ -32,6 +32,7 @@ pub mod effect;
 pub mod error;
 pub mod http;
 pub mod job;
+pub mod rate;
 pub mod record;
 pub mod time;
 pub mod types;

@@ -19,6 +19,10 @@ pub struct EngineConfig {
     pub max_transfers: usize,
     /// Transfers running at once to one host, across all jobs.
     pub max_transfers_per_host: usize,
+    /// Bytes per second over all transfers (a token bucket, bursts of a
+    /// tenth of a second's worth); `None`: no cap. Changeable at runtime
+    /// ([`crate::Engine::set_limits`]).
+    pub max_bytes_per_second: Option<u64>,
     /// Unfinished jobs (not ACKNOWLEDGED or CANCELLED) an owner who is not
     /// an admin may have: creating one more is refused with
     /// `too_many_jobs`. Files per job are `core.max_files_per_job`.
@@ -71,6 +75,7 @@ impl EngineConfig {
             core: CoreConfig::default(),
             max_transfers: 8,
             max_transfers_per_host: 8,
+            max_bytes_per_second: None,
             max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
             arbiters: std::thread::available_parallelism().map_or(2, usize::from),
             connect_timeout: Duration::from_secs(30),

@@ -26,7 +26,8 @@ use crate::{
     file_actor::blocking,
     fs,
     manager::{
-        Admit, Blocked, CountJobs, Listable, Lookup, Manager, Register, ShutdownAll, Subscribe,
+        Admit, Blocked, CountJobs, GetBudgets, Listable, Lookup, Manager, Register, SetBudgets,
+        ShutdownAll, Subscribe,
     },
     metrics::Metrics,
     store::{Store, StoreError},
@@ -145,6 +146,7 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) clock: Clock,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) throttle: Arc<crate::limits::Throttle>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
 }
@@ -206,12 +208,18 @@ impl Engine {
         let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
+        let clock = Clock::new();
+        let throttle = Arc::new(crate::limits::Throttle::new(
+            clock,
+            config.max_bytes_per_second,
+        ));
         let shared = Arc::new(Shared {
             config: Arc::new(config),
             core,
             store,
-            clock: Clock::new(),
+            clock,
             metrics,
+            throttle,
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
             next_arbiter: AtomicUsize::new(0),
         });
@@ -346,6 +354,44 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Stopped)??;
         Ok(id)
+    }
+
+    /// The limits in force.
+    pub async fn limits(&self) -> Result<crate::Limits, EngineError> {
+        let (max_transfers, max_transfers_per_host) = self
+            .manager
+            .send(GetBudgets)
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(crate::Limits {
+            max_transfers,
+            max_transfers_per_host,
+            max_bytes_per_second: self.shared.throttle.rate(),
+        })
+    }
+
+    /// Changes the limits while the engine runs: a higher budget grants
+    /// waiting transfers at once; a lower one lets running transfers finish
+    /// and does not replace them; a bandwidth cap applies from the next
+    /// chunk of every transfer. Zero budgets or a zero cap are refused.
+    pub async fn set_limits(&self, limits: crate::Limits) -> Result<(), EngineError> {
+        if limits.max_transfers == 0
+            || limits.max_transfers_per_host == 0
+            || limits.max_bytes_per_second == Some(0)
+        {
+            return Err(CommandError::InvalidArgument(
+                "budgets and the bandwidth cap are at least 1".into(),
+            )
+            .into());
+        }
+        self.shared.throttle.set(limits.max_bytes_per_second);
+        self.manager
+            .send(SetBudgets {
+                max_transfers: limits.max_transfers,
+                max_transfers_per_host: limits.max_transfers_per_host,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)
     }
 
     /// The quotas that apply to `who`, and how much of them it uses.

@@ -30,6 +30,7 @@ use crate::{
     chunks::{Coalescer, WRITE_SIZE},
     config::EngineConfig,
     fs,
+    limits::Throttle,
     metrics::Metrics,
 };
 
@@ -129,6 +130,7 @@ pub(crate) struct FileActor {
     access: Access,
     config: Arc<EngineConfig>,
     metrics: Option<Arc<Metrics>>,
+    throttle: Option<Arc<Throttle>>,
     report: Option<WeakRecipient<Report>>,
     /// Turned true to stop the transfer at the next chunk.
     stop: watch::Sender<bool>,
@@ -152,6 +154,7 @@ impl FileActor {
         access: Access,
         config: Arc<EngineConfig>,
         metrics: Arc<Metrics>,
+        throttle: Arc<Throttle>,
         report: WeakRecipient<Report>,
     ) -> Self {
         Self {
@@ -160,6 +163,7 @@ impl FileActor {
             access,
             config,
             metrics: Some(metrics),
+            throttle: Some(throttle),
             report: Some(report),
             stop: watch::channel(false).0,
             stopped: None,
@@ -175,6 +179,7 @@ impl FileActor {
             access: Access::engine(),
             config,
             metrics: None,
+            throttle: None,
             report: None,
             stop: watch::channel(false).0,
             stopped: None,
@@ -187,9 +192,12 @@ impl Actor for FileActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (Some(order), Some(report), Some(metrics)) =
-            (self.order.take(), self.report.clone(), self.metrics.clone())
-        else {
+        let (Some(order), Some(report), Some(metrics), Some(throttle)) = (
+            self.order.take(),
+            self.report.clone(),
+            self.metrics.clone(),
+            self.throttle.clone(),
+        ) else {
             return;
         };
         let active = metrics.transfer_started();
@@ -200,6 +208,7 @@ impl Actor for FileActor {
             access: self.access.clone(),
             config: self.config.clone(),
             metrics,
+            throttle,
             report: report.clone(),
             stop: self.stop.subscribe(),
         }
@@ -302,6 +311,8 @@ struct Transfer {
     access: Access,
     config: Arc<EngineConfig>,
     metrics: Arc<Metrics>,
+    /// The engine's bandwidth cap.
+    throttle: Arc<Throttle>,
     report: WeakRecipient<Report>,
     stop: watch::Receiver<bool>,
 }
@@ -667,6 +678,20 @@ impl Transfer {
             }
             self.metrics.received(chunk.len());
             let full = buf.push(&chunk);
+            // The bandwidth cap: pause before reading on (the sender is
+            // held back through TCP). Our own pause is not server silence.
+            let pause = self.throttle.take(chunk.len() as u64);
+            if !pause.is_zero() {
+                let mut stop = self.stop.clone();
+                if until_stopped(&mut stop, actix_rt::time::sleep(pause))
+                    .await
+                    .is_none()
+                {
+                    stopped = true;
+                    break Ok(());
+                }
+                last_chunk += pause;
+            }
             if sink.last_progress.elapsed() >= self.config.progress_interval {
                 sink.last_progress = Instant::now();
                 reported = received;

@@ -53,6 +53,7 @@ mod engine;
 mod failpoint;
 mod file_actor;
 mod fs;
+mod limits;
 mod manager;
 mod metrics;
 mod store;
@@ -61,6 +62,7 @@ mod supervisor;
 pub use access::{FsIdentity, Identities};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineError, Event, EventKind, Events, Quotas};
+pub use limits::Limits;
 pub use store::StoreError;
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -47,6 +47,9 @@ pub(crate) struct Manager {
     /// Why each job with a waiting request got no slot at the last
     /// scheduling pass ([`Waiting::ForSlot`] or [`Waiting::HostBusy`]).
     blocked: HashMap<JobId, Waiting>,
+    /// The budgets, changeable at runtime ([`SetBudgets`]).
+    max_transfers: usize,
+    max_transfers_per_host: usize,
     event_seq: u64,
     subscribers: Vec<mpsc::Sender<Event>>,
     /// Temp files to delete again, with the user whose rights the delete
@@ -67,6 +70,8 @@ impl Manager {
         shared: std::sync::Arc<Shared>,
         pending_deletes: Vec<(String, String)>,
     ) -> Self {
+        let max_transfers = shared.config.max_transfers;
+        let max_transfers_per_host = shared.config.max_transfers_per_host;
         Self {
             shared,
             jobs: HashMap::new(),
@@ -76,6 +81,8 @@ impl Manager {
             background_running: 0,
             per_host: HashMap::new(),
             blocked: HashMap::new(),
+            max_transfers,
+            max_transfers_per_host,
             event_seq: 0,
             subscribers: Vec::new(),
             pending_deletes,
@@ -84,8 +91,8 @@ impl Manager {
 
     /// Grants every waiting request the limits allow, highest priority first.
     fn schedule(&mut self) {
-        let max_total = self.shared.config.max_transfers.max(1);
-        let max_host = self.shared.config.max_transfers_per_host.max(1);
+        let max_total = self.max_transfers.max(1);
+        let max_host = self.max_transfers_per_host.max(1);
         let keys: Vec<(Priority, u64)> = self.waiting.keys().copied().collect();
         let mut blocked = HashMap::new();
         for key in keys {
@@ -295,6 +302,38 @@ impl Handler<Blocked> for Manager {
                 .filter_map(|job| self.blocked.get(&job).map(|w| (job, w.clone())))
                 .collect(),
         )
+    }
+}
+
+/// New transfer budgets: granted at once where they allow more; transfers
+/// beyond a lowered budget run on and are not replaced when they end.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SetBudgets {
+    pub(crate) max_transfers: usize,
+    pub(crate) max_transfers_per_host: usize,
+}
+
+impl Handler<SetBudgets> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetBudgets, _: &mut Context<Self>) {
+        self.max_transfers = msg.max_transfers.max(1);
+        self.max_transfers_per_host = msg.max_transfers_per_host.max(1);
+        self.schedule();
+    }
+}
+
+/// The budgets in force: (global, per host).
+#[derive(Debug, Message)]
+#[rtype(result = "(usize, usize)")]
+pub(crate) struct GetBudgets;
+
+impl Handler<GetBudgets> for Manager {
+    type Result = MessageResult<GetBudgets>;
+
+    fn handle(&mut self, _: GetBudgets, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.max_transfers, self.max_transfers_per_host))
     }
 }
 

@@ -381,10 +381,11 @@ impl JobSupervisor {
         let arbiter = self.shared.arbiter();
         let config = self.shared.config.clone();
         let metrics = self.shared.metrics.clone();
+        let throttle = self.shared.throttle.clone();
         let report = ctx.address().downgrade().recipient();
         let access = self.access(None);
         let actor = FileActor::start_in_arbiter(&arbiter, move |_| {
-            FileActor::transfer(order, access, config, metrics, report)
+            FileActor::transfer(order, access, config, metrics, throttle, report)
         });
         self.transfers.insert(
             file,

@@ -184,6 +184,9 @@ struct ServeArgs {
     /// Lowest minimum retry delay a job may set, in seconds.
     #[arg(long, env = "FERRY_RETRY_DELAY_FLOOR")]
     retry_delay_floor: Option<u64>,
+    /// Bytes per second over all transfers (no cap by default).
+    #[arg(long, env = "FERRY_MAX_BYTES_PER_SECOND")]
+    max_bytes_per_second: Option<u64>,
     /// BITS's quotas: 60 unfinished jobs per owner, 200 files per job
     /// (admins exempt); ferry's defaults are 10,000 and 100,000.
     #[arg(long, env = "FERRY_BITS_QUOTAS")]
@@ -359,6 +362,9 @@ async fn serve_command(args: ServeArgs) -> Outcome {
     }
     if args.bits_quotas {
         config.bits_quotas = true;
+    }
+    if let Some(cap) = args.max_bytes_per_second {
+        config.max_bytes_per_second = Some(cap);
     }
     if let Some(format) = args.log_format {
         config.log_format = format;

@@ -36,6 +36,9 @@ pub struct ServeConfig {
     pub idle_timeout_secs: u64,
     /// The lowest minimum retry delay a job may set, in seconds (BITS: 5).
     pub retry_delay_floor_secs: u64,
+    /// Bytes per second over all transfers (none: no cap); admins change
+    /// it at runtime with `PATCH /v1/limits`.
+    pub max_bytes_per_second: Option<u64>,
     /// Unfinished jobs an owner who is not an admin may have.
     pub max_jobs_per_owner: usize,
     /// Files a job of an owner who is not an admin may hold.
@@ -134,6 +137,7 @@ impl Default for ServeConfig {
             connect_timeout_secs: 30,
             idle_timeout_secs: 60,
             retry_delay_floor_secs: 5,
+            max_bytes_per_second: None,
             max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
             max_files_per_job: ferry_core::config::DEFAULT_MAX_FILES_PER_JOB,
             bits_quotas: false,
@@ -217,6 +221,11 @@ impl ServeConfig {
 
     /// Checks values that would fail later in less clear ways.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_bytes_per_second == Some(0) {
+            return Err(ConfigError::Invalid(
+                "max_bytes_per_second must be at least 1 (leave it out for no cap)".into(),
+            ));
+        }
         if self.max_transfers == 0 || self.max_transfers_per_host == 0 {
             return Err(ConfigError::Invalid(
                 "max_transfers and max_transfers_per_host must be at least 1".into(),
@@ -271,6 +280,7 @@ impl ServeConfig {
         engine.connect_timeout = Duration::from_secs(self.connect_timeout_secs);
         engine.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         engine.core.retry_delay_floor = Duration::from_secs(self.retry_delay_floor_secs);
+        engine.max_bytes_per_second = self.max_bytes_per_second;
         engine.max_jobs_per_owner = self.max_jobs_per_owner;
         engine.core.max_files_per_job = self.max_files_per_job;
         if self.bits_quotas {

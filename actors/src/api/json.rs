@@ -572,3 +572,46 @@ impl Quotas {
         }
     }
 }
+
+/// `GET /v1/limits`: the engine's limits in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Transfers at once across background jobs.
+    pub max_transfers: usize,
+    /// Transfers at once to one host.
+    pub max_transfers_per_host: usize,
+    /// Bytes per second over all transfers; `null`: no cap.
+    pub max_bytes_per_second: Option<u64>,
+}
+
+impl Limits {
+    /// From the engine's answer.
+    pub fn from_engine(l: &crate::Limits) -> Self {
+        Self {
+            max_transfers: l.max_transfers,
+            max_transfers_per_host: l.max_transfers_per_host,
+            max_bytes_per_second: l.max_bytes_per_second,
+        }
+    }
+}
+
+/// `PATCH /v1/limits` (admins): what to change; `max_bytes_per_second:
+/// null` lifts the cap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchLimits {
+    /// Transfers at once across background jobs (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_transfers: Option<usize>,
+    /// Transfers at once to one host (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_transfers_per_host: Option<usize>,
+    /// Bytes per second (at least 1), or `null` for no cap.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub max_bytes_per_second: Option<Option<u64>>,
+}

@@ -170,6 +170,11 @@ impl Api {
             .service(resource("/jobs/{id}/take-ownership").route(web::post().to(take_ownership)))
             .service(resource("/events").route(web::get().to(events)))
             .service(resource("/quotas").route(web::get().to(quotas)))
+            .service(
+                resource("/limits")
+                    .route(web::get().to(limits))
+                    .route(web::patch().to(patch_limits)),
+            )
             .default_service(web::to(no_route))
     }
 
@@ -194,6 +199,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/jobs/{id}/take-ownership"),
     ("GET", "/v1/events"),
     ("GET", "/v1/quotas"),
+    ("GET", "/v1/limits"),
+    ("PATCH", "/v1/limits"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
 ];
@@ -595,6 +602,37 @@ async fn quotas(api: web::Data<Api>, req: HttpRequest) -> Answer {
     let who = api.caller(&req)?;
     let quotas = api.engine().quotas(&who).await?;
     Ok(HttpResponse::Ok().json(json::Quotas::from_engine(&quotas)))
+}
+
+async fn limits(api: web::Data<Api>, req: HttpRequest) -> Answer {
+    api.caller(&req)?;
+    let limits = api.engine().limits().await?;
+    Ok(HttpResponse::Ok().json(json::Limits::from_engine(&limits)))
+}
+
+/// Changes the engine's limits at runtime: admins only.
+async fn patch_limits(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    body: web::Json<json::PatchLimits>,
+) -> Answer {
+    let who = api.caller(&req)?;
+    if !who.admin {
+        return Err(EngineError::Command(CommandError::AccessDenied).into());
+    }
+    let patch = body.into_inner();
+    let mut limits = api.engine().limits().await?;
+    if let Some(n) = patch.max_transfers {
+        limits.max_transfers = n;
+    }
+    if let Some(n) = patch.max_transfers_per_host {
+        limits.max_transfers_per_host = n;
+    }
+    if let Some(cap) = patch.max_bytes_per_second {
+        limits.max_bytes_per_second = cap;
+    }
+    api.engine().set_limits(limits).await?;
+    Ok(HttpResponse::Ok().json(json::Limits::from_engine(&limits)))
 }
 
 async fn healthz() -> HttpResponse {

@@ -813,3 +813,60 @@ async fn quotas_are_exposed_and_enforced_over_http() {
     assert_eq!(body["unfinished_jobs"], 2);
     s.handle.stop(false).await;
 }
+
+/// Runtime limits over HTTP: anyone reads them, only admins change them;
+/// `null` lifts the bandwidth cap; zero is refused and changes nothing.
+#[actix_rt::test]
+async fn limits_are_read_by_all_and_changed_by_admins() {
+    let h = Harness::new().await;
+    let s = Server::start(&h);
+    let patch = |body: Value| Some(Bytes::from(body.to_string()));
+    let (status, body) = s.get("/v1/limits", ALICE).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"max_transfers": 8, "max_transfers_per_host": 8, "max_bytes_per_second": null})
+    );
+    let (status, body) = s
+        .call(
+            "PATCH",
+            "/v1/limits",
+            Some(ALICE),
+            patch(json!({"max_transfers": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let change = json!({"max_transfers": 3, "max_bytes_per_second": 1_000_000});
+    let (status, body) = s
+        .call("PATCH", "/v1/limits", Some(ROOT), patch(change))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"max_transfers": 3, "max_transfers_per_host": 8, "max_bytes_per_second": 1_000_000})
+    );
+    let (status, body) = s
+        .call(
+            "PATCH",
+            "/v1/limits",
+            Some(ROOT),
+            patch(json!({"max_transfers": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = s
+        .call(
+            "PATCH",
+            "/v1/limits",
+            Some(ROOT),
+            patch(json!({"max_bytes_per_second": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = s.get("/v1/limits", BOB).await;
+    assert_eq!(
+        body,
+        json!({"max_transfers": 3, "max_transfers_per_host": 8, "max_bytes_per_second": null})
+    );
+    s.handle.stop(false).await;
+}

@@ -237,3 +237,83 @@ async fn a_waiting_job_says_which_limit_holds_it() {
     h.origin.release("/a");
     h.engine.clone().shutdown().await.unwrap();
 }
+
+/// The global bandwidth cap against the real origin: the bytes never
+/// exceed cap x elapsed + burst (+ the one chunk taken last), so a file
+/// cannot arrive sooner than that allows; and lifting the cap at runtime
+/// lets a crawling transfer finish at once.
+#[actix_rt::test]
+async fn a_bandwidth_cap_holds_and_can_be_lifted_at_runtime() {
+    use std::time::Instant;
+    const CAP: u64 = 512 * 1024;
+    // The burst is a tenth of a second's worth, at least 64 KiB; a chunk
+    // from the origin is at most 64 KiB.
+    const BURST: u64 = 64 * 1024;
+    const CHUNK: u64 = 64 * 1024;
+    let mut h = Harness::with(|c| c.max_bytes_per_second = Some(CAP)).await;
+    let me = alice();
+    let size = 1024 * 1024;
+    let job = h.job(&[("capped", size)]).await;
+    let started = Instant::now();
+    h.engine.resume(&me, job).await.unwrap();
+    h.transferred(job).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let least = (size - BURST - CHUNK) as f64 / CAP as f64;
+    assert!(
+        elapsed >= least,
+        "{size} bytes in {elapsed:.2} s: over the cap"
+    );
+
+    // 16 KiB/s would take a minute for 1 MiB: lifted, it finishes well
+    // within the test's deadline.
+    let mut limits = h.engine.limits().await.unwrap();
+    limits.max_bytes_per_second = Some(16 * 1024);
+    h.engine.set_limits(limits).await.unwrap();
+    assert_eq!(
+        h.engine.limits().await.unwrap().max_bytes_per_second,
+        Some(16 * 1024)
+    );
+    let slow = h.job(&[("slow", size)]).await;
+    h.engine.resume(&me, slow).await.unwrap();
+    h.requested("/slow").await;
+    limits.max_bytes_per_second = None;
+    h.engine.set_limits(limits).await.unwrap();
+    h.transferred(slow).await;
+    let zero = ferry_actors::Limits {
+        max_bytes_per_second: Some(0),
+        ..limits
+    };
+    assert!(h.engine.set_limits(zero).await.is_err());
+    h.engine.clone().shutdown().await.unwrap();
+}
+
+/// Raising the global budget at runtime starts a job that waited for a
+/// slot, without waiting for the running one to end.
+#[actix_rt::test]
+async fn a_raised_budget_starts_waiting_jobs_at_once() {
+    let mut h = Harness::with(|c| c.max_transfers = 1).await;
+    let me = alice();
+    let first = h.job(&[("a", 400_000)]).await;
+    h.origin.hold("/a");
+    h.engine.resume(&me, first).await.unwrap();
+    h.requested("/a").await;
+    let second = h.job(&[("b", 10)]).await;
+    h.engine.resume(&me, second).await.unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !matches!(
+        h.engine.job(&me, second).await.unwrap().waiting,
+        Some(ferry_core::Waiting::ForSlot { slots: 1, .. })
+    ) {
+        assert!(std::time::Instant::now() < deadline, "never held back");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut limits = h.engine.limits().await.unwrap();
+    limits.max_transfers = 2;
+    h.engine.set_limits(limits).await.unwrap();
+    // The second job finishes while the first is still held.
+    h.transferred(second).await;
+    assert!(h.origin.requests_of("/a").len() == 1);
+    h.origin.release("/a");
+    h.transferred(first).await;
+    h.engine.clone().shutdown().await.unwrap();
+}

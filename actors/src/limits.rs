@@ -1,0 +1,83 @@
+//! The engine's limits that change at runtime: the transfer budgets (kept
+//! by the `Manager`, which alone grants slots) and the global bandwidth cap,
+//! a token bucket ([`ferry_core::rate::TokenBucket`]) that every transfer
+//! draws from chunk by chunk.
+
+use std::{sync::Mutex, time::Duration};
+
+use ferry_core::rate::TokenBucket;
+
+use crate::clock::Clock;
+
+/// Limits an application or an admin may change while the engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Transfers at once across background jobs (at least 1).
+    pub max_transfers: usize,
+    /// Transfers at once to one host, across all jobs (at least 1).
+    pub max_transfers_per_host: usize,
+    /// Bytes per second over all transfers; `None`: no cap.
+    pub max_bytes_per_second: Option<u64>,
+}
+
+/// The smallest burst of the bandwidth cap: one chunk of a body may always
+/// pass without a pause.
+const MIN_BURST: u64 = 64 * 1024;
+
+/// A cap's burst: a tenth of a second's worth, so the rate is smooth
+/// within a second.
+fn burst_of(rate: u64) -> u64 {
+    (rate / 10).max(MIN_BURST)
+}
+
+/// The global bandwidth cap shared by every transfer.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    clock: Clock,
+    bucket: Mutex<Option<TokenBucket>>,
+}
+
+impl Throttle {
+    pub(crate) fn new(clock: Clock, rate: Option<u64>) -> Self {
+        let now = clock.now().mono;
+        Self {
+            clock,
+            bucket: Mutex::new(rate.map(|r| TokenBucket::new(r, burst_of(r), now))),
+        }
+    }
+
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Option<TokenBucket>> {
+        // Nothing panics while holding it; a poisoned lock still holds a
+        // usable bucket.
+        self.bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cap, if any.
+    pub(crate) fn rate(&self) -> Option<u64> {
+        self.bucket().as_ref().map(TokenBucket::rate)
+    }
+
+    /// A new cap (or none) from now on.
+    pub(crate) fn set(&self, rate: Option<u64>) {
+        let now = self.clock.now().mono;
+        let mut bucket = self.bucket();
+        *bucket = match (bucket.take(), rate) {
+            (_, None) => None,
+            (Some(mut b), Some(r)) => {
+                b.set(r, burst_of(r), now);
+                Some(b)
+            }
+            (None, Some(r)) => Some(TokenBucket::new(r, burst_of(r), now)),
+        };
+    }
+
+    /// `bytes` arrived: how long the transfer pauses before reading on.
+    pub(crate) fn take(&self, bytes: u64) -> Duration {
+        let now = self.clock.now().mono;
+        self.bucket()
+            .as_mut()
+            .map_or(Duration::ZERO, |b| b.take(bytes, now))
+    }
+}
