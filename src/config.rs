@@ -42,6 +42,10 @@ pub struct CoreConfig {
     pub retry_delay_floor: Duration,
     /// Longest `Retry-After` honoured; larger values are capped (1 hour).
     pub max_retry_after: Duration,
+    /// The retry backoff's cap: repeated transient failures without
+    /// progress double the wait up to this (1 hour; never below the job's
+    /// minimum retry delay).
+    pub max_retry_delay: Duration,
     /// A job neither completed nor cancelled, and not modified, for this long
     /// is cancelled (BITS JobInactivityTimeout: 90 days).
     pub inactivity_timeout: Duration,
@@ -64,6 +68,7 @@ impl Default for CoreConfig {
         Self {
             retry_delay_floor: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(3600),
+            max_retry_delay: Duration::from_secs(3600),
             inactivity_timeout: Duration::from_secs(90 * 24 * 3600),
             retention: Duration::from_secs(7 * 24 * 3600),
             default_parallel_files: 1,

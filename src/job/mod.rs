@@ -170,6 +170,9 @@ pub struct Job {
     active_since: Option<Stamp>,
     retry_at: Option<Stamp>,
     no_progress_deadline: Option<Stamp>,
+    /// Transient failures since the last progress or Resume: the retry
+    /// backoff's exponent (not persisted: a restart starts it again).
+    failures_in_a_row: u32,
     inactivity_deadline: Option<Stamp>,
     retain_until: Option<Stamp>,
     finish: Option<Finish>,
@@ -230,6 +233,7 @@ impl Job {
             active_since: None,
             retry_at: None,
             no_progress_deadline: None,
+            failures_in_a_row: 0,
             inactivity_deadline: Some(now.after(config.inactivity_timeout)),
             retain_until: None,
             finish: None,
@@ -322,6 +326,29 @@ impl Job {
             answer: self.answer.clone(),
             waiting: self.waiting(),
         }
+    }
+
+    /// The wait before the next attempt after a transient error. A first
+    /// failure waits the minimum retry delay (BITS's behaviour); each
+    /// further failure without progress doubles it, with up to 25% jitter
+    /// drawn from the job id and the count (jobs that failed together
+    /// spread out; the core stays deterministic), up to
+    /// `max_retry_delay` (never below the minimum). A longer `Retry-After`
+    /// from the server wins.
+    fn retry_delay(&self, retry_after: Duration) -> Duration {
+        let min = self.props.min_retry_delay;
+        let cap = self.config.max_retry_delay.max(min);
+        let n = self.failures_in_a_row.max(1);
+        let backoff = if n == 1 {
+            min
+        } else {
+            let doubled = min.saturating_mul(1u32 << (n - 1).min(20)).min(cap);
+            let id = self.id.0.as_u128();
+            let draw = splitmix((id as u64) ^ ((id >> 64) as u64) ^ u64::from(n));
+            let jitter = (draw % 1000) as f64 / 4000.0;
+            Duration::try_from_secs_f64(doubled.as_secs_f64() * (1.0 + jitter)).unwrap_or(cap)
+        };
+        backoff.min(cap).max(retry_after)
     }
 
     /// Why the job is not transferring, as far as the job knows.
@@ -722,6 +749,7 @@ impl Job {
             // count again: the application says the cause is fixed.
             self.download_time_used = Duration::ZERO;
             self.no_progress_deadline = None;
+            self.failures_in_a_row = 0;
             self.set_state(JobState::Queued, now);
             self.settle_active(now);
         }
@@ -1039,6 +1067,7 @@ impl Job {
                 self.dirty_files.insert(id);
                 if progressed {
                     self.no_progress_deadline = None;
+                    self.failures_in_a_row = 0;
                 }
                 self.modified(now);
             }
@@ -1060,6 +1089,7 @@ impl Job {
                 }
                 self.dirty_files.insert(id);
                 self.no_progress_deadline = None;
+                self.failures_in_a_row = 0;
                 // Lazy, like a checkpoint: the shell fsynced the bytes before
                 // reporting them, so a record that reaches the disk never
                 // claims bytes that are not there; one lost in a crash only
@@ -1202,7 +1232,8 @@ impl Job {
                     self.set_state(JobState::Error, now);
                 } else {
                     self.set_state(JobState::TransientError, now);
-                    self.retry_at = Some(now.after(self.props.min_retry_delay.max(retry_after)));
+                    self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+                    self.retry_at = Some(now.after(self.retry_delay(retry_after)));
                 }
                 self.error = Some(object);
             }
@@ -1500,6 +1531,7 @@ impl Job {
             active_since: None,
             retry_at: restore(record.retry_at),
             no_progress_deadline: restore(record.no_progress_deadline),
+            failures_in_a_row: 0,
             inactivity_deadline: restore(record.inactivity_deadline),
             retain_until: restore(record.retain_until),
             finish: None,
@@ -1582,6 +1614,14 @@ pub fn is_temp_file_name(name: &str, engine: u64) -> bool {
         && job.bytes().all(|b| b.is_ascii_hexdigit())
         && !file.is_empty()
         && file.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// splitmix64: the backoff's jitter draw.
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!
 //! # Steps
 //! ```text
-//! config retry_floor=1s retention=7d inactivity=90d max_files=200   (before create)
+//! config retry_floor=1s retention=7d inactivity=90d max_retry=1h max_files=200   (before create)
 //! create NAME [as WHO] [type upload]        WHO: alice, or !root for an admin
 //! add REMOTE LOCAL [REMOTE LOCAL ...] [as WHO]
 //! resume | suspend | cancel | complete | take_ownership   [as WHO]
@@ -146,6 +146,7 @@ impl World {
                     let d = duration(v)?;
                     match k {
                         "retry_floor" => self.config.retry_delay_floor = d,
+                        "max_retry" => self.config.max_retry_delay = d,
                         "retention" => self.config.retention = d,
                         "inactivity" => self.config.inactivity_timeout = d,
                         _ => return Err(format!("unknown config {k}")),

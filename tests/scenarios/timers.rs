@@ -148,8 +148,10 @@ advance 1m
 
 #[test]
 fn no_progress_timeout_counts_from_the_first_transient_error() {
+    // No backoff here (its cap is the minimum delay): retries every 10 m.
     check(
         r#"
+config max_retry=10m
 create nightly
 add http://h/a /d/a
 set retry_delay 10m
@@ -169,6 +171,7 @@ advance 10m
 show
 "#,
         expect![[r#"
+            > config max_retry=10m
             > create nightly
             ok
               persist sync job=suspended
@@ -892,6 +895,197 @@ fn a_job_that_is_not_transferring_says_why() {
               state: error
             > why
               waiting: error http_404
+        "#]],
+    );
+}
+
+/// Repeated transient failures without progress back off: the first waits
+/// the minimum retry delay (as BITS), each further one doubles it with up
+/// to 25% jitter, up to the cap; progress (a checkpoint) starts the count
+/// again; a longer Retry-After wins.
+#[test]
+fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
+    check(
+        "
+        config retry_floor=1s max_retry=60s
+        create backoff
+        add http://h/a /d/a
+        set retry_delay 5s
+        set no_progress 1d
+        resume
+        grant
+        fail f0 transient http_503
+        why
+        advance 5s
+        grant
+        fail f0 transient http_503
+        why
+        advance 20s
+        grant
+        fail f0 transient http_503
+        why
+        advance 30s
+        grant
+        fail f0 transient http_503
+        why
+        advance 60s
+        grant
+        fail f0 transient http_503
+        why
+        advance 60s
+        grant
+        respond f0 size=100
+        checkpoint f0 10
+        fail f0 transient connection_reset
+        why
+        advance 5s
+        grant
+        fail f0 transient http_503 retry_after=50s
+        why
+        ",
+        expect![[r#"
+            > config retry_floor=1s max_retry=60s
+            > create backoff
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a
+            added f0
+              persist sync job=suspended files=f0
+              notify job_modified
+            > set retry_delay 5s
+            ok
+              persist sync job=suspended
+              notify job_modified
+            > set no_progress 1d
+            ok
+              persist sync job=suspended
+              notify job_modified
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > fail f0 transient http_503
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > why
+              waiting: retry_at +5000ms after http_503
+            > advance 5s
+              timer at +5s
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #2 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > fail f0 transient http_503
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > why
+              waiting: retry_at +15930ms after http_503
+            > advance 20s
+              timer at +15930ms
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #3 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > fail f0 transient http_503
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > why
+              waiting: retry_at +49110ms after http_503
+            > advance 30s
+              timer at +49110ms
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #4 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > fail f0 transient http_503
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > why
+              waiting: retry_at +100080ms after http_503
+            > advance 60s
+              timer at +100080ms
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #5 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > fail f0 transient http_503
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > why
+              waiting: retry_at +175000ms after http_503
+            > advance 60s
+              timer at +175s
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #6 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=100
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > checkpoint f0 10
+              persist lazy job=transferring files=f0
+            > fail f0 transient connection_reset
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > why
+              waiting: retry_at +180000ms after connection_reset
+            > advance 5s
+              timer at +3m
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #7 offset=10 size=100
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > fail f0 transient http_503 retry_after=50s
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > why
+              waiting: retry_at +230000ms after http_503
         "#]],
     );
 }
