@@ -447,6 +447,50 @@ impl Handler<RequestSlot> for Manager {
     }
 }
 
+/// A job's priority changed: its waiting requests move to their place in
+/// the new order (keeping their arrival), its held slots count for the new
+/// class (a job that becomes foreground leaves the global budget, one that
+/// stops being foreground enters it), and the slots are handed out again.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Reprioritize {
+    pub(crate) job: JobId,
+    pub(crate) priority: Priority,
+}
+
+impl Handler<Reprioritize> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reprioritize, _: &mut Context<Self>) {
+        let keys: Vec<(Priority, u64)> = self
+            .waiting
+            .iter()
+            .filter(|(_, (job, _))| *job == msg.job)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in keys {
+            if let Some(request) = self.waiting.remove(&key) {
+                self.waiting.insert((msg.priority, key.1), request);
+            }
+        }
+        let foreground = msg.priority == Priority::Foreground;
+        if let Some(held) = self.held.get_mut(&msg.job) {
+            for slot in held.iter_mut() {
+                match (slot.foreground, foreground) {
+                    (true, false) => self.background_running += 1,
+                    (false, true) => {
+                        self.background_running = self.background_running.saturating_sub(1);
+                    }
+                    _ => {}
+                }
+                slot.foreground = foreground;
+                slot.priority = msg.priority;
+            }
+        }
+        self.schedule();
+    }
+}
+
 /// A job started a transfer without a granted slot (the core restarted a
 /// file whose slot was already given back): count it.
 #[derive(Debug, Message)]

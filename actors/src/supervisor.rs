@@ -18,7 +18,7 @@ use std::{
 use actix::{WeakAddr, prelude::*};
 use ferry_core::{
     Command, CommandError, Durability, Effect, FileEvent, FileId, FileView, Job, JobId, JobState,
-    JobView, Notification, Principal, Reply, TransferEvent, TransferOrder,
+    JobView, Notification, Principal, Priority, Reply, TransferEvent, TransferOrder,
 };
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
@@ -74,6 +74,9 @@ pub(crate) struct JobSupervisor {
     pumping: bool,
     transfers: HashMap<FileId, Running>,
     slot_requested: bool,
+    /// The priority the Manager knows this job by (its slot requests and
+    /// held slots); a change is sent at once.
+    known_priority: Option<Priority>,
     /// Hosts of slots granted but not used by a transfer yet (a grant, or a
     /// stop followed at once by a restart of the same file); released when
     /// the pump goes idle.
@@ -117,6 +120,7 @@ impl JobSupervisor {
             pumping: false,
             transfers: HashMap::new(),
             slot_requested: false,
+            known_priority: None,
             spare_slots: Vec::new(),
             answer_to: None,
             deferred: VecDeque::new(),
@@ -492,6 +496,16 @@ impl JobSupervisor {
                 act.drain();
                 act.pump(ctx);
             }));
+        }
+        let priority = self.job.priority();
+        if self.known_priority != Some(priority) {
+            if self.known_priority.is_some() {
+                self.to_manager(crate::manager::Reprioritize {
+                    job: self.id,
+                    priority,
+                });
+            }
+            self.known_priority = Some(priority);
         }
         if !self.slot_requested
             && let Some(file) = self.job.next_transfer()

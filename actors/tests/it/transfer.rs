@@ -310,10 +310,77 @@ async fn a_raised_budget_starts_waiting_jobs_at_once() {
     let mut limits = h.engine.limits().await.unwrap();
     limits.max_transfers = 2;
     h.engine.set_limits(limits).await.unwrap();
-    // The second job finishes while the first is still held.
+    // The second job finishes while the first is still held (and has not
+    // failed, which would have freed its slot too).
     h.transferred(second).await;
+    assert_eq!(h.engine.job(&me, first).await.unwrap().error_count, 0);
     assert!(h.origin.requests_of("/a").len() == 1);
     h.origin.release("/a");
     h.transferred(first).await;
+    h.engine.clone().shutdown().await.unwrap();
+}
+
+/// A priority change reaches the scheduler at once: a low job waiting
+/// behind a normal one, raised to foreground, leaves the global budget and
+/// starts while the slot's holder is still held; lowered again, its slot
+/// counts in the budget again.
+#[actix_rt::test]
+async fn a_priority_change_takes_effect_on_a_waiting_job_at_once() {
+    use ferry_core::Priority;
+    let mut h = Harness::with(|c| c.max_transfers = 1).await;
+    let me = alice();
+    let holder = h.job(&[("a", 400_000)]).await;
+    h.origin.hold("/a");
+    h.engine.resume(&me, holder).await.unwrap();
+    h.requested("/a").await;
+    let waiting = h.job(&[("b", 400_000)]).await;
+    h.origin.hold("/b");
+    h.engine
+        .set(&me, waiting, Property::Priority(Priority::Low))
+        .await
+        .unwrap();
+    h.engine.resume(&me, waiting).await.unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !matches!(
+        h.engine.job(&me, waiting).await.unwrap().waiting,
+        Some(ferry_core::Waiting::ForSlot { .. })
+    ) {
+        assert!(std::time::Instant::now() < deadline, "never held back");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    h.engine
+        .set(&me, waiting, Property::Priority(Priority::Foreground))
+        .await
+        .unwrap();
+    // It starts while the holder still holds the only background slot
+    // (the holder has not failed: its body is held, not timed out).
+    h.requested("/b").await;
+    let holder_view = h.engine.job(&me, holder).await.unwrap();
+    assert_eq!(
+        holder_view.error_count, 0,
+        "the slot was freed by a failure"
+    );
+    assert_eq!(h.origin.requests_of("/a").len(), 1);
+    // Back to low while transferring: its slot joins the budget again, so
+    // a third job waits for a slot behind two holders.
+    h.engine
+        .set(&me, waiting, Property::Priority(Priority::Low))
+        .await
+        .unwrap();
+    let third = h.job(&[("c", 10)]).await;
+    h.engine.resume(&me, third).await.unwrap();
+    while !matches!(
+        h.engine.job(&me, third).await.unwrap().waiting,
+        Some(ferry_core::Waiting::ForSlot { slots: 1, .. })
+    ) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third job was not held back"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    h.origin.release("/a");
+    h.origin.release("/b");
+    h.transferred(third).await;
     h.engine.clone().shutdown().await.unwrap();
 }
