@@ -34,6 +34,7 @@ pub mod http;
 pub mod job;
 pub mod rate;
 pub mod record;
+pub mod schedule;
 pub mod time;
 pub mod types;
 pub mod view;

@@ -1,12 +1,16 @@
-//! `Manager`: one per engine. The job registry, the scheduler that grants
-//! transfer slots (global, per host; per job is the job's own parallel-files
-//! limit, enforced by the core), the event bus, and the retry of temp files
-//! whose deletion failed.
+//! `Manager`: one per engine. The job registry, the grant of transfer slots
+//! (global, per host; the policy is ferry-core's pure `schedule::Scheduler`,
+//! which the Manager feeds and whose grants it hands out; per job is the
+//! job's own parallel-files limit, enforced by the core), the event bus, and
+//! the retry of temp files whose deletion failed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use actix::prelude::*;
-use ferry_core::{JobId, JobState, Priority, Waiting};
+use ferry_core::{
+    JobId, JobState, Priority, Waiting,
+    schedule::{Grant, Scheduler},
+};
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
@@ -16,7 +20,7 @@ use crate::{
     file_actor::blocking,
     fs,
     store::StoreBatch,
-    supervisor::{Grant, HostUp, JobSupervisor, Shutdown},
+    supervisor::{HostUp, JobSupervisor, Shutdown},
 };
 
 /// Events a subscriber may have queued before it is dropped as too slow.
@@ -28,28 +32,12 @@ struct Entry {
     state: JobState,
 }
 
-/// A slot a job holds.
-struct Held {
-    host: String,
-    foreground: bool,
-    priority: Priority,
-}
-
 pub(crate) struct Manager {
     shared: std::sync::Arc<Shared>,
     jobs: HashMap<JobId, Entry>,
-    /// Slot requests in grant order: priority, then arrival.
-    waiting: BTreeMap<(Priority, u64), (JobId, String)>,
-    arrivals: u64,
-    held: HashMap<JobId, Vec<Held>>,
-    background_running: usize,
-    per_host: HashMap<String, usize>,
-    /// Why each job with a waiting request got no slot at the last
-    /// scheduling pass ([`Waiting::ForSlot`] or [`Waiting::HostBusy`]).
-    blocked: HashMap<JobId, Waiting>,
-    /// The budgets, changeable at runtime ([`SetBudgets`]).
-    max_transfers: usize,
-    max_transfers_per_host: usize,
+    /// The slot policy (ferry-core's pure scheduler): requests, held
+    /// slots, budgets, and why waiting jobs wait.
+    slots: Scheduler,
     event_seq: u64,
     subscribers: Vec<mpsc::Sender<Event>>,
     /// Temp files to delete again, with the user whose rights the delete
@@ -70,95 +58,30 @@ impl Manager {
         shared: std::sync::Arc<Shared>,
         pending_deletes: Vec<(String, String)>,
     ) -> Self {
-        let max_transfers = shared.config.max_transfers;
-        let max_transfers_per_host = shared.config.max_transfers_per_host;
+        let slots = Scheduler::new(
+            shared.config.max_transfers,
+            shared.config.max_transfers_per_host,
+        );
         Self {
             shared,
             jobs: HashMap::new(),
-            waiting: BTreeMap::new(),
-            arrivals: 0,
-            held: HashMap::new(),
-            background_running: 0,
-            per_host: HashMap::new(),
-            blocked: HashMap::new(),
-            max_transfers,
-            max_transfers_per_host,
+            slots,
             event_seq: 0,
             subscribers: Vec::new(),
             pending_deletes,
         }
     }
 
-    /// Grants every waiting request the limits allow, highest priority first.
-    fn schedule(&mut self) {
-        let max_total = self.max_transfers.max(1);
-        let max_host = self.max_transfers_per_host.max(1);
-        let keys: Vec<(Priority, u64)> = self.waiting.keys().copied().collect();
-        let mut blocked = HashMap::new();
-        for key in keys {
-            let Some((job, host)) = self.waiting.get(&key).cloned() else {
-                continue;
-            };
-            let foreground = key.0 == Priority::Foreground;
-            if self.per_host.get(&host).copied().unwrap_or(0) >= max_host {
-                blocked.entry(job).or_insert(Waiting::HostBusy {
-                    host,
-                    limit: max_host,
-                });
-                continue;
+    /// Hands the scheduler's grants to their jobs; a grant for a job that
+    /// left the registry is given back at once.
+    fn grant(&mut self, mut grants: Vec<Grant>) {
+        while let Some(grant) = grants.pop() {
+            match self.jobs.get(&grant.job) {
+                Some(entry) => entry
+                    .addr
+                    .do_send(crate::supervisor::Grant { host: grant.host }),
+                None => grants.extend(self.slots.release(grant.job, &grant.host)),
             }
-            if !foreground && self.background_running >= max_total {
-                let behind = self
-                    .held
-                    .values()
-                    .flatten()
-                    .filter(|h| !h.foreground)
-                    .map(|h| h.priority)
-                    .min()
-                    .unwrap_or(key.0);
-                blocked.entry(job).or_insert(Waiting::ForSlot {
-                    behind,
-                    slots: max_total,
-                });
-                continue;
-            }
-            self.waiting.remove(&key);
-            let Some(entry) = self.jobs.get(&job) else {
-                continue;
-            };
-            *self.per_host.entry(host.clone()).or_default() += 1;
-            if !foreground {
-                self.background_running += 1;
-            }
-            self.held.entry(job).or_default().push(Held {
-                host: host.clone(),
-                foreground,
-                priority: key.0,
-            });
-            entry.addr.do_send(Grant { host });
-        }
-        self.blocked = blocked;
-    }
-
-    fn release(&mut self, job: JobId, host: &str) {
-        let Some(held) = self.held.get_mut(&job) else {
-            return;
-        };
-        let Some(i) = held.iter().position(|h| h.host == host) else {
-            return;
-        };
-        let slot = held.swap_remove(i);
-        if held.is_empty() {
-            self.held.remove(&job);
-        }
-        if let Some(n) = self.per_host.get_mut(&slot.host) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_host.remove(&slot.host);
-            }
-        }
-        if !slot.foreground {
-            self.background_running = self.background_running.saturating_sub(1);
         }
     }
 
@@ -299,7 +222,7 @@ impl Handler<Blocked> for Manager {
         MessageResult(
             msg.0
                 .into_iter()
-                .filter_map(|job| self.blocked.get(&job).map(|w| (job, w.clone())))
+                .filter_map(|job| self.slots.blocked(job).map(|w| (job, w.clone())))
                 .collect(),
         )
     }
@@ -318,9 +241,10 @@ impl Handler<SetBudgets> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: SetBudgets, _: &mut Context<Self>) {
-        self.max_transfers = msg.max_transfers.max(1);
-        self.max_transfers_per_host = msg.max_transfers_per_host.max(1);
-        self.schedule();
+        let grants = self
+            .slots
+            .set_budgets(msg.max_transfers, msg.max_transfers_per_host);
+        self.grant(grants);
     }
 }
 
@@ -333,7 +257,7 @@ impl Handler<GetBudgets> for Manager {
     type Result = MessageResult<GetBudgets>;
 
     fn handle(&mut self, _: GetBudgets, _: &mut Context<Self>) -> Self::Result {
-        MessageResult((self.max_transfers, self.max_transfers_per_host))
+        MessageResult(self.slots.budgets())
     }
 }
 
@@ -360,16 +284,8 @@ impl Handler<Unregister> for Manager {
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
         self.jobs.remove(&msg.0);
-        self.waiting.retain(|_, (job, _)| *job != msg.0);
-        let hosts: Vec<String> = self
-            .held
-            .get(&msg.0)
-            .map(|h| h.iter().map(|s| s.host.clone()).collect())
-            .unwrap_or_default();
-        for host in hosts {
-            self.release(msg.0, &host);
-        }
-        self.schedule();
+        let grants = self.slots.forget(msg.0);
+        self.grant(grants);
     }
 }
 
@@ -440,10 +356,8 @@ impl Handler<RequestSlot> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: RequestSlot, _: &mut Context<Self>) {
-        self.arrivals += 1;
-        self.waiting
-            .insert((msg.priority, self.arrivals), (msg.job, msg.host));
-        self.schedule();
+        let grants = self.slots.request(msg.job, msg.host, msg.priority);
+        self.grant(grants);
     }
 }
 
@@ -462,32 +376,8 @@ impl Handler<Reprioritize> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: Reprioritize, _: &mut Context<Self>) {
-        let keys: Vec<(Priority, u64)> = self
-            .waiting
-            .iter()
-            .filter(|(_, (job, _))| *job == msg.job)
-            .map(|(key, _)| *key)
-            .collect();
-        for key in keys {
-            if let Some(request) = self.waiting.remove(&key) {
-                self.waiting.insert((msg.priority, key.1), request);
-            }
-        }
-        let foreground = msg.priority == Priority::Foreground;
-        if let Some(held) = self.held.get_mut(&msg.job) {
-            for slot in held.iter_mut() {
-                match (slot.foreground, foreground) {
-                    (true, false) => self.background_running += 1,
-                    (false, true) => {
-                        self.background_running = self.background_running.saturating_sub(1);
-                    }
-                    _ => {}
-                }
-                slot.foreground = foreground;
-                slot.priority = msg.priority;
-            }
-        }
-        self.schedule();
+        let grants = self.slots.reprioritize(msg.job, msg.priority);
+        self.grant(grants);
     }
 }
 
@@ -505,16 +395,7 @@ impl Handler<TakeSlot> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: TakeSlot, _: &mut Context<Self>) {
-        let foreground = msg.priority == Priority::Foreground;
-        *self.per_host.entry(msg.host.clone()).or_default() += 1;
-        if !foreground {
-            self.background_running += 1;
-        }
-        self.held.entry(msg.job).or_default().push(Held {
-            host: msg.host,
-            foreground,
-            priority: msg.priority,
-        });
+        self.slots.take(msg.job, msg.host, msg.priority);
     }
 }
 
@@ -530,8 +411,8 @@ impl Handler<ReleaseSlot> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: ReleaseSlot, _: &mut Context<Self>) {
-        self.release(msg.job, &msg.host);
-        self.schedule();
+        let grants = self.slots.release(msg.job, &msg.host);
+        self.grant(grants);
     }
 }
 
@@ -624,7 +505,7 @@ impl Handler<ShutdownAll> for Manager {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
-        self.waiting.clear();
+        self.slots.clear_waiting();
         let stops: Vec<_> = self.jobs.values().map(|e| e.addr.send(Shutdown)).collect();
         Box::pin(
             async move {
