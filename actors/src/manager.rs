@@ -74,8 +74,10 @@ impl Manager {
 
     /// Hands the scheduler's grants to their jobs; a grant for a job that
     /// left the registry is given back at once.
-    fn grant(&mut self, mut grants: Vec<Grant>) {
-        while let Some(grant) = grants.pop() {
+    fn grant(&mut self, grants: Vec<Grant>) {
+        // In the scheduler's order (priority, then arrival).
+        let mut grants = std::collections::VecDeque::from(grants);
+        while let Some(grant) = grants.pop_front() {
             match self.jobs.get(&grant.job) {
                 Some(entry) => entry
                     .addr
