@@ -13,10 +13,19 @@
 //!   full for all of them).
 //! - Why a request got no slot at the last pass is kept for "why is my job
 //!   waiting" ([`Waiting::ForSlot`], [`Waiting::HostBusy`]).
+//! - Time slices ([`Scheduler::preempt_due`]): while requests wait for a
+//!   global slot, background jobs of a lower priority give theirs back at
+//!   once, and jobs of the same priority after holding them for a slice,
+//!   oldest first, only as many as the waiting requests need. A preempted
+//!   job asks again and queues behind those that waited: round robin.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
 
 use crate::{
+    time::MonoTime,
     types::{JobId, Priority},
     view::Waiting,
 };
@@ -34,6 +43,8 @@ pub struct Grant {
 struct Held {
     host: String,
     priority: Priority,
+    /// When the slot was granted (or taken).
+    since: MonoTime,
 }
 
 impl Held {
@@ -53,6 +64,13 @@ pub struct Scheduler {
     blocked: HashMap<JobId, Waiting>,
     max_transfers: usize,
     max_transfers_per_host: usize,
+    /// Jobs told to give their slots back, not yet done.
+    preempting: HashSet<JobId>,
+    /// Jobs that refused (a transfer that cannot resume): left alone until
+    /// they hold no slot.
+    exempt: HashSet<JobId>,
+    /// The time of the last call that could grant.
+    now: MonoTime,
 }
 
 impl Scheduler {
@@ -67,7 +85,76 @@ impl Scheduler {
             blocked: HashMap::new(),
             max_transfers: max_transfers.max(1),
             max_transfers_per_host: max_transfers_per_host.max(1),
+            preempting: HashSet::new(),
+            exempt: HashSet::new(),
+            now: MonoTime::default(),
         }
+    }
+
+    /// The time for what follows (grants are stamped with it).
+    pub fn at(&mut self, now: MonoTime) -> &mut Self {
+        if now > self.now {
+            self.now = now;
+        }
+        self
+    }
+
+    /// Jobs to preempt now, given time slices of `slice`: see the module
+    /// docs. Each job is named once; it should give back its slots (or
+    /// [`Scheduler::refused`]).
+    pub fn preempt_due(&mut self, now: MonoTime, slice: Duration) -> Vec<JobId> {
+        self.at(now);
+        let waiting: Vec<Priority> = self
+            .waiting
+            .iter()
+            .filter(|(_, (job, _))| matches!(self.blocked.get(job), Some(Waiting::ForSlot { .. })))
+            .map(|(key, _)| key.0)
+            .collect();
+        let Some(best) = waiting.iter().min().copied() else {
+            return Vec::new();
+        };
+        let need = waiting.iter().filter(|p| **p == best).count();
+        // Slots already on their way back count toward the need.
+        let coming: usize = self
+            .preempting
+            .iter()
+            .filter_map(|job| self.held.get(job))
+            .map(|slots| slots.iter().filter(|h| h.background()).count())
+            .sum();
+        let mut candidates: Vec<(Priority, MonoTime, JobId, usize)> = self
+            .held
+            .iter()
+            .filter(|(job, _)| !self.preempting.contains(job) && !self.exempt.contains(job))
+            .filter_map(|(job, slots)| {
+                let background: Vec<&Held> = slots.iter().filter(|h| h.background()).collect();
+                let priority = background.iter().map(|h| h.priority).max()?;
+                let since = background.iter().map(|h| h.since).min()?;
+                let due =
+                    priority > best || (priority == best && now.saturating_since(since) >= slice);
+                due.then_some((priority, since, *job, background.len()))
+            })
+            .collect();
+        // The lowest priority first, then the longest held.
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut freed = coming;
+        let mut jobs = Vec::new();
+        for (_, _, job, slots) in candidates {
+            if freed >= need {
+                break;
+            }
+            freed += slots;
+            self.preempting.insert(job);
+            jobs.push(job);
+        }
+        jobs
+    }
+
+    /// A job told to give its slots back could not (a transfer that would
+    /// restart from zero): it keeps them, and is not asked again until it
+    /// holds none.
+    pub fn refused(&mut self, job: JobId) {
+        self.preempting.remove(&job);
+        self.exempt.insert(job);
     }
 
     /// (global budget, per-host limit).
@@ -93,7 +180,11 @@ impl Scheduler {
     /// A job took a slot without a grant (it restarted a transfer whose
     /// slot it had given back): counted, so that the limits stay true.
     pub fn take(&mut self, job: JobId, host: String, priority: Priority) {
-        let slot = Held { host, priority };
+        let slot = Held {
+            host,
+            priority,
+            since: self.now,
+        };
         self.count(&slot, true);
         self.held.entry(job).or_default().push(slot);
     }
@@ -135,6 +226,8 @@ impl Scheduler {
     pub fn forget(&mut self, job: JobId) -> Vec<Grant> {
         self.waiting.retain(|_, (j, _)| *j != job);
         self.blocked.remove(&job);
+        self.preempting.remove(&job);
+        self.exempt.remove(&job);
         for slot in self.held.remove(&job).unwrap_or_default() {
             self.count(&slot, false);
         }
@@ -189,6 +282,8 @@ impl Scheduler {
         let slot = held.swap_remove(i);
         if held.is_empty() {
             self.held.remove(&job);
+            self.preempting.remove(&job);
+            self.exempt.remove(&job);
         }
         self.count(&slot, false);
     }
@@ -345,5 +440,98 @@ mod tests {
         s.forget(job(1));
         assert_eq!(s.running("h"), (2, 2));
         assert!(s.blocked(job(1)).is_none());
+    }
+
+    fn t(secs: u64) -> MonoTime {
+        MonoTime::from_elapsed(Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn equal_priorities_take_turns_by_time_slice() {
+        let slice = Duration::from_secs(60);
+        let mut s = Scheduler::new(1, 8);
+        s.at(t(0));
+        assert_eq!(
+            granted(&s.request(job(1), "h".into(), Priority::Normal)),
+            [(1, "h")]
+        );
+        s.at(t(10));
+        assert!(s.request(job(2), "h".into(), Priority::Normal).is_empty());
+        // Not before the holder's slice is over.
+        assert!(s.preempt_due(t(59), slice).is_empty());
+        assert_eq!(s.preempt_due(t(60), slice), [job(1)]);
+        // Asked once: not again while its slot comes back.
+        assert!(s.preempt_due(t(61), slice).is_empty());
+        // It gives the slot back and asks again: job 2 goes first.
+        assert_eq!(granted(&s.release(job(1), "h")), [(2, "h")]);
+        assert!(s.request(job(1), "h".into(), Priority::Normal).is_empty());
+        assert!(s.preempt_due(t(100), slice).is_empty());
+        assert_eq!(s.preempt_due(t(121), slice), [job(2)]);
+    }
+
+    #[test]
+    fn a_waiting_higher_priority_preempts_lower_ones_at_once_and_only_as_needed() {
+        let slice = Duration::from_secs(60);
+        let mut s = Scheduler::new(2, 8);
+        s.at(t(0));
+        s.request(job(1), "h".into(), Priority::Low);
+        s.request(job(2), "h".into(), Priority::Normal);
+        s.at(t(5));
+        assert!(s.request(job(3), "h".into(), Priority::High).is_empty());
+        // One slot is needed: the lowest priority gives it back.
+        assert_eq!(s.preempt_due(t(6), slice), [job(1)]);
+        // A foreground job never waits for a global slot: no preemption
+        // for it, and foreground holders are never preempted.
+        s.request(job(4), "h".into(), Priority::Foreground);
+        assert!(s.preempt_due(t(7), slice).is_empty());
+    }
+
+    #[test]
+    fn a_job_that_refuses_is_left_alone_and_another_is_asked() {
+        let slice = Duration::from_secs(1);
+        let mut s = Scheduler::new(2, 8);
+        s.at(t(0));
+        s.request(job(1), "h".into(), Priority::Normal);
+        s.at(t(1));
+        s.request(job(2), "h".into(), Priority::Normal);
+        s.at(t(2));
+        assert!(s.request(job(3), "h".into(), Priority::Normal).is_empty());
+        assert_eq!(s.preempt_due(t(3), slice), [job(1)]);
+        s.refused(job(1));
+        assert_eq!(s.preempt_due(t(4), slice), [job(2)]);
+    }
+
+    /// Fairness: three jobs of one priority sharing one slot, each asking
+    /// again as soon as it is preempted: no job waits more than two slices.
+    #[test]
+    fn no_job_waits_more_than_the_others_slices() {
+        let slice = Duration::from_secs(60);
+        let mut s = Scheduler::new(1, 8);
+        s.at(t(0));
+        let mut last_start = HashMap::new();
+        for n in 1..=3 {
+            for g in s.request(job(n), "h".into(), Priority::Normal) {
+                last_start.insert(g.job, 0u64);
+            }
+        }
+        for now in 1..=1_000u64 {
+            for preempted in s.preempt_due(t(now), slice) {
+                s.at(t(now));
+                for g in s.release(preempted, "h") {
+                    last_start.insert(g.job, now);
+                }
+                assert!(
+                    s.request(preempted, "h".into(), Priority::Normal)
+                        .is_empty()
+                );
+            }
+            for n in 1..=3 {
+                let since = last_start.get(&job(n)).copied().unwrap_or(0);
+                assert!(
+                    now - since <= 3 * 60,
+                    "job {n} waited since {since} at {now}"
+                );
+            }
+        }
     }
 }

@@ -19,6 +19,11 @@ pub struct EngineConfig {
     pub max_transfers: usize,
     /// Transfers running at once to one host, across all jobs.
     pub max_transfers_per_host: usize,
+    /// Background jobs of one priority share the slots in turns of this
+    /// long (a job that held its slots for a slice gives them back when
+    /// another of its priority waits for one; a lower priority gives them
+    /// back at once). 60 s.
+    pub time_slice: Duration,
     /// Bytes per second over all transfers (a token bucket, bursts of a
     /// tenth of a second's worth); `None`: no cap. Changeable at runtime
     /// ([`crate::Engine::set_limits`]).
@@ -75,6 +80,7 @@ impl EngineConfig {
             core: CoreConfig::default(),
             max_transfers: 8,
             max_transfers_per_host: 8,
+            time_slice: Duration::from_secs(60),
             max_bytes_per_second: None,
             max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
             arbiters: std::thread::available_parallelism().map_or(2, usize::from),

@@ -82,7 +82,11 @@ impl Manager {
                 Some(entry) => entry
                     .addr
                     .do_send(crate::supervisor::Grant { host: grant.host }),
-                None => grants.extend(self.slots.release(grant.job, &grant.host)),
+                None => grants.extend(
+                    self.slots
+                        .at(self.shared.clock.now().mono)
+                        .release(grant.job, &grant.host),
+                ),
             }
         }
     }
@@ -150,6 +154,35 @@ impl Actor for Manager {
         ctx.run_interval(self.shared.config.sweep_interval, |act, ctx| {
             act.retry_pending_deletes(ctx);
         });
+        // Time slices: checked often enough that a slice ends within a
+        // second of its due time (a priority change too).
+        let tick = self
+            .shared
+            .config
+            .time_slice
+            .min(std::time::Duration::from_secs(1))
+            .max(std::time::Duration::from_millis(10));
+        ctx.run_interval(tick, |act, ctx| act.preempt(ctx));
+    }
+}
+
+impl Manager {
+    /// Asks the jobs whose slots are due (see `Scheduler::preempt_due`) to
+    /// give them back; a job that cannot is left alone.
+    fn preempt(&mut self, ctx: &mut Context<Self>) {
+        let now = self.shared.clock.now().mono;
+        let due = self.slots.preempt_due(now, self.shared.config.time_slice);
+        for job in due {
+            let Some(entry) = self.jobs.get(&job) else {
+                continue;
+            };
+            let asked = entry.addr.send(crate::supervisor::Preempt);
+            ctx.spawn(asked.into_actor(self).map(move |answer, act, _| {
+                if !matches!(answer, Ok(true)) {
+                    act.slots.refused(job);
+                }
+            }));
+        }
     }
 }
 
@@ -245,6 +278,7 @@ impl Handler<SetBudgets> for Manager {
     fn handle(&mut self, msg: SetBudgets, _: &mut Context<Self>) {
         let grants = self
             .slots
+            .at(self.shared.clock.now().mono)
             .set_budgets(msg.max_transfers, msg.max_transfers_per_host);
         self.grant(grants);
     }
@@ -286,7 +320,7 @@ impl Handler<Unregister> for Manager {
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
         self.jobs.remove(&msg.0);
-        let grants = self.slots.forget(msg.0);
+        let grants = self.slots.at(self.shared.clock.now().mono).forget(msg.0);
         self.grant(grants);
     }
 }
@@ -358,7 +392,10 @@ impl Handler<RequestSlot> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: RequestSlot, _: &mut Context<Self>) {
-        let grants = self.slots.request(msg.job, msg.host, msg.priority);
+        let grants =
+            self.slots
+                .at(self.shared.clock.now().mono)
+                .request(msg.job, msg.host, msg.priority);
         self.grant(grants);
     }
 }
@@ -378,7 +415,10 @@ impl Handler<Reprioritize> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: Reprioritize, _: &mut Context<Self>) {
-        let grants = self.slots.reprioritize(msg.job, msg.priority);
+        let grants = self
+            .slots
+            .at(self.shared.clock.now().mono)
+            .reprioritize(msg.job, msg.priority);
         self.grant(grants);
     }
 }
@@ -397,7 +437,9 @@ impl Handler<TakeSlot> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: TakeSlot, _: &mut Context<Self>) {
-        self.slots.take(msg.job, msg.host, msg.priority);
+        self.slots
+            .at(self.shared.clock.now().mono)
+            .take(msg.job, msg.host, msg.priority);
     }
 }
 
@@ -413,7 +455,10 @@ impl Handler<ReleaseSlot> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: ReleaseSlot, _: &mut Context<Self>) {
-        let grants = self.slots.release(msg.job, &msg.host);
+        let grants = self
+            .slots
+            .at(self.shared.clock.now().mono)
+            .release(msg.job, &msg.host);
         self.grant(grants);
     }
 }

@@ -877,6 +877,29 @@ impl Handler<HostUp> for JobSupervisor {
     }
 }
 
+/// The scheduler wants the job's slots back (a time slice is over, or a
+/// higher priority waits): its transfers stop at their next chunk with what
+/// they have checkpointed, and it queues again. False: it cannot (a running
+/// file would restart from zero).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub(crate) struct Preempt;
+
+impl Handler<Preempt> for JobSupervisor {
+    type Result = bool;
+
+    fn handle(&mut self, _: Preempt, ctx: &mut Context<Self>) -> bool {
+        if self.stopping || self.failed {
+            return false;
+        }
+        let now = self.shared.clock.now();
+        let preempted = self.job.handle_preempt(now);
+        self.drain();
+        self.pump(ctx);
+        preempted
+    }
+}
+
 /// Stop transfers (each writes and checkpoints what it has) and flush the
 /// store, without changing the job's state. Answered when done.
 #[derive(Debug, Message)]

@@ -457,14 +457,26 @@ impl Job {
 
     /// The scheduler takes the job's slots back (end of a time slice, a
     /// higher priority waiting): transfers stop, progress up to the last
-    /// checkpoint stays, and the job goes back to QUEUED.
-    pub fn handle_preempt(&mut self, now: Now) {
+    /// checkpoint stays, and the job goes back to QUEUED. Refused (false)
+    /// when a running file could not resume where it stops: it has bytes
+    /// but no validator, so its next attempt would start from zero (as for
+    /// a server without range support), and preempting it every slice
+    /// would keep it from ever finishing.
+    pub fn handle_preempt(&mut self, now: Now) -> bool {
         if !self.state.is_active() || self.finish.is_some() {
-            return;
+            return false;
+        }
+        let restarts = self
+            .files
+            .iter()
+            .any(|f| f.running.is_some() && f.durable > 0 && f.validator.is_none());
+        if restarts {
+            return false;
         }
         self.stop_transfers();
         self.settle_active(now);
         self.flush();
+        true
     }
 
     /// A connection to `host` succeeded: a job held in TRANSIENT_ERROR by a

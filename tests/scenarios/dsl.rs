@@ -219,7 +219,11 @@ impl World {
                 Some(file) => writeln!(self.out, "granted {file}").ok().unwrap_or(()),
                 None => writeln!(self.out, "nothing to start").ok().unwrap_or(()),
             },
-            "preempt" => self.job()?.handle_preempt(now),
+            "preempt" => {
+                if !self.job()?.handle_preempt(now) {
+                    writeln!(self.out, "preempt refused").ok();
+                }
+            }
             "host_ok" => self.job()?.handle_host_reachable(word(1), now),
             "respond" => {
                 let mut offset = 0;

@@ -577,3 +577,81 @@ files
         "#]],
     );
 }
+
+/// The scheduler may take a job's slot back: transfers stop with their
+/// checkpoints and the job queues again. Not when a running file has bytes
+/// but no validator: it could not resume, and would start over each time.
+#[test]
+fn a_preempted_job_queues_again_unless_a_file_would_restart_from_zero() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a http://h/b /d/b
+resume
+grant
+respond f0 size=100
+checkpoint f0 10
+preempt
+show
+respond f0 size=100 etag="e"
+checkpoint f0 40
+preempt
+show
+grant
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a http://h/b /d/b
+            added f0,f1
+              persist sync job=suspended files=f0,f1
+              notify job_modified
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=100
+              persist sync job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > checkpoint f0 10
+              persist lazy job=transferring files=f0
+            > preempt
+            preempt refused
+            > show
+              job "nightly" owner=alice state=transferring priority=normal type=download
+              progress bytes=10/unknown files=0/2
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
+            > respond f0 size=100 etag="e"
+              persist lazy files=f0
+            > checkpoint f0 40
+              persist lazy job=transferring files=f0
+            > preempt
+              stop f0 #1
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > show
+              job "nightly" owner=alice state=queued priority=normal type=download
+              progress bytes=40/unknown files=0/2
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
+            > grant
+            granted f0
+              start f0 #2 offset=40 if-range=(etag e) size=100
+              persist sync job=connecting files=f0
+              notify job_modified
+              state: connecting
+        "#]],
+    );
+}

@@ -384,3 +384,45 @@ async fn a_priority_change_takes_effect_on_a_waiting_job_at_once() {
     h.transferred(third).await;
     h.engine.clone().shutdown().await.unwrap();
 }
+
+/// Time slices: with one slot, a job of the same priority that waits gets
+/// it once the holder's slice is over; the holder gives it back at its next
+/// chunk with its progress kept, and resumes with a range afterwards.
+#[actix_rt::test]
+async fn equal_priorities_share_one_slot_in_time_slices() {
+    let mut h = Harness::with(|c| {
+        c.max_transfers = 1;
+        c.time_slice = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let me = alice();
+    let holder = h.job(&[("a", 400_000)]).await;
+    h.origin.hold("/a");
+    h.engine.resume(&me, holder).await.unwrap();
+    h.requested("/a").await;
+    let waiting = h.job(&[("b", 10)]).await;
+    h.engine.resume(&me, waiting).await.unwrap();
+    // The waiting job finishes while the holder's body is still held: the
+    // holder was preempted, not failed.
+    h.transferred(waiting).await;
+    let view = h.engine.job(&me, holder).await.unwrap();
+    assert_eq!(view.error_count, 0, "the slot was freed by a failure");
+    assert_ne!(view.state, ferry_core::JobState::Transferred);
+    h.origin.release("/a");
+    h.transferred(holder).await;
+    // It resumed from what it had, with a range.
+    let requests = h.origin.requests_of("/a");
+    assert!(requests.len() >= 2, "{requests:?}");
+    assert!(
+        requests.iter().skip(1).any(|r| r.range.is_some()),
+        "{requests:?}"
+    );
+    let answer = h.engine.complete(&me, holder).await.unwrap();
+    assert_eq!(answer.result, ferry_core::CompleteResult::Complete);
+    assert_eq!(
+        h.origin.verify("/a", &h.local("a")).unwrap(),
+        None,
+        "the preempted file is byte-identical"
+    );
+    h.engine.clone().shutdown().await.unwrap();
+}
