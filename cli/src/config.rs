@@ -36,6 +36,9 @@ pub struct ServeConfig {
     pub idle_timeout_secs: u64,
     /// The lowest minimum retry delay a job may set, in seconds (BITS: 5).
     pub retry_delay_floor_secs: u64,
+    /// Background jobs of one priority take turns in slices of this many
+    /// seconds (a lower priority gives way at once).
+    pub time_slice_secs: u64,
     /// Bytes per second over all transfers (none: no cap); admins change
     /// it at runtime with `PATCH /v1/limits`.
     pub max_bytes_per_second: Option<u64>,
@@ -137,6 +140,7 @@ impl Default for ServeConfig {
             connect_timeout_secs: 30,
             idle_timeout_secs: 60,
             retry_delay_floor_secs: 5,
+            time_slice_secs: 60,
             max_bytes_per_second: None,
             max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
             max_files_per_job: ferry_core::config::DEFAULT_MAX_FILES_PER_JOB,
@@ -221,6 +225,11 @@ impl ServeConfig {
 
     /// Checks values that would fail later in less clear ways.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.time_slice_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "time_slice_secs must be at least 1".into(),
+            ));
+        }
         if self.max_bytes_per_second == Some(0) {
             return Err(ConfigError::Invalid(
                 "max_bytes_per_second must be at least 1 (leave it out for no cap)".into(),
@@ -281,6 +290,7 @@ impl ServeConfig {
         engine.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         engine.core.retry_delay_floor = Duration::from_secs(self.retry_delay_floor_secs);
         engine.max_bytes_per_second = self.max_bytes_per_second;
+        engine.time_slice = Duration::from_secs(self.time_slice_secs);
         engine.max_jobs_per_owner = self.max_jobs_per_owner;
         engine.core.max_files_per_job = self.max_files_per_job;
         if self.bits_quotas {
@@ -310,6 +320,13 @@ mod tests {
         assert_eq!(
             (engine.max_jobs_per_owner, engine.core.max_files_per_job),
             (5, 7)
+        );
+        std::fs::write(&file, "time_slice_secs = 5\n").unwrap();
+        let engine = ServeConfig::from_file(&file, false).unwrap().engine();
+        assert_eq!(engine.time_slice, Duration::from_secs(5));
+        assert_eq!(
+            ServeConfig::default().engine().time_slice,
+            Duration::from_secs(60)
         );
         std::fs::write(&file, "bits_quotas = true\n").unwrap();
         let engine = ServeConfig::from_file(&file, false).unwrap().engine();
