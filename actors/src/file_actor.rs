@@ -636,7 +636,7 @@ impl Transfer {
                 Err(_) if last_chunk.elapsed() < idle => {
                     let io = Instant::now();
                     if !buf.is_empty() || sink.offset > sink.durable {
-                        self.write_synced(sink, buf.take()).await?;
+                        self.write(sink, buf.take(), true).await?;
                         self.report_checkpoint(sink);
                     }
                     if sink.offset > reported {
@@ -700,19 +700,17 @@ impl Transfer {
             if let Some(data) = full {
                 let io = Instant::now();
                 let end = sink.offset + data.len() as u64;
-                if end - sink.durable >= self.config.checkpoint_bytes
-                    || sink.last_checkpoint.elapsed() >= self.config.checkpoint_interval
-                {
-                    self.write_synced(sink, data).await?;
+                let checkpoint = end - sink.durable >= self.config.checkpoint_bytes
+                    || sink.last_checkpoint.elapsed() >= self.config.checkpoint_interval;
+                self.write(sink, data, checkpoint).await?;
+                if checkpoint {
                     self.report_checkpoint(sink);
-                } else {
-                    self.write(sink, data).await?;
                 }
                 last_chunk += io.elapsed();
             }
         };
         // Keep what arrived, even when the body broke off or we stop.
-        self.write_synced(sink, buf.take()).await?;
+        self.write(sink, buf.take(), true).await?;
         if stopped {
             return Err(Failure::Stopped(sink.durable));
         }
@@ -733,21 +731,15 @@ impl Transfer {
         Ok(sink.offset)
     }
 
-    async fn write(&self, sink: &mut Sink, data: BytesMut) -> Result<(), TransferError> {
-        let file = sink.file.clone();
-        let offset = sink.offset;
-        let len = data.len() as u64;
-        let access = self.access.clone();
-        blocking(move || fs::write_at(&access, &file, &data, offset))
-            .await
-            .map_err(|err| write_error(&err))?;
-        sink.offset += len;
-        Ok(())
-    }
-
-    /// Writes `data` (maybe nothing) and fsyncs the file, in one trip to
-    /// the blocking pool (a small file's whole body is one such trip).
-    async fn write_synced(&self, sink: &mut Sink, data: BytesMut) -> Result<(), TransferError> {
+    /// Writes `data` (maybe nothing) at the sink's offset and, with
+    /// `sync`, fsyncs the file, in one trip to the blocking pool (a small
+    /// file's whole body is one such trip).
+    async fn write(
+        &self,
+        sink: &mut Sink,
+        data: BytesMut,
+        sync: bool,
+    ) -> Result<(), TransferError> {
         let file = sink.file.clone();
         let offset = sink.offset;
         let len = data.len() as u64;
@@ -756,13 +748,15 @@ impl Transfer {
             if !data.is_empty() {
                 fs::write_at(&access, &file, &data, offset)?;
             }
-            file.sync_data()
+            if sync { file.sync_data() } else { Ok(()) }
         })
         .await
         .map_err(|err| write_error(&err))?;
         sink.offset += len;
-        sink.durable = sink.offset;
-        sink.last_checkpoint = Instant::now();
+        if sync {
+            sink.durable = sink.offset;
+            sink.last_checkpoint = Instant::now();
+        }
         Ok(())
     }
 

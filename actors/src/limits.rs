@@ -73,11 +73,11 @@ impl Throttle {
         };
     }
 
-    /// `bytes` arrived: how long the transfer pauses before reading on.
+    /// `bytes` arrived: how long the transfer pauses before reading on
+    /// (the clock is read only when there is a cap).
     pub(crate) fn take(&self, bytes: u64) -> Duration {
-        let now = self.clock.now().mono;
         self.bucket()
             .as_mut()
-            .map_or(Duration::ZERO, |b| b.take(bytes, now))
+            .map_or(Duration::ZERO, |b| b.take(bytes, self.clock.now().mono))
     }
 }

@@ -25,7 +25,7 @@ use futures_util::{StreamExt as _, stream::FuturesUnordered};
 
 use crate::harness::{
     Counters, HarnessError, Plan, Recorder, Report, Scenario, Source, counters, progress_bar,
-    verify_job,
+    usage, verify_job,
 };
 
 /// How long a daemon may take to answer after it was spawned.
@@ -124,7 +124,6 @@ impl Drop for Daemon {
 
 /// One job's progress through the run.
 struct Tracked {
-    index: usize,
     files: Vec<(String, PathBuf)>,
     priority: Priority,
     resumed: Instant,
@@ -226,21 +225,20 @@ pub(crate) async fn run(
     }
     let create_seconds = created_at.elapsed().as_secs_f64();
     drop(pending);
+    // In creation order: Resume goes in that order too.
+    let ids: Vec<String> = ids.into_iter().flatten().collect();
 
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
-    for (j, id) in ids.into_iter().enumerate() {
-        let Some(id) = id else { continue };
-        let mut files = Vec::new();
-        let mut add = Vec::new();
-        for (f, (path, _)) in plan.files(scenario, j).into_iter().enumerate() {
-            let local = downloads.join(format!("j{j}-f{f}"));
-            add.push(json::AddFile {
-                remote: source.url(&path),
+    for (j, id) in ids.iter().enumerate() {
+        let files = Plan::locals(scenario, j, &downloads);
+        let add = files
+            .iter()
+            .map(|(path, local)| json::AddFile {
+                remote: source.url(path),
                 local: local.to_string_lossy().into_owned(),
-            });
-            files.push((path, local));
-        }
-        let path = Client::job_path(&id, "/files").map_err(api_error("add"))?;
+            })
+            .collect();
+        let path = Client::job_path(id, "/files").map_err(api_error("add"))?;
         client
             .post::<_, serde_json::Value>(&path, &json::AddFiles::Many(add))
             .await
@@ -250,15 +248,14 @@ pub(crate) async fn run(
             min_retry_delay_secs: Some(scenario.retry_delay_ms / 1000),
             ..json::PatchJob::default()
         };
-        let path = Client::job_path(&id, "").map_err(api_error("set"))?;
+        let path = Client::job_path(id, "").map_err(api_error("set"))?;
         client
             .patch::<_, serde_json::Value>(&path, &patch)
             .await
             .map_err(api_error("set"))?;
         tracked.insert(
-            id,
+            id.clone(),
             Tracked {
-                index: j,
                 files,
                 priority: plan.priorities.get(j).copied().unwrap_or(Priority::Normal),
                 resumed: Instant::now(),
@@ -268,24 +265,9 @@ pub(crate) async fn run(
             },
         );
     }
-    let mut report = Report {
-        scenario: scenario.clone(),
-        mode: "daemon".into(),
-        files: plan.sizes.len() as u64,
-        bytes: plan.total_bytes,
-        jobs_created_per_second: scenario.jobs as f64 / create_seconds.max(1e-9),
-        ..Report::default()
-    };
+    let mut report = Report::begin(scenario, plan, "daemon", create_seconds);
 
     let started = Instant::now();
-    let ids: Vec<String> = {
-        let mut ids: Vec<_> = tracked
-            .iter()
-            .map(|(id, t)| (t.index, id.clone()))
-            .collect();
-        ids.sort();
-        ids.into_iter().map(|(_, id)| id).collect()
-    };
     for id in &ids {
         if let Some(t) = tracked.get_mut(id) {
             t.resumed = Instant::now();
@@ -442,23 +424,10 @@ pub(crate) async fn run(
     report.origin_changes = source.changes();
     daemon.stop().await;
     // The daemons' CPU and peak memory: every one of them was reaped.
-    let (cpu, rss) = children_usage();
+    let (cpu, rss) = usage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
     report.cpu_seconds = cpu;
     report.peak_rss_bytes = rss;
     Ok(report)
-}
-
-/// CPU seconds of every reaped child, and the largest peak RSS of one.
-fn children_usage() -> (f64, u64) {
-    use nix::sys::resource::{UsageWho, getrusage};
-    match getrusage(UsageWho::RUSAGE_CHILDREN) {
-        Ok(u) => {
-            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-            let rss = u64::try_from(u.max_rss()).unwrap_or(0) * 1024;
-            (secs(u.user_time()) + secs(u.system_time()), rss)
-        }
-        Err(_) => (0.0, 0),
-    }
 }
 
 async fn complete(

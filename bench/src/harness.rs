@@ -299,6 +299,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of `scenario` run as `plan` in `mode`, whose jobs took
+    /// `create_seconds` to create.
+    pub(crate) fn begin(scenario: &Scenario, plan: &Plan, mode: &str, create_seconds: f64) -> Self {
+        Self {
+            scenario: scenario.clone(),
+            mode: mode.into(),
+            files: plan.sizes.len() as u64,
+            bytes: plan.total_bytes,
+            jobs_created_per_second: scenario.jobs as f64 / create_seconds.max(1e-9),
+            ..Self::default()
+        }
+    }
+
     /// Whether every file arrived intact.
     pub fn passed(&self) -> bool {
         self.lost == 0 && self.corrupt == 0
@@ -446,10 +459,12 @@ fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
     histogram.saturating_record(micros);
 }
 
-/// The CPU seconds and peak RSS of this process so far.
-pub(crate) fn usage() -> (f64, u64) {
-    use nix::sys::resource::{UsageWho, getrusage};
-    match getrusage(UsageWho::RUSAGE_SELF) {
+/// The CPU seconds and peak RSS of `who`: this process so far
+/// (`RUSAGE_SELF`), or every child reaped (`RUSAGE_CHILDREN`: their summed
+/// CPU, the largest peak RSS of one).
+pub(crate) fn usage(who: nix::sys::resource::UsageWho) -> (f64, u64) {
+    use nix::sys::resource::getrusage;
+    match getrusage(who) {
         Ok(u) => {
             let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
             let rss = u64::try_from(u.max_rss()).unwrap_or(0) * 1024;
@@ -541,6 +556,17 @@ impl Plan {
     pub(crate) fn files(&self, scenario: &Scenario, j: usize) -> Vec<(String, u64)> {
         (0..scenario.files_per_job)
             .map(|f| (Self::path(j, f), self.size(scenario, j, f)))
+            .collect()
+    }
+
+    /// Every file of job `j`: (origin path, final name under `downloads`).
+    pub(crate) fn locals(
+        scenario: &Scenario,
+        j: usize,
+        downloads: &Path,
+    ) -> Vec<(String, PathBuf)> {
+        (0..scenario.files_per_job)
+            .map(|f| (Self::path(j, f), downloads.join(format!("j{j}-f{f}"))))
             .collect()
     }
 }
@@ -818,13 +844,11 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     // Files, settings, Resume.
     let mut tracked: HashMap<JobId, Tracked> = HashMap::new();
     for (j, id) in ids.iter().enumerate() {
-        let mut files = Vec::new();
-        let mut specs = Vec::new();
-        for (f, (path, _)) in plan.files(scenario, j).into_iter().enumerate() {
-            let local = downloads.join(format!("j{j}-f{f}"));
-            specs.push(FileSpec::new(source.url(&path), local.to_string_lossy()));
-            files.push((path, local));
-        }
+        let files = Plan::locals(scenario, j, &downloads);
+        let specs = files
+            .iter()
+            .map(|(path, local)| FileSpec::new(source.url(path), local.to_string_lossy()))
+            .collect();
         engine.add_files(&me, *id, specs).await?;
         let props = vec![
             Property::ParallelFiles(scenario.parallel_files.max(1)),
@@ -842,21 +866,14 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
             },
         );
     }
-    let mut report = Report {
-        scenario: scenario.clone(),
-        mode: "embedded".into(),
-        files: plan.sizes.len() as u64,
-        bytes: plan.total_bytes,
-        jobs_created_per_second: scenario.jobs as f64 / create_seconds.max(1e-9),
-        ..Report::default()
-    };
+    let mut report = Report::begin(scenario, &plan, "embedded", create_seconds);
     if !scenario.resume {
         // A backlog: restart with it, measure, stop.
         for _ in 0..scenario.restarts {
             engine = restart(engine, scenario, &data, &mut starts).await?;
         }
         engine.shutdown().await?;
-        let (cpu, rss) = usage();
+        let (cpu, rss) = usage(nix::sys::resource::UsageWho::RUSAGE_SELF);
         report.restarts = scenario.restarts;
         report.cpu_seconds = cpu;
         report.peak_rss_bytes = rss;
@@ -1025,7 +1042,7 @@ pub async fn run(scenario: &Scenario, dir: &Path, progress: bool) -> Result<Repo
     past.fill(&mut report);
     report.origin_changes = source.changes();
     engine.shutdown().await?;
-    let (cpu, rss) = usage();
+    let (cpu, rss) = usage(nix::sys::resource::UsageWho::RUSAGE_SELF);
     report.cpu_seconds = cpu;
     report.peak_rss_bytes = rss;
     Ok(report)
