@@ -36,6 +36,8 @@
 //! - `file_actor.rs`: `FileActor`, one per running transfer or commit step:
 //!   awc download with resume, writes to its temp file (chunks gathered
 //!   into 1 MiB writes by `chunks.rs`).
+//! - `limits.rs`: [`Limits`] changeable at runtime, and the global
+//!   bandwidth cap every transfer draws from.
 //! - `store.rs`: the only module that knows RocksDB (group commit).
 //! - `fs.rs`: blocking filesystem work (temp files, publish, sweep).
 //! - `access.rs`: whose rights file work uses (a user's identity when the
