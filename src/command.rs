@@ -87,6 +87,9 @@ pub enum Property {
     NotifyCommand(Option<NotifyCommand>),
     /// How many of the job's files may transfer at once (1 to 64).
     ParallelFiles(u32),
+    /// The job's own bandwidth cap in bytes per second (at least 1), on
+    /// top of the engine's; `None` lifts it.
+    MaxBytesPerSecond(Option<u64>),
 }
 
 /// A caller's command to one job.
@@ -189,6 +192,16 @@ pub enum TransferEvent {
     Checkpointed {
         /// End of the durable bytes.
         offset: u64,
+    },
+    /// The whole body (`size` bytes) arrived; the shell is writing and
+    /// fsyncing its end, and reports [`TransferEvent::Transferred`] (or
+    /// `Failed`) next. The file stops counting against the job's parallel
+    /// files and its transfer slot is free, so the next file starts while
+    /// this one syncs: the fsyncs of many small files overlap instead of
+    /// each holding a slot.
+    Drained {
+        /// The body's length.
+        size: u64,
     },
     /// The whole file (`size` bytes) is written and fsynced.
     Transferred {

@@ -57,6 +57,12 @@ pub struct CoreConfig {
     /// Files a job of a non-admin may hold (BITS's MaxFilesPerJob policy:
     /// 200; ferry's default: 100,000). Admins are exempt.
     pub max_files_per_job: usize,
+    /// Files of one job whose bodies have all arrived and whose bytes are
+    /// still being made durable (fsync) at once; at this many no new file
+    /// of the job starts (64). Their transfer slots are free meanwhile, so
+    /// the fsyncs of many small files overlap instead of each holding a
+    /// slot; this bounds how far downloads run ahead of the disk.
+    pub max_syncing_files: usize,
     /// This engine's id, part of every temp file name
     /// (`.ferry-<engine id>-<job>-<n>.part`), so that engines sharing a
     /// directory never touch each other's files.
@@ -73,6 +79,7 @@ impl Default for CoreConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             default_parallel_files: 1,
             max_files_per_job: DEFAULT_MAX_FILES_PER_JOB,
+            max_syncing_files: 64,
             engine_id: 0,
         }
     }

@@ -56,6 +56,8 @@ pub struct JobView {
     pub notify_command: Option<NotifyCommand>,
     /// Files transferred at once.
     pub parallel_files: u32,
+    /// The job's own bandwidth cap, bytes per second.
+    pub max_bytes_per_second: Option<u64>,
     /// A Complete failed to rename some files and waits for the next one.
     pub commit_stalled: bool,
     /// The answer of the Complete or Cancel that ended the job.

@@ -8,7 +8,9 @@
 //! set, the point prints `FAILPOINT <name>` and waits for the test to SIGKILL
 //! the process. Points: `commit::before_intent`, `commit::before_publish`,
 //! `commit::between_renames`, `commit::before_outcome`. `fs::delete=return`
-//! makes temp-file deletes fail instead.
+//! makes temp-file deletes fail instead; `file::final_write=return(NAME)`
+//! makes the last write of a whole body fail (after `Drained`) for files
+//! whose URL contains NAME.
 
 /// Aborts the process if the point `name` is configured.
 pub(crate) fn crash(name: &str) {
@@ -31,6 +33,22 @@ pub(crate) fn crash(name: &str) {
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = name;
+}
+
+/// Whether the point `name` is configured with an argument that `subject`
+/// contains (injected errors aimed at one file).
+pub(crate) fn active_for(name: &str, subject: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        fail::eval(name, |arg| arg)
+            .flatten()
+            .is_some_and(|arg| subject.contains(&arg))
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = (name, subject);
+        false
+    }
 }
 
 /// Whether the point `name` is configured (for injected errors).

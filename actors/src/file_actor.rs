@@ -30,7 +30,7 @@ use crate::{
     chunks::{Coalescer, WRITE_SIZE},
     config::EngineConfig,
     fs,
-    limits::Throttle,
+    limits::Caps,
     metrics::Metrics,
 };
 
@@ -94,7 +94,8 @@ pub(crate) enum Report {
 
 /// Stop the transfer at the next chunk: what arrived is written and fsynced,
 /// and the answer is the durable offset (`None` if the transfer had already
-/// ended). Once answered, no write of this attempt is in flight.
+/// ended, or ended with an error; the whole size if it ended whole). Once
+/// answered, no write of this attempt is in flight.
 #[derive(Debug, Message)]
 #[rtype(result = "Option<u64>")]
 pub(crate) struct Stop;
@@ -130,7 +131,7 @@ pub(crate) struct FileActor {
     access: Access,
     config: Arc<EngineConfig>,
     metrics: Option<Arc<Metrics>>,
-    throttle: Option<Arc<Throttle>>,
+    throttle: Option<Caps>,
     report: Option<WeakRecipient<Report>>,
     /// Turned true to stop the transfer at the next chunk.
     stop: watch::Sender<bool>,
@@ -154,7 +155,7 @@ impl FileActor {
         access: Access,
         config: Arc<EngineConfig>,
         metrics: Arc<Metrics>,
-        throttle: Arc<Throttle>,
+        throttle: Caps,
         report: WeakRecipient<Report>,
     ) -> Self {
         Self {
@@ -217,8 +218,12 @@ impl Actor for FileActor {
         ctx.spawn(run.into_actor(self).map(move |result, act, ctx| {
             act.running = false;
             drop(active);
+            let mut durable = None;
             let event = match result {
-                Ok(size) => TransferEvent::Transferred { size },
+                Ok(size) => {
+                    durable = Some(size);
+                    TransferEvent::Transferred { size }
+                }
                 Err(Failure::Error(error)) => TransferEvent::Failed(error),
                 Err(Failure::Stopped(durable)) => {
                     if let Some(tx) = act.stopped.take() {
@@ -233,8 +238,9 @@ impl Actor for FileActor {
                 Report::File(file, FileEvent::Transfer { attempt, event }),
             );
             if let Some(tx) = act.stopped.take() {
-                // Stopped just as it ended: the end was reported.
-                let _ = tx.send(None);
+                // Stopped just as it ended (or while its end was synced):
+                // the end was reported, and a whole file is durable.
+                let _ = tx.send(durable);
             }
             ctx.stop();
         }));
@@ -312,7 +318,7 @@ struct Transfer {
     config: Arc<EngineConfig>,
     metrics: Arc<Metrics>,
     /// The engine's bandwidth cap.
-    throttle: Arc<Throttle>,
+    throttle: Caps,
     report: WeakRecipient<Report>,
     stop: watch::Receiver<bool>,
 }
@@ -709,8 +715,19 @@ impl Transfer {
                 last_chunk += io.elapsed();
             }
         };
+        let rest = buf.take();
+        let end = sink.offset + rest.len() as u64;
+        if !stopped && outcome.is_ok() && size.is_none_or(|s| end >= s) {
+            // The body is whole: the connection and the transfer slot are
+            // free while its end is written and fsynced (the next file
+            // starts meanwhile, and many small files' fsyncs overlap).
+            self.event(TransferEvent::Drained { size: end });
+            if crate::failpoint::active_for("file::final_write", &self.order.remote) {
+                return Err(Failure::Error(local_error("write_failed", "injected")));
+            }
+        }
         // Keep what arrived, even when the body broke off or we stop.
-        self.write(sink, buf.take(), true).await?;
+        self.write(sink, rest, true).await?;
         if stopped {
             return Err(Failure::Stopped(sink.durable));
         }

@@ -3,7 +3,10 @@
 //! a token bucket ([`ferry_core::rate::TokenBucket`]) that every transfer
 //! draws from chunk by chunk.
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use ferry_core::rate::TokenBucket;
 
@@ -30,7 +33,22 @@ fn burst_of(rate: u64) -> u64 {
     (rate / 10).max(MIN_BURST)
 }
 
-/// The global bandwidth cap shared by every transfer.
+/// The caps one transfer draws from: the engine's and its job's. Each
+/// chunk is taken from both; the transfer pauses for the longer wait.
+#[derive(Clone, Debug)]
+pub(crate) struct Caps {
+    pub(crate) engine: Arc<Throttle>,
+    pub(crate) job: Arc<Throttle>,
+}
+
+impl Caps {
+    /// `bytes` arrived: how long the transfer pauses before reading on.
+    pub(crate) fn take(&self, bytes: u64) -> Duration {
+        self.engine.take(bytes).max(self.job.take(bytes))
+    }
+}
+
+/// A bandwidth cap: the engine's, shared by every transfer, or one job's.
 #[derive(Debug)]
 pub(crate) struct Throttle {
     clock: Clock,

@@ -73,6 +73,13 @@ pub(crate) struct JobSupervisor {
     queue: VecDeque<Item>,
     pumping: bool,
     transfers: HashMap<FileId, Running>,
+    /// Transfers whose body arrived whole (`Drained`) and that are writing
+    /// and fsyncing its end: their slots are free, their actors and
+    /// attempts kept until they report the end.
+    syncing: HashMap<FileId, (Addr<FileActor>, u64)>,
+    /// The job's own bandwidth cap, shared by its transfers; follows the
+    /// job's property (set when the pump goes idle).
+    throttle: Arc<crate::limits::Throttle>,
     slot_requested: bool,
     /// The priority the Manager knows this job by (its slot requests and
     /// held slots); a change is sent at once.
@@ -111,6 +118,10 @@ impl JobSupervisor {
         manager: WeakAddr<Manager>,
         pins: Arc<Pins>,
     ) -> Self {
+        let throttle = Arc::new(crate::limits::Throttle::new(
+            shared.clock,
+            job.max_bytes_per_second(),
+        ));
         Self {
             id: job.id(),
             job,
@@ -119,6 +130,8 @@ impl JobSupervisor {
             queue: VecDeque::new(),
             pumping: false,
             transfers: HashMap::new(),
+            syncing: HashMap::new(),
+            throttle,
             slot_requested: false,
             known_priority: None,
             spare_slots: Vec::new(),
@@ -385,7 +398,10 @@ impl JobSupervisor {
         let arbiter = self.shared.arbiter();
         let config = self.shared.config.clone();
         let metrics = self.shared.metrics.clone();
-        let throttle = self.shared.throttle.clone();
+        let throttle = crate::limits::Caps {
+            engine: self.shared.throttle.clone(),
+            job: self.throttle.clone(),
+        };
         let report = ctx.address().downgrade().recipient();
         let access = self.access(None);
         let actor = FileActor::start_in_arbiter(&arbiter, move |_| {
@@ -496,6 +512,10 @@ impl JobSupervisor {
                 act.drain();
                 act.pump(ctx);
             }));
+        }
+        let cap = self.job.max_bytes_per_second();
+        if self.throttle.rate() != cap {
+            self.throttle.set(cap);
         }
         let priority = self.job.priority();
         if self.known_priority != Some(priority) {
@@ -825,11 +845,14 @@ impl Handler<Report> for JobSupervisor {
                 self.to_manager(crate::manager::HostReachable(host));
             }
             Report::File(file, event) => {
+                let syncing = matches!(&event, FileEvent::Transfer { attempt, .. }
+                    if self.syncing.get(&file).is_some_and(|(_, a)| a == attempt));
                 if let FileEvent::Transfer { attempt, event } = &event
-                    && self
-                        .transfers
-                        .get(&file)
-                        .is_some_and(|r| r.attempt == *attempt)
+                    && (syncing
+                        || self
+                            .transfers
+                            .get(&file)
+                            .is_some_and(|r| r.attempt == *attempt))
                 {
                     match event {
                         TransferEvent::Transferred { .. } => self.shared.metrics.file_transferred(),
@@ -853,6 +876,29 @@ impl Handler<Report> for JobSupervisor {
                 {
                     // The actor stopped itself: its slot is free.
                     self.release_slot(running.host);
+                }
+                if let FileEvent::Transfer {
+                    attempt,
+                    event: TransferEvent::Drained { .. },
+                } = &event
+                    && self
+                        .transfers
+                        .get(&file)
+                        .is_some_and(|r| r.attempt == *attempt)
+                    && let Some(running) = self.transfers.remove(&file)
+                {
+                    // The connection is done: the slot goes back while the
+                    // actor makes the bytes durable.
+                    self.release_slot(running.host);
+                    self.syncing.insert(file, (running.actor, running.attempt));
+                }
+                if syncing
+                    && let FileEvent::Transfer {
+                        event: TransferEvent::Transferred { .. } | TransferEvent::Failed(_),
+                        ..
+                    } = &event
+                {
+                    self.syncing.remove(&file);
                 }
                 self.feed(file, event);
                 self.pump(ctx);
@@ -914,12 +960,17 @@ impl Handler<Shutdown> for JobSupervisor {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
+        // Syncing transfers answer a stop once their bytes are durable.
         let stops: Vec<_> = self
             .transfers
             .drain()
-            .map(|(file, running)| async move {
-                (file, running.attempt, running.actor.send(Stop).await)
-            })
+            .map(|(file, running)| (file, running.actor, running.attempt))
+            .chain(
+                self.syncing
+                    .drain()
+                    .map(|(file, (actor, attempt))| (file, actor, attempt)),
+            )
+            .map(|(file, actor, attempt)| async move { (file, attempt, actor.send(Stop).await) })
             .collect();
         Box::pin(
             join_all(stops)

@@ -309,8 +309,10 @@ async fn crash_before_the_final_record_rolls_forward() {
 
 #[actix_rt::test]
 async fn temp_files_that_cannot_be_deleted_are_named_and_deleted_later() {
-    // The only test of this binary that sets an in-process failpoint (they
-    // are process-global); the others run their engines in child processes.
+    // One of the two tests of this binary that set an in-process failpoint
+    // (they are process-global, so each is aimed at its own file or runs
+    // before the other's transfers); the others run their engines in child
+    // processes.
     let run = Run::new(&[("a", 3_000_000)]);
     run.origin.hold("/a");
     let engine = Engine::start(config(run.data.path())).await.unwrap();
@@ -410,5 +412,46 @@ async fn sigkill_between_renames_rolls_forward() {
         run.assert_file(name);
     }
     assert_eq!(run.listing(), vec!["a", "b", "c"]);
+    engine.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_write_failing_after_the_body_arrived_fails_the_job_and_a_resume_finishes_it() {
+    // The body of `sync-fails` arrives whole (its slot is given back) and
+    // then its last write fails: the job must hear it (ERROR, the local
+    // file's error), count nothing as transferred, and finish on resume.
+    let run = Run::new(&[("sync-fails", 300_000), ("fine", 1_000)]);
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    let job = engine
+        .create_job(&alice(), JobSpec::download("sync-fails"))
+        .await
+        .unwrap();
+    let files = ["sync-fails", "fine"]
+        .iter()
+        .map(|name| {
+            let local = run.downloads.path().join(name);
+            FileSpec::new(
+                run.origin.url(&format!("/{name}")),
+                local.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    engine.add_files(&alice(), job, files).await.unwrap();
+    fail::cfg("file::final_write", "return(sync-fails)").unwrap();
+    engine.resume(&alice(), job).await.unwrap();
+    until_state(&engine, job, JobState::Error).await;
+    fail::remove("file::final_write");
+    let view = engine.job(&alice(), job).await.unwrap();
+    let error = view.error.expect("the job's error");
+    assert_eq!(error.code, "write_failed");
+    assert_eq!(error.file, Some(ferry_core::FileId(0)));
+    let first = &engine.files(&alice(), job).await.unwrap()[0];
+    assert!(!first.transferred && !first.transferring, "{first:?}");
+    engine.resume(&alice(), job).await.unwrap();
+    until_state(&engine, job, JobState::Transferred).await;
+    let answer = engine.complete(&alice(), job).await.unwrap();
+    assert_eq!(answer.result, CompleteResult::Complete);
+    run.assert_file("sync-fails");
+    run.assert_file("fine");
     engine.shutdown().await.unwrap();
 }

@@ -224,6 +224,13 @@ struct SetArgs {
     /// Files transferred at once (1 to 64).
     #[arg(long)]
     parallel: Option<u32>,
+    /// The job's own bandwidth cap, bytes per second (on top of the
+    /// daemon's).
+    #[arg(long, value_name = "BYTES")]
+    max_bytes_per_second: Option<u64>,
+    /// Lift the job's own bandwidth cap.
+    #[arg(long, conflicts_with = "max_bytes_per_second")]
+    no_bandwidth_cap: bool,
     /// Program run (without a shell) when the job is transferred or fails,
     /// with its arguments.
     #[arg(long, num_args = 1.., value_name = "PROGRAM [ARG]...", allow_hyphen_values = true)]
@@ -524,6 +531,11 @@ async fn set(client: &Client, args: SetArgs) -> Outcome {
         no_progress_timeout_secs: args.no_progress_timeout,
         max_download_time_secs: args.max_download_time,
         parallel_files: args.parallel,
+        max_bytes_per_second: if args.no_bandwidth_cap {
+            Some(None)
+        } else {
+            args.max_bytes_per_second.map(Some)
+        },
         notify_command,
     };
     if patch == json::PatchJob::default() {
@@ -607,6 +619,9 @@ fn print_info(job: &json::Job) {
         job.min_retry_delay_secs, job.no_progress_timeout_secs, job.max_download_time_secs
     );
     println!("parallel:     {}", job.parallel_files);
+    if let Some(cap) = job.max_bytes_per_second {
+        println!("bandwidth:    at most {cap} bytes/s (the job's own cap)");
+    }
     if let Some(cmd) = &job.notify_command {
         println!("notify:       {} {}", cmd.program, cmd.args.join(" "));
     }

@@ -35,6 +35,7 @@ enum Op {
     Grant,
     Respond(u8, u16),
     Checkpoint(u8, u16),
+    Drained(u8),
     Transferred(u8),
     Fail(u8, bool),
     Advance(u8),
@@ -51,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Grant),
         3 => (0..FILES, 1u16..1000).prop_map(|(f, s)| Op::Respond(f, s)),
         3 => (0..FILES, 0u16..1000).prop_map(|(f, o)| Op::Checkpoint(f, o)),
+        2 => (0..FILES).prop_map(Op::Drained),
         3 => (0..FILES).prop_map(Op::Transferred),
         1 => (0..FILES, any::<bool>()).prop_map(|(f, fatal)| Op::Fail(f, fatal)),
         1 => (0u8..20).prop_map(Op::Advance),
@@ -65,6 +67,11 @@ struct MFile {
     transferred: bool,
     completed: bool,
     running: bool,
+    /// The running attempt's server answered.
+    responded: bool,
+    /// The body arrived whole and is being synced: the file no longer
+    /// runs, its attempt still reports the end.
+    syncing: bool,
     /// Stopped (not failed) and not restarted since: its last checkpoint or
     /// completion still counts.
     late_ok: bool,
@@ -105,8 +112,28 @@ impl Model {
     /// runs, or after it was stopped, in a job that has not ended.
     fn accepts(&self, file: u8, late_kind: bool) -> bool {
         self.files.get(file as usize).is_some_and(|f| {
-            f.running || (late_kind && f.late_ok && !f.transferred && !self.is_final())
+            f.running
+                || (late_kind && (f.late_ok || f.syncing) && !f.transferred && !self.is_final())
         })
+    }
+
+    /// An active job's state follows its files: all transferred, some
+    /// bytes flowing (an answered transfer, or a body being synced),
+    /// transfers waiting for their server, or nothing.
+    fn settle(&mut self) {
+        if !self.active() {
+            return;
+        }
+        let any = |p: fn(&MFile) -> bool| self.files.iter().any(p);
+        self.state = if self.all_transferred() {
+            JobState::Transferred
+        } else if any(|f| f.running && f.responded) || any(|f| f.syncing) {
+            JobState::Transferring
+        } else if any(|f| f.running) {
+            JobState::Connecting
+        } else {
+            JobState::Queued
+        };
     }
 
     fn all_transferred(&self) -> bool {
@@ -130,11 +157,8 @@ impl Model {
                     JobState::Suspended | JobState::Error | JobState::TransientError
                 ) || (self.state == JobState::Transferred && !self.all_transferred());
                 if wake {
-                    self.state = if self.all_transferred() {
-                        JobState::Transferred
-                    } else {
-                        JobState::Queued
-                    };
+                    self.state = JobState::Queued;
+                    self.settle();
                 }
             }
             Op::Suspend => {
@@ -143,12 +167,14 @@ impl Model {
             }
             Op::Cancel => {
                 self.stop();
+                self.files.iter_mut().for_each(|f| f.syncing = false);
                 self.state = JobState::Cancelled;
             }
             Op::Complete => {
                 self.stop();
                 for f in &mut self.files {
                     f.completed = f.transferred;
+                    f.syncing = false;
                 }
                 self.state = JobState::Acknowledged;
             }
@@ -168,10 +194,11 @@ impl Model {
         if !self.active() || self.files.iter().any(|f| f.running) {
             return;
         }
-        if let Some(f) = self.files.iter_mut().find(|f| !f.transferred) {
+        if let Some(f) = self.files.iter_mut().find(|f| !f.transferred && !f.syncing) {
             f.running = true;
+            f.responded = false;
             f.late_ok = false;
-            self.state = JobState::Connecting;
+            self.settle();
         }
     }
 
@@ -187,7 +214,18 @@ impl Model {
         // The harness always answers from zero (a 200).
         f.durable = 0;
         f.size = Some(u64::from(size));
-        self.state = JobState::Transferring;
+        f.responded = true;
+        self.settle();
+    }
+
+    fn drained(&mut self, file: u8) {
+        if !self.running(file) {
+            return;
+        }
+        let f = &mut self.files[file as usize];
+        f.running = false;
+        f.syncing = true;
+        self.settle();
     }
 
     fn checkpoint(&mut self, file: u8, offset: u16) {
@@ -211,23 +249,30 @@ impl Model {
         f.size = Some(size);
         f.transferred = true;
         f.running = false;
+        f.syncing = false;
         f.late_ok = false;
         // Only an active job moves; a suspended or failed one stays.
-        if self.active() && !self.files.iter().any(|f| f.running) {
-            self.state = if self.all_transferred() {
-                JobState::Transferred
-            } else {
-                JobState::Queued
-            };
-        }
+        self.settle();
     }
 
     fn fail(&mut self, file: u8, fatal: bool) {
-        if !self.running(file) {
+        let final_ = self.is_final();
+        let Some(f) = self.files.get_mut(file as usize) else {
+            return;
+        };
+        if !(f.running || (f.syncing && !final_)) {
             return;
         }
-        // The failed attempt is over; the others are stopped.
-        self.files[file as usize].running = false;
+        // The failed attempt is over.
+        f.running = false;
+        f.syncing = false;
+        f.late_ok = false;
+        if !self.active() {
+            // A sync failing in a stopped job: the file waits, the job's
+            // state stands.
+            return;
+        }
+        // The others are stopped.
         self.stop();
         if fatal {
             self.state = JobState::Error;
@@ -251,6 +296,7 @@ impl Model {
         // A new process: no attempt of the old one is heard from again.
         for f in &mut self.files {
             f.running = false;
+            f.syncing = false;
             f.late_ok = false;
         }
         if matches!(self.state, JobState::Connecting | JobState::Transferring) {
@@ -379,7 +425,7 @@ fn check(model: &Model, real: &Real) -> Result<(), TestCaseError> {
         prop_assert_eq!(f.bytes_durable, m.durable, "{:?}", f.id);
         prop_assert_eq!(f.transferred, m.transferred, "{:?}", f.id);
         prop_assert_eq!(f.completed, m.completed, "{:?}", f.id);
-        prop_assert_eq!(f.transferring, m.running, "{:?}", f.id);
+        prop_assert_eq!(f.transferring, m.running || m.syncing, "{:?}", f.id);
     }
     Ok(())
 }
@@ -446,6 +492,15 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     },
                 );
                 model.checkpoint(*f, *offset);
+            }
+            Op::Drained(f) => {
+                let size = real
+                    .job
+                    .file_view(FileId(u32::from(*f)))
+                    .map(|v| v.bytes_total.unwrap_or(v.bytes_durable))
+                    .unwrap_or(0);
+                real.transfer(*f, TransferEvent::Drained { size });
+                model.drained(*f);
             }
             Op::Transferred(f) => {
                 let size = real

@@ -55,6 +55,9 @@ pub(crate) struct Properties {
     pub(crate) max_download_time: Duration,
     pub(crate) notify: Option<NotifyCommand>,
     pub(crate) parallel_files: u32,
+    /// The job's own bandwidth cap (schema version 2), on top of the
+    /// engine's.
+    pub(crate) max_bytes_per_second: Option<u64>,
 }
 
 /// Which way a job ends.
@@ -118,6 +121,9 @@ struct File {
     /// Set by a recorded Complete or Cancel.
     fate: Option<Fate>,
     running: Option<Running>,
+    /// The attempt whose body arrived whole and whose bytes the shell is
+    /// making durable ([`TransferEvent::Drained`]; not persisted).
+    syncing: Option<u64>,
     /// The latest attempt started (not persisted): a stopped attempt may
     /// still report its final checkpoint.
     last_attempt: u64,
@@ -125,7 +131,7 @@ struct File {
 
 impl File {
     fn pending(&self) -> bool {
-        !self.transferred && self.running.is_none()
+        !self.transferred && self.running.is_none() && self.syncing.is_none()
     }
 }
 
@@ -151,6 +157,8 @@ pub struct Job {
     running: BTreeSet<FileId>,
     /// Running transfers whose server has answered.
     responded: usize,
+    /// Files whose bodies arrived and are being fsynced (`File::syncing`).
+    syncing: usize,
     /// Files whose bytes are all durable.
     transferred: usize,
     /// No file before this index waits for a transfer: the next one to start
@@ -216,11 +224,13 @@ impl Job {
                 max_download_time: DEFAULT_MAX_DOWNLOAD_TIME,
                 notify: None,
                 parallel_files: config.default_parallel_files.max(1),
+                max_bytes_per_second: None,
             },
             state: JobState::Suspended,
             files: Vec::new(),
             running: BTreeSet::new(),
             responded: 0,
+            syncing: 0,
             transferred: 0,
             cursor: 0,
             locals: std::collections::HashSet::new(),
@@ -269,6 +279,11 @@ impl Job {
     /// The job's priority.
     pub fn priority(&self) -> Priority {
         self.props.priority
+    }
+
+    /// The job's own bandwidth cap, bytes per second.
+    pub fn max_bytes_per_second(&self) -> Option<u64> {
+        self.props.max_bytes_per_second
     }
 
     /// The program to run on TRANSFERRED or ERROR, if set.
@@ -322,6 +337,7 @@ impl Job {
             max_download_time: self.props.max_download_time,
             notify_command: self.props.notify.clone(),
             parallel_files: self.props.parallel_files,
+            max_bytes_per_second: self.props.max_bytes_per_second,
             commit_stalled: self.finish.as_ref().is_some_and(|f| f.record.stalled),
             answer: self.answer.clone(),
             waiting: self.waiting(),
@@ -392,7 +408,7 @@ impl Job {
             bytes_durable: f.durable,
             transferred: f.transferred,
             completed: f.completed,
-            transferring: f.running.is_some(),
+            transferring: f.running.is_some() || f.syncing.is_some(),
         })
     }
 
@@ -402,13 +418,16 @@ impl Job {
     }
 
     /// The file [`Job::handle_grant`] would start now, if any: the job is
-    /// QUEUED, CONNECTING or TRANSFERRING, below its parallel-files limit, and
-    /// has a file waiting. The scheduler uses it to decide (per host, say).
+    /// QUEUED, CONNECTING or TRANSFERRING, below its parallel-files limit
+    /// and its limit of files being fsynced, and has a file waiting. The
+    /// scheduler uses it to decide (per host, say).
     pub fn next_transfer(&self) -> Option<FileId> {
         if !self.state.is_active() || self.finish.is_some() {
             return None;
         }
-        if self.running_transfers() >= self.props.parallel_files as usize {
+        if self.running_transfers() >= self.props.parallel_files as usize
+            || self.syncing >= self.config.max_syncing_files.max(1)
+        {
             return None;
         }
         self.files
@@ -577,6 +596,14 @@ impl Job {
                 let current = file
                     .and_then(|f| f.running)
                     .is_some_and(|r| r.attempt == attempt);
+                // A drained attempt still reports how its sync ended, until
+                // a commit or a final state makes the file's fate moot.
+                let syncing = matches!(
+                    event,
+                    TransferEvent::Transferred { .. } | TransferEvent::Failed(_)
+                ) && self.finish.is_none()
+                    && !self.state.is_final()
+                    && file.is_some_and(|f| f.syncing == Some(attempt));
                 // A stopped attempt's last checkpoint (or its completion, which
                 // also means every byte is fsynced) still counts, as long as
                 // no newer attempt started and no commit or end intervened.
@@ -589,7 +616,7 @@ impl Job {
                     && file.is_some_and(|f| {
                         f.running.is_none() && !f.transferred && f.last_attempt == attempt
                     });
-                if !current && !late {
+                if !current && !late && !syncing {
                     return Ok(EventOutcome::Stale);
                 }
                 self.transfer_event(id, event, now);
@@ -731,6 +758,7 @@ impl Job {
                 touched: false,
                 fate: None,
                 running: None,
+                syncing: None,
                 last_attempt: 0,
             });
             self.dirty_files.insert(id);
@@ -825,6 +853,10 @@ impl Job {
                 validate::parallel_files(n)?;
                 self.props.parallel_files = n;
             }
+            Property::MaxBytesPerSecond(cap) => {
+                validate::max_bytes_per_second(cap)?;
+                self.props.max_bytes_per_second = cap;
+            }
         }
         self.modified(now);
         Ok(())
@@ -834,6 +866,11 @@ impl Job {
 
     fn start_finish(&mut self, kind: FinishKind, now: Now) {
         self.stop_transfers();
+        // A file still being synced is not transferred: the commit drops
+        // it, and its attempt is not heard from again.
+        for i in 0..self.files.len() {
+            self.take_syncing(file_id(i));
+        }
         // Leaving CONNECTING/TRANSFERRING ends the download-time spell. The
         // job is QUEUED only for the moment of the commit, not worth a
         // notification: the commit's end brings one.
@@ -1083,7 +1120,19 @@ impl Job {
                 }
                 self.modified(now);
             }
+            TransferEvent::Drained { size } => {
+                let Some(running) = self.take_running(id) else {
+                    return;
+                };
+                if let Some(f) = self.files.get_mut(id.index()) {
+                    f.received = f.received.max(size);
+                    f.syncing = Some(running.attempt);
+                    self.syncing += 1;
+                }
+                self.settle_active(now);
+            }
             TransferEvent::Transferred { size } => {
+                self.take_syncing(id);
                 let Some(f) = self.files.get_mut(id.index()) else {
                     return;
                 };
@@ -1115,7 +1164,24 @@ impl Job {
                     .push(Effect::Notify(Notification::FileTransferred(id)));
                 self.settle_active(now);
             }
-            TransferEvent::Failed(error) => self.fail(Some(id), error, now),
+            TransferEvent::Failed(error) => {
+                if !self.state.is_active()
+                    && self
+                        .files
+                        .get(id.index())
+                        .is_some_and(|f| f.syncing.is_some())
+                {
+                    // A sync failed after the job stopped (suspended, or
+                    // another file's error): the file waits for its next
+                    // attempt, and the job's state stands.
+                    self.take_syncing(id);
+                    if let Some(f) = self.files.get_mut(id.index()) {
+                        f.last_attempt = 0;
+                    }
+                    return;
+                }
+                self.fail(Some(id), error, now);
+            }
         }
     }
 
@@ -1208,6 +1274,7 @@ impl Job {
             // The attempt is over by itself: no stop to send, and nothing
             // more is accepted from it.
             self.take_running(id);
+            self.take_syncing(id);
             if let Some(f) = self.files.get_mut(id.index()) {
                 f.last_attempt = 0;
             }
@@ -1282,6 +1349,16 @@ impl Job {
         Some(running)
     }
 
+    /// Ends a file's sync (its attempt reported how it ended).
+    fn take_syncing(&mut self, id: FileId) {
+        if let Some(f) = self.files.get_mut(id.index())
+            && f.syncing.take().is_some()
+        {
+            f.received = f.durable;
+            self.syncing = self.syncing.saturating_sub(1);
+        }
+    }
+
     /// In an active state, picks QUEUED, CONNECTING, TRANSFERRING or
     /// TRANSFERRED from what the files are doing.
     fn settle_active(&mut self, now: Now) {
@@ -1290,7 +1367,7 @@ impl Job {
         }
         let next = if self.transferred == self.files.len() {
             JobState::Transferred
-        } else if self.responded > 0 {
+        } else if self.responded > 0 || self.syncing > 0 {
             JobState::Transferring
         } else if !self.running.is_empty() {
             JobState::Connecting
@@ -1338,7 +1415,21 @@ impl Job {
             self.retry_at = None;
         }
         self.state = next;
-        self.sync_needed = true;
+        // QUEUED, CONNECTING and TRANSFERRING say only what the files are
+        // doing at the moment, and a restored job starts QUEUED from any of
+        // them: moves among them ride along lazily. Small files flip a job
+        // between CONNECTING and TRANSFERRING once per file; a synced write
+        // each cost a WAL fsync per file (2,000 files of 64 KiB: 6.5 s
+        // instead of 1.5 s once their data fsyncs were gone).
+        let passing = |s: JobState| {
+            matches!(
+                s,
+                JobState::Queued | JobState::Connecting | JobState::Transferring
+            )
+        };
+        if !(passing(prev) && passing(next)) {
+            self.sync_needed = true;
+        }
         self.modified(now);
         if next == JobState::Transferred {
             self.transferred_at = Some(now.wall);
@@ -1511,6 +1602,7 @@ impl Job {
             state,
             running: BTreeSet::new(),
             responded: 0,
+            syncing: 0,
             transferred,
             cursor,
             locals,
@@ -1531,6 +1623,7 @@ impl Job {
                     touched: f.touched,
                     fate: f.fate,
                     running: None,
+                    syncing: None,
                     last_attempt: 0,
                 })
                 .collect(),
@@ -1590,7 +1683,7 @@ fn file_id(index: usize) -> FileId {
 }
 
 fn bytes_shown(f: &File) -> u64 {
-    if f.running.is_some() {
+    if f.running.is_some() || f.syncing.is_some() {
         f.received.max(f.durable)
     } else {
         f.durable

@@ -36,6 +36,15 @@ pub(crate) fn parallel_files(n: u32) -> Result<(), CommandError> {
     Ok(())
 }
 
+pub(crate) fn max_bytes_per_second(cap: Option<u64>) -> Result<(), CommandError> {
+    if cap == Some(0) {
+        return Err(CommandError::InvalidArgument(
+            "a bandwidth cap must be at least 1 byte per second (none lifts it)".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn notify_command(cmd: &NotifyCommand) -> Result<(), CommandError> {
     if !cmd.program.starts_with('/') {
         return Err(CommandError::InvalidArgument(
@@ -120,6 +129,7 @@ pub(crate) fn property(property: &crate::command::Property) -> Result<(), Comman
         Property::Description(text) => description(text),
         Property::NotifyCommand(Some(cmd)) => notify_command(cmd),
         Property::ParallelFiles(n) => parallel_files(*n),
+        Property::MaxBytesPerSecond(cap) => max_bytes_per_second(*cap),
         Property::Priority(_)
         | Property::MinRetryDelay(_)
         | Property::NoProgressTimeout(_)

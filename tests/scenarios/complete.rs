@@ -47,7 +47,7 @@ files
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > grant
@@ -55,16 +55,16 @@ files
               start f1 #2 offset=0
               persist lazy job=connecting files=f1
             > respond f0 size=10
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > transferred f0 10
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify file_transferred f0
               notify job_modified
               state: connecting
             > respond f1 size=100
-              persist sync job=transferring files=f1
+              persist lazy job=transferring files=f1
               notify job_modified
               state: transferring
             > checkpoint f1 50
@@ -128,11 +128,11 @@ deleted f0
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=10
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > complete
@@ -215,18 +215,18 @@ published f0
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > fail f1 fatal http_404
@@ -282,18 +282,18 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > fail f1 fatal http_404
@@ -352,18 +352,18 @@ published f0
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > complete
@@ -409,7 +409,7 @@ published_temp_left f0 "Permission denied (os error 13)"
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
@@ -455,7 +455,7 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > cancel
@@ -527,29 +527,29 @@ files
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > transferred f1 20
-              persist sync job=queued files=f1
+              persist lazy job=queued files=f1
               notify file_transferred f1
               notify job_modified
               state: queued
             > grant
             granted f2
               start f2 #3 offset=0
-              persist sync job=connecting files=f2
+              persist lazy job=connecting files=f2
               notify job_modified
               state: connecting
             > checkpoint f2 5
@@ -661,18 +661,18 @@ files
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > transferred f1 20
@@ -740,7 +740,7 @@ complete
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
@@ -808,18 +808,18 @@ grant
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > checkpoint f1 7
@@ -841,7 +841,7 @@ grant
             > grant
             granted f1
               start f1 #3 offset=7
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
         "#]],
@@ -883,18 +883,18 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > checkpoint f1 7
@@ -958,18 +958,18 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > transferred f1 10
@@ -1032,7 +1032,7 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > checkpoint f0 3
@@ -1136,11 +1136,11 @@ checkpoint f0 80
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 10

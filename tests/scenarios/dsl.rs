@@ -13,16 +13,17 @@
 //!
 //! # Steps
 //! ```text
-//! config retry_floor=1s retention=7d inactivity=90d max_retry=1h max_files=200   (before create)
+//! config retry_floor=1s retention=7d inactivity=90d max_retry=1h max_files=200
+//!        max_syncing=64                                       (before create)
 //! create NAME [as WHO] [type upload]        WHO: alice, or !root for an admin
 //! add REMOTE LOCAL [REMOTE LOCAL ...] [as WHO]
 //! resume | suspend | cancel | complete | take_ownership   [as WHO]
 //! set priority high | name TEXT | description TEXT | retry_delay 10s
 //!     | no_progress 1h | max_download 30m | notify /bin/prog ARGS.. | notify none
-//!     | parallel 2                                          [as WHO]
+//!     | parallel 2 | bandwidth 65536 | bandwidth none     [as WHO]
 //! grant | preempt | host_ok HOST
 //! respond F [offset=N] [size=N] [etag=T] [lm=T]
-//! received F N | checkpoint F N | transferred F N
+//! received F N | checkpoint F N | drained F N | transferred F N
 //! fail F transient|fatal CODE [retry_after=30s] [host=H]
 //! published F | publish_failed F CAUSE | deleted F | delete_failed F CAUSE
 //! published_temp_left F CAUSE
@@ -143,6 +144,11 @@ impl World {
                             v.parse().map_err(|_| format!("max_files {v}"))?;
                         continue;
                     }
+                    if k == "max_syncing" {
+                        self.config.max_syncing_files =
+                            v.parse().map_err(|_| format!("max_syncing {v}"))?;
+                        continue;
+                    }
                     let d = duration(v)?;
                     match k {
                         "retry_floor" => self.config.retry_delay_floor = d,
@@ -211,6 +217,10 @@ impl World {
                         args: words.get(3..).unwrap_or_default().to_vec(),
                     })),
                     "parallel" => Property::ParallelFiles(value.parse().map_err(|_| "n")?),
+                    "bandwidth" if value == "none" => Property::MaxBytesPerSecond(None),
+                    "bandwidth" => {
+                        Property::MaxBytesPerSecond(Some(value.parse().map_err(|_| "n")?))
+                    }
                     other => return Err(format!("property {other}")),
                 };
                 self.command(&who, Command::Set(property))?;
@@ -254,6 +264,10 @@ impl World {
             "checkpoint" => {
                 let offset = number(word(2))?;
                 self.transfer(word(1), TransferEvent::Checkpointed { offset }, false)?;
+            }
+            "drained" => {
+                let size = number(word(2))?;
+                self.transfer(word(1), TransferEvent::Drained { size }, false)?;
             }
             "transferred" => {
                 let size = number(word(2))?;
@@ -643,6 +657,9 @@ fn show_job(v: &ferry_core::JobView, now: Now) -> String {
         ))
     )
     .ok();
+    if let Some(cap) = v.max_bytes_per_second {
+        writeln!(s, "  bandwidth={cap}/s").ok();
+    }
     if v.commit_stalled {
         writeln!(s, "  commit stalled").ok();
     }

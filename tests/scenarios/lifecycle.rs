@@ -92,11 +92,11 @@ files
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100 etag="A"
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > received f0 60
@@ -108,18 +108,18 @@ files
               error none count=0
               retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
             > transferred f0 100
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > respond f1 size=50
-              persist sync job=transferring files=f1
+              persist lazy job=transferring files=f1
               notify job_modified
               state: transferring
             > transferred f1 50
@@ -194,11 +194,11 @@ grant
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 40
@@ -220,7 +220,7 @@ grant
             > grant
             granted f0
               start f0 #2 offset=40 size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
         "#]],
@@ -259,7 +259,7 @@ transferred f1 20
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > transferred f0 10
@@ -284,7 +284,7 @@ transferred f1 20
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > transferred f1 20
@@ -622,7 +622,7 @@ published f0
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > complete
@@ -690,6 +690,56 @@ fn files_per_job_are_limited_for_non_admins() {
               f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=unknown transferred=0 durable=0
               f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=unknown transferred=0 durable=0
               f2 http://h/c -> /d/c temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-2.part total=unknown transferred=0 durable=0
+        "#]],
+    );
+}
+
+#[test]
+fn a_jobs_own_bandwidth_cap_is_a_property_kept_across_a_restart() {
+    check(
+        r#"
+create capped
+set bandwidth 0
+set bandwidth 65536
+show
+restart
+show
+set bandwidth none
+show
+"#,
+        expect![[r#"
+            > create capped
+            ok
+              persist sync job=suspended
+              state: suspended
+            > set bandwidth 0
+            error invalid_argument: invalid argument: a bandwidth cap must be at least 1 byte per second (none lifts it)
+            > set bandwidth 65536
+            ok
+              persist sync job=suspended
+              notify job_modified
+            > show
+              job "capped" owner=alice state=suspended priority=normal type=download
+              progress bytes=0/0 files=0/0
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
+              bandwidth=65536/s
+            > restart
+            > show
+              job "capped" owner=alice state=suspended priority=normal type=download
+              progress bytes=0/0 files=0/0
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
+              bandwidth=65536/s
+            > set bandwidth none
+            ok
+              persist sync job=suspended
+              notify job_modified
+            > show
+              job "capped" owner=alice state=suspended priority=normal type=download
+              progress bytes=0/0 files=0/0
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
         "#]],
     );
 }

@@ -42,7 +42,7 @@ grant
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -68,7 +68,7 @@ grant
             > grant
             granted f0
               start f0 #2 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
         "#]],
@@ -113,7 +113,7 @@ advance 1m
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503 retry_after=2m
@@ -129,7 +129,7 @@ advance 1m
             > grant
             granted f0
               start f0 #2 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_429 retry_after=5h
@@ -196,11 +196,11 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 40
@@ -217,7 +217,7 @@ show
             > grant
             granted f0
               start f0 #2 offset=40 size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient connection_reset
@@ -232,7 +232,7 @@ show
             > grant
             granted f0
               start f0 #3 offset=40 size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient connection_reset
@@ -307,11 +307,11 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 40
@@ -328,11 +328,11 @@ show
             > grant
             granted f0
               start f0 #2 offset=40 size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 offset=40 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 50
@@ -349,11 +349,11 @@ show
             > grant
             granted f0
               start f0 #3 offset=50 size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 offset=0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 30
@@ -409,7 +409,7 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -463,7 +463,7 @@ advance 3h
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -523,24 +523,24 @@ advance 59m
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > advance 30m
             > preempt
               stop f0 #1
-              persist sync job=queued
+              persist lazy job=queued
               notify job_modified
               state: queued
             > advance 5h
             > grant
             granted f0
               start f0 #2 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > advance 29m
@@ -563,7 +563,7 @@ advance 59m
             > grant
             granted f0
               start f0 #3 offset=0 size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > advance 59m
@@ -614,7 +614,7 @@ advance 7d
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > checkpoint f0 5
@@ -683,7 +683,7 @@ advance 1m
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -734,7 +734,7 @@ advance 0s
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -788,7 +788,7 @@ advance 1m
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -861,11 +861,11 @@ fn a_job_that_is_not_transferring_says_why() {
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=10
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > why
@@ -886,7 +886,7 @@ fn a_job_that_is_not_transferring_says_why() {
             > grant
             granted f0
               start f0 #2 offset=0 size=10
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 fatal http_404
@@ -969,7 +969,7 @@ fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -986,7 +986,7 @@ fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
             > grant
             granted f0
               start f0 #2 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -1003,7 +1003,7 @@ fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
             > grant
             granted f0
               start f0 #3 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -1020,7 +1020,7 @@ fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
             > grant
             granted f0
               start f0 #4 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -1037,7 +1037,7 @@ fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
             > grant
             granted f0
               start f0 #5 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503
@@ -1054,11 +1054,11 @@ fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
             > grant
             granted f0
               start f0 #6 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 10
@@ -1077,7 +1077,7 @@ fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
             > grant
             granted f0
               start f0 #7 offset=10 size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient http_503 retry_after=50s

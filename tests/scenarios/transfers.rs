@@ -37,7 +37,7 @@ grant
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > grant
@@ -101,7 +101,7 @@ grant
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > grant
@@ -109,7 +109,7 @@ grant
               start f1 #2 offset=0
               persist lazy job=connecting files=f1
             > respond f1 size=10
-              persist sync job=transferring files=f1
+              persist lazy job=transferring files=f1
               notify job_modified
               state: transferring
             > fail f0 fatal http_404
@@ -132,7 +132,7 @@ grant
             > grant
             granted f0
               start f0 #3 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
         "#]],
@@ -177,26 +177,26 @@ files
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=10 etag="v1"
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > transferred f0 10
-              persist sync job=queued files=f0
+              persist lazy job=queued files=f0
               notify file_transferred f0
               notify job_modified
               state: queued
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > respond f1 size=100 etag="v1"
-              persist sync job=transferring files=f1
+              persist lazy job=transferring files=f1
               notify job_modified
               state: transferring
             > checkpoint f1 60
@@ -215,7 +215,7 @@ files
             > grant
             granted f1
               start f1 #3 offset=60 if-range=(etag v1) size=100
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > respond f1 offset=60 size=100 etag="v2"
@@ -223,7 +223,7 @@ files
               start f1 #4 offset=0
               persist lazy job=connecting files=f1
             > respond f1 offset=0 size=120 etag="v2"
-              persist sync job=transferring files=f1
+              persist lazy job=transferring files=f1
               notify job_modified
               state: transferring
             > checkpoint f1 80
@@ -268,28 +268,28 @@ respond f0 offset=7 size=100
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100 lm="Mon, 02 Nov 2026 10:00:00 GMT"
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 50
               persist lazy job=transferring files=f0
             > preempt
               stop f0 #1
-              persist sync job=queued
+              persist lazy job=queued
               notify job_modified
               state: queued
             > grant
             granted f0
               start f0 #2 offset=50 if-range=(last-modified Mon, 02 Nov 2026 10:00:00 GMT) size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 offset=0 size=100 lm="Mon, 02 Nov 2026 10:00:00 GMT"
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > files
@@ -341,7 +341,7 @@ show
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > suspend
@@ -361,7 +361,7 @@ show
             > grant
             granted f1
               start f1 #2 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > suspend
@@ -378,7 +378,7 @@ show
             > grant
             granted f1
               start f1 #3 offset=0
-              persist sync job=connecting files=f1
+              persist lazy job=connecting files=f1
               notify job_modified
               state: connecting
             > stale f1 transferred 10
@@ -423,7 +423,7 @@ host_ok h
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > fail f0 transient connection_refused host=h
@@ -472,11 +472,11 @@ grant
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100 etag="e"
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > received f0 90
@@ -498,7 +498,7 @@ grant
             > grant
             granted f0
               start f0 #2 offset=64 if-range=(etag e) size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
         "#]],
@@ -540,11 +540,11 @@ files
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 10
@@ -567,7 +567,7 @@ files
             > grant
             granted f0
               start f0 #2 offset=30 size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > stale f0 checkpoint 50
@@ -616,11 +616,11 @@ grant
             > grant
             granted f0
               start f0 #1 offset=0
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
             > respond f0 size=100
-              persist sync job=transferring files=f0
+              persist lazy job=transferring files=f0
               notify job_modified
               state: transferring
             > checkpoint f0 10
@@ -638,7 +638,7 @@ grant
               persist lazy job=transferring files=f0
             > preempt
               stop f0 #1
-              persist sync job=queued
+              persist lazy job=queued
               notify job_modified
               state: queued
             > show
@@ -649,9 +649,167 @@ grant
             > grant
             granted f0
               start f0 #2 offset=40 if-range=(etag e) size=100
-              persist sync job=connecting files=f0
+              persist lazy job=connecting files=f0
               notify job_modified
               state: connecting
+        "#]],
+    );
+}
+
+#[test]
+fn a_drained_file_frees_its_slot_while_its_bytes_are_synced() {
+    check(
+        r#"
+config max_syncing=2
+create small-files
+add http://h/a /d/a http://h/b /d/b http://h/c /d/c http://h/d /d/d
+resume
+grant
+respond f0 size=5
+drained f0 5
+files
+grant
+respond f1 size=5
+drained f1 5
+grant
+transferred f0 5
+grant
+respond f2 size=5
+drained f2 5
+fail f1 transient write_failed
+files
+transferred f2 5
+advance 10m
+grant
+respond f1 size=5
+drained f1 5
+suspend
+transferred f1 5
+resume
+grant
+respond f3 size=5
+drained f3 5
+complete
+transferred f3 5
+show
+"#,
+        expect![[r#"
+            > config max_syncing=2
+            > create small-files
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a http://h/b /d/b http://h/c /d/c http://h/d /d/d
+            added f0,f1,f2,f3
+              persist sync job=suspended files=f0,f1,f2,f3
+              notify job_modified
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist lazy job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=5
+              persist lazy job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > drained f0 5
+            > files
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=5 transferred=5 durable=0
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=unknown transferred=0 durable=0
+              f2 http://h/c -> /d/c temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-2.part total=unknown transferred=0 durable=0
+              f3 http://h/d -> /d/d temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-3.part total=unknown transferred=0 durable=0
+            > grant
+            granted f1
+              start f1 #2 offset=0
+              persist lazy job=transferring files=f1
+            > respond f1 size=5
+              persist lazy files=f1
+            > drained f1 5
+            > grant
+            nothing to start
+            > transferred f0 5
+              persist lazy job=transferring files=f0
+              notify file_transferred f0
+            > grant
+            granted f2
+              start f2 #3 offset=0
+              persist lazy job=transferring files=f2
+            > respond f2 size=5
+              persist lazy files=f2
+            > drained f2 5
+            > fail f1 transient write_failed
+              persist sync job=transient_error
+              notify job_modified
+              state: transient_error
+            > files
+              f0 http://h/a -> /d/a temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-0.part total=5 transferred=5 durable=5 [transferred]
+              f1 http://h/b -> /d/b temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-1.part total=5 transferred=0 durable=0
+              f2 http://h/c -> /d/c temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-2.part total=5 transferred=5 durable=0
+              f3 http://h/d -> /d/d temp=/d/.ferry-0000000000000000-00000000000000000000000000001234-3.part total=unknown transferred=0 durable=0
+            > transferred f2 5
+              persist lazy job=transient_error files=f2
+              notify file_transferred f2
+            > advance 10m
+              timer at +10m
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f1
+              start f1 #4 offset=0 size=5
+              persist lazy job=connecting files=f1
+              notify job_modified
+              state: connecting
+            > respond f1 size=5
+              persist lazy job=transferring files=f1
+              notify job_modified
+              state: transferring
+            > drained f1 5
+            > suspend
+            ok
+              persist sync job=suspended
+              notify job_modified
+              state: suspended
+            > transferred f1 5
+              persist lazy job=suspended files=f1
+              notify file_transferred f1
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f3
+              start f3 #5 offset=0
+              persist lazy job=connecting files=f3
+              notify job_modified
+              state: connecting
+            > respond f3 size=5
+              persist lazy job=transferring files=f3
+              notify job_modified
+              state: transferring
+            > drained f3 5
+            > complete
+            pending
+              persist sync job=queued files=f0,f1,f2,f3
+              delete temp of f3
+              publish f0 -> /d/a
+              publish f1 -> /d/b
+              publish f2 -> /d/c
+              state: queued
+            > transferred f3 5
+            stale, ignored
+            > show
+              job "small-files" owner=alice state=queued priority=normal type=download
+              progress bytes=15/20 files=3/4
+              error none count=1
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
         "#]],
     );
 }

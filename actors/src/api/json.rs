@@ -45,6 +45,10 @@ pub struct Job {
     pub max_download_time_secs: u64,
     /// Files transferred at once.
     pub parallel_files: u32,
+    /// The job's own bandwidth cap in bytes per second (on top of the
+    /// engine's); null: none.
+    #[serde(default)]
+    pub max_bytes_per_second: Option<u64>,
     /// The program run when the job is transferred or fails.
     pub notify_command: Option<Notify>,
     /// A Complete could not rename some files and waits to be called again.
@@ -271,6 +275,14 @@ pub struct PatchJob {
     /// Files transferred at once (1 to 64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_files: Option<u32>,
+    /// The job's own bandwidth cap, bytes per second (at least 1); `null`
+    /// lifts it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    pub max_bytes_per_second: Option<Option<u64>>,
     /// The notify command; `null` removes it.
     #[serde(
         default,
@@ -379,6 +391,7 @@ impl Job {
             no_progress_timeout_secs: secs(view.no_progress_timeout),
             max_download_time_secs: secs(view.max_download_time),
             parallel_files: view.parallel_files,
+            max_bytes_per_second: view.max_bytes_per_second,
             notify_command: view.notify_command.as_ref().map(Notify::from_core),
             commit_stalled: view.commit_stalled,
             answer: view.answer.as_ref().map(|answer| match answer {

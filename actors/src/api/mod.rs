@@ -426,6 +426,9 @@ async fn patch_job(
     if let Some(n) = patch.parallel_files {
         properties.push(Property::ParallelFiles(n));
     }
+    if let Some(cap) = patch.max_bytes_per_second {
+        properties.push(Property::MaxBytesPerSecond(cap));
+    }
     if let Some(notify) = patch.notify_command {
         let owner = if notify.is_some() {
             Some(api.engine().job(&who, id).await?.owner)

@@ -573,6 +573,7 @@ async fn a_patch_applies_every_property_at_once() {
         "no_progress_timeout_secs": 600,
         "max_download_time_secs": 3600,
         "parallel_files": 4,
+        "max_bytes_per_second": 100000,
         "notify_command": {"program": "/bin/true", "args": ["x"]},
     });
     let (status, job) = s
@@ -591,18 +592,33 @@ async fn a_patch_applies_every_property_at_once() {
     assert_eq!(job["no_progress_timeout_secs"], 600);
     assert_eq!(job["max_download_time_secs"], 3600);
     assert_eq!(job["parallel_files"], 4);
+    assert_eq!(job["max_bytes_per_second"], 100000);
     assert_eq!(job["notify_command"]["args"][0], "x");
-    // `null` removes the notify command.
+    // `null` removes the notify command and lifts the cap.
     let (_, job) = s
         .call(
             "PATCH",
             &format!("/v1/jobs/{id}"),
             Some(ALICE),
-            Some(Bytes::from(r#"{"notify_command":null}"#)),
+            Some(Bytes::from(
+                r#"{"notify_command":null,"max_bytes_per_second":null}"#,
+            )),
         )
         .await;
     assert_eq!(job["notify_command"], Value::Null);
+    assert_eq!(job["max_bytes_per_second"], Value::Null);
     assert_eq!(job["name"], "renamed");
+    // A zero cap is refused, and changes nothing.
+    let (status, err) = s
+        .call(
+            "PATCH",
+            &format!("/v1/jobs/{id}"),
+            Some(ALICE),
+            Some(Bytes::from(r#"{"max_bytes_per_second":0,"name":"x"}"#)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["error"], "invalid_argument");
     s.handle.stop(true).await;
 }
 

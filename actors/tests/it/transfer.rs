@@ -287,6 +287,79 @@ async fn a_bandwidth_cap_holds_and_can_be_lifted_at_runtime() {
     h.engine.clone().shutdown().await.unwrap();
 }
 
+/// A job's own bandwidth cap against the real origin: it holds the job's
+/// files together (two files at once share it) while another job runs
+/// uncapped, and lifting it at runtime lets the job finish at once.
+#[actix_rt::test]
+async fn a_jobs_own_bandwidth_cap_holds_for_that_job_and_can_be_lifted() {
+    use std::time::Instant;
+    const CAP: u64 = 512 * 1024;
+    const BURST: u64 = 64 * 1024;
+    const CHUNK: u64 = 64 * 1024;
+    let mut h = Harness::new().await;
+    let me = alice();
+    let size = 512 * 1024;
+    let capped = h.job(&[("c1", size), ("c2", size)]).await;
+    h.engine
+        .set_all(
+            &me,
+            capped,
+            vec![
+                Property::MaxBytesPerSecond(Some(CAP)),
+                Property::ParallelFiles(2),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.engine
+            .job(&me, capped)
+            .await
+            .unwrap()
+            .max_bytes_per_second,
+        Some(CAP)
+    );
+    let started = Instant::now();
+    h.engine.resume(&me, capped).await.unwrap();
+    // Another job is not held back by this job's cap.
+    let free = h.job(&[("free", 4 * 1024 * 1024)]).await;
+    h.engine.resume(&me, free).await.unwrap();
+    h.transferred(free).await;
+    assert!(
+        h.engine.job(&me, capped).await.unwrap().state != JobState::Transferred,
+        "the capped job finished before an uncapped job 4 times its size"
+    );
+    h.transferred(capped).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let least = (2 * size - BURST - CHUNK) as f64 / CAP as f64;
+    assert!(
+        elapsed >= least,
+        "{} bytes in {elapsed:.2} s: over the job's cap",
+        2 * size
+    );
+
+    // 1 KiB/s would take many minutes: lifted, it finishes at once.
+    let slow = h.job(&[("slow", size)]).await;
+    h.engine
+        .set(&me, slow, Property::MaxBytesPerSecond(Some(1024)))
+        .await
+        .unwrap();
+    h.engine.resume(&me, slow).await.unwrap();
+    h.requested("/slow").await;
+    h.engine
+        .set(&me, slow, Property::MaxBytesPerSecond(None))
+        .await
+        .unwrap();
+    h.transferred(slow).await;
+    assert!(
+        h.engine
+            .set(&me, slow, Property::MaxBytesPerSecond(Some(0)))
+            .await
+            .is_err()
+    );
+    h.engine.clone().shutdown().await.unwrap();
+}
+
 /// Raising the global budget at runtime starts a job that waited for a
 /// slot, without waiting for the running one to end.
 #[actix_rt::test]
