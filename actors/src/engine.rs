@@ -358,7 +358,7 @@ impl Engine {
 
     /// The limits in force.
     pub async fn limits(&self) -> Result<crate::Limits, EngineError> {
-        let (max_transfers, max_transfers_per_host) = self
+        let (max_transfers, max_transfers_per_host, time_slice) = self
             .manager
             .send(GetBudgets)
             .await
@@ -367,20 +367,24 @@ impl Engine {
             max_transfers,
             max_transfers_per_host,
             max_bytes_per_second: self.shared.throttle.rate(),
+            time_slice,
         })
     }
 
     /// Changes the limits while the engine runs: a higher budget grants
     /// waiting transfers at once; a lower one lets running transfers finish
     /// and does not replace them; a bandwidth cap applies from the next
-    /// chunk of every transfer. Zero budgets or a zero cap are refused.
+    /// chunk of every transfer; a new time slice applies to slots held now
+    /// (counted from when they were granted). Zero budgets, a zero cap or
+    /// a zero slice are refused.
     pub async fn set_limits(&self, limits: crate::Limits) -> Result<(), EngineError> {
         if limits.max_transfers == 0
             || limits.max_transfers_per_host == 0
             || limits.max_bytes_per_second == Some(0)
+            || limits.time_slice.is_zero()
         {
             return Err(CommandError::InvalidArgument(
-                "budgets and the bandwidth cap are at least 1".into(),
+                "budgets, the bandwidth cap and the time slice are at least 1".into(),
             )
             .into());
         }
@@ -389,6 +393,7 @@ impl Engine {
             .send(SetBudgets {
                 max_transfers: limits.max_transfers,
                 max_transfers_per_host: limits.max_transfers_per_host,
+                time_slice: limits.time_slice,
             })
             .await
             .map_err(|_| EngineError::Stopped)

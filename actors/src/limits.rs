@@ -21,6 +21,9 @@ pub struct Limits {
     pub max_transfers_per_host: usize,
     /// Bytes per second over all transfers; `None`: no cap.
     pub max_bytes_per_second: Option<u64>,
+    /// How long a background job keeps a global slot while jobs of its
+    /// priority wait (round robin); lower priorities give way at once.
+    pub time_slice: Duration,
 }
 
 /// The smallest burst of the bandwidth cap: one chunk of a body may always

@@ -43,6 +43,11 @@ pub(crate) struct Manager {
     /// Temp files to delete again, with the user whose rights the delete
     /// runs with (empty: the engine's own).
     pending_deletes: Vec<(String, String)>,
+    /// How long an equal priority holds a global slot while others wait
+    /// (`EngineConfig::time_slice`, changeable at runtime).
+    time_slice: std::time::Duration,
+    /// The check of due slices, re-armed when the slice changes.
+    tick: Option<SpawnHandle>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -62,6 +67,7 @@ impl Manager {
             shared.config.max_transfers,
             shared.config.max_transfers_per_host,
         );
+        let time_slice = shared.config.time_slice;
         Self {
             shared,
             jobs: HashMap::new(),
@@ -69,7 +75,22 @@ impl Manager {
             event_seq: 0,
             subscribers: Vec::new(),
             pending_deletes,
+            time_slice,
+            tick: None,
         }
+    }
+
+    /// Checks for due slices often enough that a slice ends within a
+    /// second of its due time (a priority change too).
+    fn arm_tick(&mut self, ctx: &mut Context<Self>) {
+        if let Some(tick) = self.tick.take() {
+            ctx.cancel_future(tick);
+        }
+        let every = self
+            .time_slice
+            .min(std::time::Duration::from_secs(1))
+            .max(std::time::Duration::from_millis(10));
+        self.tick = Some(ctx.run_interval(every, |act, ctx| act.preempt(ctx)));
     }
 
     /// Hands the scheduler's grants to their jobs; a grant for a job that
@@ -154,15 +175,7 @@ impl Actor for Manager {
         ctx.run_interval(self.shared.config.sweep_interval, |act, ctx| {
             act.retry_pending_deletes(ctx);
         });
-        // Time slices: checked often enough that a slice ends within a
-        // second of its due time (a priority change too).
-        let tick = self
-            .shared
-            .config
-            .time_slice
-            .min(std::time::Duration::from_secs(1))
-            .max(std::time::Duration::from_millis(10));
-        ctx.run_interval(tick, |act, ctx| act.preempt(ctx));
+        self.arm_tick(ctx);
     }
 }
 
@@ -171,7 +184,7 @@ impl Manager {
     /// give them back; a job that cannot is left alone.
     fn preempt(&mut self, ctx: &mut Context<Self>) {
         let now = self.shared.clock.now().mono;
-        let due = self.slots.preempt_due(now, self.shared.config.time_slice);
+        let due = self.slots.preempt_due(now, self.time_slice);
         for job in due {
             let Some(entry) = self.jobs.get(&job) else {
                 continue;
@@ -270,12 +283,17 @@ impl Handler<Blocked> for Manager {
 pub(crate) struct SetBudgets {
     pub(crate) max_transfers: usize,
     pub(crate) max_transfers_per_host: usize,
+    pub(crate) time_slice: std::time::Duration,
 }
 
 impl Handler<SetBudgets> for Manager {
     type Result = ();
 
-    fn handle(&mut self, msg: SetBudgets, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: SetBudgets, ctx: &mut Context<Self>) {
+        if msg.time_slice != self.time_slice {
+            self.time_slice = msg.time_slice;
+            self.arm_tick(ctx);
+        }
         let grants = self
             .slots
             .at(self.shared.clock.now().mono)
@@ -284,16 +302,17 @@ impl Handler<SetBudgets> for Manager {
     }
 }
 
-/// The budgets in force: (global, per host).
+/// The budgets in force: (global, per host, time slice).
 #[derive(Debug, Message)]
-#[rtype(result = "(usize, usize)")]
+#[rtype(result = "(usize, usize, std::time::Duration)")]
 pub(crate) struct GetBudgets;
 
 impl Handler<GetBudgets> for Manager {
     type Result = MessageResult<GetBudgets>;
 
     fn handle(&mut self, _: GetBudgets, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.slots.budgets())
+        let (global, per_host) = self.slots.budgets();
+        MessageResult((global, per_host, self.time_slice))
     }
 }
 

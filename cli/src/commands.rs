@@ -155,6 +155,38 @@ enum Command {
     /// Download URLs in one command: create, add, resume, wait, complete.
     /// Run again with the same arguments, it resumes the same job.
     Get(GetArgs),
+    /// Show the daemon's transfer budgets, bandwidth cap and time slice;
+    /// with options, change them while it runs (admins).
+    Limits(LimitsArgs),
+    /// Show your quotas: unfinished jobs per owner, files per job.
+    Quotas {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LimitsArgs {
+    /// Transfers at once across background jobs (at least 1).
+    #[arg(long, value_name = "N")]
+    max_transfers: Option<usize>,
+    /// Transfers at once to one host, across all jobs (at least 1).
+    #[arg(long, value_name = "N")]
+    max_transfers_per_host: Option<usize>,
+    /// Bytes per second over all transfers (at least 1).
+    #[arg(long, value_name = "BYTES")]
+    max_bytes_per_second: Option<u64>,
+    /// Lift the bandwidth cap.
+    #[arg(long, conflicts_with = "max_bytes_per_second")]
+    no_bandwidth_cap: bool,
+    /// Seconds a background job keeps a slot while jobs of its priority
+    /// wait (at least 1).
+    #[arg(long, value_name = "SECS")]
+    time_slice: Option<u64>,
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -504,7 +536,61 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
             None => watch_all(client).await,
         },
         Command::Get(args) => get(client, args).await,
+        Command::Limits(args) => limits(client, args).await,
+        Command::Quotas { json } => {
+            let quotas: json::Quotas = client.get("/v1/quotas").await?;
+            if json {
+                print_json(&quotas);
+            } else {
+                let exempt = if quotas.exempt {
+                    " (you are exempt: admin)"
+                } else {
+                    ""
+                };
+                println!(
+                    "jobs:   {} unfinished, at most {} per owner{exempt}",
+                    quotas.unfinished_jobs, quotas.max_jobs_per_owner
+                );
+                println!("files:  at most {} per job", quotas.max_files_per_job);
+            }
+            Ok(exit::OK)
+        }
     }
+}
+
+async fn limits(client: &Client, args: LimitsArgs) -> Outcome {
+    let patch = json::PatchLimits {
+        max_transfers: args.max_transfers,
+        max_transfers_per_host: args.max_transfers_per_host,
+        max_bytes_per_second: if args.no_bandwidth_cap {
+            Some(None)
+        } else {
+            args.max_bytes_per_second.map(Some)
+        },
+        time_slice_secs: args.time_slice,
+    };
+    let limits: json::Limits = if patch == json::PatchLimits::default() {
+        client.get("/v1/limits").await?
+    } else {
+        client.patch("/v1/limits", &patch).await?
+    };
+    if args.json {
+        print_json(&limits);
+    } else {
+        println!(
+            "transfers:  at most {} at once (background jobs), {} per host",
+            limits.max_transfers, limits.max_transfers_per_host
+        );
+        match limits.max_bytes_per_second {
+            Some(cap) => println!("bandwidth:  at most {cap} bytes/s over all transfers"),
+            None => println!("bandwidth:  no cap"),
+        }
+        println!(
+            "time slice: {} s (jobs of one priority take turns)",
+            limits.time_slice_secs
+        );
+    }
+    Ok(exit::OK)
 }
 
 async fn set(client: &Client, args: SetArgs) -> Outcome {

@@ -1338,3 +1338,61 @@ fn system_mode_admins_act_on_all_jobs_but_set_no_program_on_others() {
     assert_eq!(info["owner"], "uid:65533");
     assert_eq!(info["priority"], "low");
 }
+
+#[test]
+fn limits_quotas_and_a_jobs_bandwidth_cap_from_the_cli() {
+    let data = TempDir::new().unwrap();
+    let d = Daemon::start(
+        data.path(),
+        &["--bits-quotas", "--max-bytes-per-second", "500000"],
+    );
+    let limits = d.json(&["limits", "--json"]);
+    assert_eq!(limits["max_bytes_per_second"], 500_000, "{limits}");
+    assert_eq!(limits["time_slice_secs"], 60, "{limits}");
+    // Root is an admin: it changes them while the daemon runs.
+    let changed = d.json(&[
+        "limits",
+        "--max-transfers",
+        "3",
+        "--max-transfers-per-host",
+        "2",
+        "--time-slice",
+        "5",
+        "--no-bandwidth-cap",
+        "--json",
+    ]);
+    assert_eq!(
+        changed,
+        serde_json::json!({"max_transfers": 3, "max_transfers_per_host": 2,
+            "max_bytes_per_second": null, "time_slice_secs": 5})
+    );
+    assert_eq!(d.json(&["limits", "--json"]), changed);
+    let shown = d.ok(&["limits", "--max-bytes-per-second", "1000000"]);
+    assert!(shown.contains("at most 1000000 bytes/s"), "{shown}");
+    assert!(shown.contains("at most 3 at once"), "{shown}");
+    let out = d.ferry(&["limits", "--max-transfers", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("invalid_argument"));
+    assert_eq!(d.json(&["limits", "--json"])["max_transfers"], 3);
+
+    let quotas = d.json(&["quotas", "--json"]);
+    assert_eq!(quotas["max_jobs_per_owner"], 60, "{quotas}");
+    assert_eq!(quotas["max_files_per_job"], 200, "{quotas}");
+    assert_eq!(quotas["exempt"], true, "{quotas}");
+    assert!(d.ok(&["quotas"]).contains("at most 200 per job"));
+
+    let job = d.ok(&["create", "capped"]).trim().to_owned();
+    d.ok(&["set", &job, "--max-bytes-per-second", "4096"]);
+    assert_eq!(
+        d.json(&["info", &job, "--json"])["max_bytes_per_second"],
+        4096
+    );
+    assert!(d.ok(&["info", &job]).contains("at most 4096 bytes/s"));
+    let out = d.ferry(&["set", &job, "--max-bytes-per-second", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    d.ok(&["set", &job, "--no-bandwidth-cap"]);
+    assert_eq!(
+        d.json(&["info", &job, "--json"])["max_bytes_per_second"],
+        Value::Null
+    );
+}

@@ -596,6 +596,9 @@ pub struct Limits {
     pub max_transfers_per_host: usize,
     /// Bytes per second over all transfers; `null`: no cap.
     pub max_bytes_per_second: Option<u64>,
+    /// The round-robin time slice among equal priorities, in seconds
+    /// (rounded up).
+    pub time_slice_secs: u64,
 }
 
 impl Limits {
@@ -605,6 +608,10 @@ impl Limits {
             max_transfers: l.max_transfers,
             max_transfers_per_host: l.max_transfers_per_host,
             max_bytes_per_second: l.max_bytes_per_second,
+            time_slice_secs: l
+                .time_slice
+                .as_secs()
+                .saturating_add(u64::from(l.time_slice.subsec_nanos() > 0)),
         }
     }
 }
@@ -627,4 +634,7 @@ pub struct PatchLimits {
         with = "double_option"
     )]
     pub max_bytes_per_second: Option<Option<u64>>,
+    /// The time slice in seconds (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_slice_secs: Option<u64>,
 }

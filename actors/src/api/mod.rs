@@ -634,6 +634,9 @@ async fn patch_limits(
     if let Some(cap) = patch.max_bytes_per_second {
         limits.max_bytes_per_second = cap;
     }
+    if let Some(secs) = patch.time_slice_secs {
+        limits.time_slice = std::time::Duration::from_secs(secs);
+    }
     api.engine().set_limits(limits).await?;
     Ok(HttpResponse::Ok().json(json::Limits::from_engine(&limits)))
 }

@@ -841,7 +841,7 @@ async fn limits_are_read_by_all_and_changed_by_admins() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"max_transfers": 8, "max_transfers_per_host": 8, "max_bytes_per_second": null})
+        json!({"max_transfers": 8, "max_transfers_per_host": 8, "max_bytes_per_second": null, "time_slice_secs": 60})
     );
     let (status, body) = s
         .call(
@@ -852,14 +852,15 @@ async fn limits_are_read_by_all_and_changed_by_admins() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let change = json!({"max_transfers": 3, "max_bytes_per_second": 1_000_000});
+    let change =
+        json!({"max_transfers": 3, "max_bytes_per_second": 1_000_000, "time_slice_secs": 5});
     let (status, body) = s
         .call("PATCH", "/v1/limits", Some(ROOT), patch(change))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"max_transfers": 3, "max_transfers_per_host": 8, "max_bytes_per_second": 1_000_000})
+        json!({"max_transfers": 3, "max_transfers_per_host": 8, "max_bytes_per_second": 1_000_000, "time_slice_secs": 5})
     );
     let (status, body) = s
         .call(
@@ -875,6 +876,15 @@ async fn limits_are_read_by_all_and_changed_by_admins() {
             "PATCH",
             "/v1/limits",
             Some(ROOT),
+            patch(json!({"time_slice_secs": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = s
+        .call(
+            "PATCH",
+            "/v1/limits",
+            Some(ROOT),
             patch(json!({"max_bytes_per_second": null})),
         )
         .await;
@@ -882,7 +892,7 @@ async fn limits_are_read_by_all_and_changed_by_admins() {
     let (_, body) = s.get("/v1/limits", BOB).await;
     assert_eq!(
         body,
-        json!({"max_transfers": 3, "max_transfers_per_host": 8, "max_bytes_per_second": null})
+        json!({"max_transfers": 3, "max_transfers_per_host": 8, "max_bytes_per_second": null, "time_slice_secs": 5})
     );
     s.handle.stop(false).await;
 }

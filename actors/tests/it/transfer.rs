@@ -499,3 +499,40 @@ async fn equal_priorities_share_one_slot_in_time_slices() {
     );
     h.engine.clone().shutdown().await.unwrap();
 }
+
+/// The time slice changes at runtime: with an hour's slice a waiting job
+/// of the same priority would wait behind a held transfer; shortened to
+/// 200 ms through `set_limits`, it gets the slot while the holder is held.
+#[actix_rt::test]
+async fn the_time_slice_changes_at_runtime() {
+    let mut h = Harness::with(|c| {
+        c.max_transfers = 1;
+        c.time_slice = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let me = alice();
+    let holder = h.job(&[("a", 400_000)]).await;
+    h.origin.hold("/a");
+    h.engine.resume(&me, holder).await.unwrap();
+    h.requested("/a").await;
+    let waiting = h.job(&[("b", 10)]).await;
+    h.engine.resume(&me, waiting).await.unwrap();
+    let mut limits = h.engine.limits().await.unwrap();
+    assert_eq!(limits.time_slice, std::time::Duration::from_secs(3600));
+    limits.time_slice = std::time::Duration::from_millis(200);
+    h.engine.set_limits(limits).await.unwrap();
+    assert_eq!(
+        h.engine.limits().await.unwrap().time_slice,
+        limits.time_slice
+    );
+    h.transferred(waiting).await;
+    assert_ne!(
+        h.engine.job(&me, holder).await.unwrap().state,
+        ferry_core::JobState::Transferred
+    );
+    limits.time_slice = std::time::Duration::ZERO;
+    assert!(h.engine.set_limits(limits).await.is_err());
+    h.origin.release("/a");
+    h.transferred(holder).await;
+    h.engine.clone().shutdown().await.unwrap();
+}
