@@ -38,6 +38,7 @@ pub mod schedule;
 pub mod time;
 pub mod types;
 pub mod view;
+pub mod window;
 
 pub use command::{
     Command, FileEvent, FileSpec, JobSpec, NotifyCommand, Property, Reply, TransferEvent,

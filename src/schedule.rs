@@ -18,6 +18,10 @@
 //!   once, and jobs of the same priority after holding them for a slice,
 //!   oldest first, only as many as the waiting requests need. A preempted
 //!   job asks again and queues behind those that waited: round robin.
+//! - A pause of background transfers (a bandwidth window,
+//!   [`Scheduler::pause_background`]): background requests get no slot and
+//!   wait with [`Waiting::ScheduleWindow`]; background holders are due for
+//!   preemption at once; foreground jobs go on.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -25,7 +29,7 @@ use std::{
 };
 
 use crate::{
-    time::MonoTime,
+    time::{MonoTime, UtcTime},
     types::{JobId, Priority},
     view::Waiting,
 };
@@ -71,6 +75,9 @@ pub struct Scheduler {
     exempt: HashSet<JobId>,
     /// The time of the last call that could grant.
     now: MonoTime,
+    /// Background transfers are paused until this (`Some(None)`: no end
+    /// in sight).
+    paused: Option<Option<UtcTime>>,
 }
 
 impl Scheduler {
@@ -88,7 +95,23 @@ impl Scheduler {
             preempting: HashSet::new(),
             exempt: HashSet::new(),
             now: MonoTime::default(),
+            paused: None,
         }
+    }
+
+    /// Pauses background transfers until `until` (`Some`), or lets them go
+    /// on (`None`); the grants this allows.
+    pub fn pause_background(&mut self, until: Option<Option<UtcTime>>) -> Vec<Grant> {
+        if self.paused == until {
+            return Vec::new();
+        }
+        self.paused = until;
+        self.schedule()
+    }
+
+    /// Whether background transfers are paused.
+    pub fn background_paused(&self) -> bool {
+        self.paused.is_some()
     }
 
     /// The time for what follows (grants are stamped with it).
@@ -104,6 +127,21 @@ impl Scheduler {
     /// [`Scheduler::refused`]).
     pub fn preempt_due(&mut self, now: MonoTime, slice: Duration) -> Vec<JobId> {
         self.at(now);
+        if self.paused.is_some() {
+            // Every background slot goes back.
+            let due: Vec<JobId> = self
+                .held
+                .iter()
+                .filter(|(job, slots)| {
+                    !self.preempting.contains(job)
+                        && !self.exempt.contains(job)
+                        && slots.iter().any(Held::background)
+                })
+                .map(|(job, _)| *job)
+                .collect();
+            self.preempting.extend(due.iter().copied());
+            return due;
+        }
         let waiting: Vec<Priority> = self
             .waiting
             .iter()
@@ -300,6 +338,10 @@ impl Scheduler {
                 continue;
             };
             let foreground = key.0 == Priority::Foreground;
+            if !foreground && let Some(until) = self.paused {
+                blocked.insert(job, Waiting::ScheduleWindow { until });
+                continue;
+            }
             if self.per_host.get(&host).copied().unwrap_or(0) >= max_host {
                 blocked.entry(job).or_insert(Waiting::HostBusy {
                     host,
@@ -412,6 +454,36 @@ mod tests {
             [(3, "free")]
         );
         assert_eq!(s.running("busy"), (2, 1));
+    }
+
+    #[test]
+    fn a_pause_holds_background_requests_and_takes_their_slots_back() {
+        let mut s = Scheduler::new(4, 8);
+        s.request(job(1), "h".into(), Priority::Normal);
+        s.request(job(2), "h".into(), Priority::Foreground);
+        let until = Some(UtcTime::from_unix_millis(1_000));
+        assert!(s.pause_background(Some(until)).is_empty());
+        assert!(s.background_paused());
+        // A new background request waits for the window's end; a
+        // foreground one goes.
+        assert!(s.request(job(3), "h".into(), Priority::High).is_empty());
+        assert_eq!(s.blocked(job(3)), Some(&Waiting::ScheduleWindow { until }));
+        assert_eq!(
+            granted(&s.request(job(4), "h".into(), Priority::Foreground)),
+            [(4, "h")]
+        );
+        // The background holder gives its slot back (once asked), the
+        // foreground ones keep theirs.
+        let due = s.preempt_due(MonoTime::default(), Duration::from_secs(3600));
+        assert_eq!(due, [job(1)]);
+        assert!(
+            s.preempt_due(MonoTime::default(), Duration::ZERO)
+                .is_empty()
+        );
+        assert!(s.release(job(1), "h").is_empty());
+        // The pause ends: the waiting request goes.
+        assert_eq!(granted(&s.pause_background(None)), [(3, "h")]);
+        assert!(!s.background_paused());
     }
 
     #[test]

@@ -106,11 +106,18 @@ pub enum Waiting {
         /// Transfers at once per host.
         limit: usize,
     },
+    /// A bandwidth window pauses background transfers until `until`
+    /// (`None`: the schedule never ends the pause).
+    ScheduleWindow {
+        /// When the pause ends.
+        until: Option<UtcTime>,
+    },
 }
 
 impl Waiting {
     /// The machine-readable reason: `suspended_by_user`, `no_files`,
-    /// `retry_at`, `error`, `queued`, `waiting_for_slot`, `host_busy`.
+    /// `retry_at`, `error`, `queued`, `waiting_for_slot`, `host_busy`,
+    /// `schedule_window`.
     pub const fn reason(&self) -> &'static str {
         match self {
             Self::SuspendedByUser => "suspended_by_user",
@@ -120,6 +127,7 @@ impl Waiting {
             Self::Queued => "queued",
             Self::ForSlot { .. } => "waiting_for_slot",
             Self::HostBusy { .. } => "host_busy",
+            Self::ScheduleWindow { .. } => "schedule_window",
         }
     }
 }

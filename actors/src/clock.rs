@@ -40,3 +40,15 @@ pub(crate) fn wall_now() -> UtcTime {
         .map_or(0, |d| d.as_millis());
     UtcTime::from_unix_millis(i64::try_from(millis).unwrap_or(i64::MAX))
 }
+
+/// The local weekday and minute for the bandwidth schedule (the system's
+/// time zone: `TZ`, else `/etc/localtime`; UTC if neither says), and the
+/// seconds already gone in that minute.
+pub(crate) fn civil_now() -> (ferry_core::window::CivilTime, u8) {
+    let now = jiff::Zoned::now();
+    let civil = ferry_core::window::CivilTime {
+        weekday: u8::try_from(now.weekday().to_monday_zero_offset()).unwrap_or(0),
+        minute: u16::try_from(i32::from(now.hour()) * 60 + i32::from(now.minute())).unwrap_or(0),
+    };
+    (civil, u8::try_from(now.second()).unwrap_or(0))
+}

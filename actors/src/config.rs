@@ -28,6 +28,8 @@ pub struct EngineConfig {
     /// tenth of a second's worth); `None`: no cap. Changeable at runtime
     /// ([`crate::Engine::set_limits`]).
     pub max_bytes_per_second: Option<u64>,
+    /// Bandwidth windows by time of day and weekday (see [`crate::Limits`]).
+    pub bandwidth_schedule: Vec<ferry_core::window::Window>,
     /// Unfinished jobs (not ACKNOWLEDGED or CANCELLED) an owner who is not
     /// an admin may have: creating one more is refused with
     /// `too_many_jobs`. Files per job are `core.max_files_per_job`.
@@ -82,6 +84,7 @@ impl EngineConfig {
             max_transfers_per_host: 8,
             time_slice: Duration::from_secs(60),
             max_bytes_per_second: None,
+            bandwidth_schedule: Vec::new(),
             max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
             arbiters: std::thread::available_parallelism().map_or(2, usize::from),
             connect_timeout: Duration::from_secs(30),

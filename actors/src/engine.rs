@@ -26,7 +26,7 @@ use crate::{
     file_actor::blocking,
     fs,
     manager::{
-        Admit, Blocked, CountJobs, GetBudgets, Listable, Lookup, Manager, Register, SetBudgets,
+        Admit, Blocked, CountJobs, GetLimits, Listable, Lookup, Manager, Register, SetLimits,
         ShutdownAll, Subscribe,
     },
     metrics::Metrics,
@@ -358,25 +358,24 @@ impl Engine {
 
     /// The limits in force.
     pub async fn limits(&self) -> Result<crate::Limits, EngineError> {
-        let (max_transfers, max_transfers_per_host, time_slice) = self
-            .manager
-            .send(GetBudgets)
+        Ok(self.limits_now().await?.0)
+    }
+
+    /// The limits, and what the bandwidth schedule applies at the moment.
+    pub async fn limits_now(&self) -> Result<(crate::Limits, crate::BandwidthNow), EngineError> {
+        self.manager
+            .send(GetLimits)
             .await
-            .map_err(|_| EngineError::Stopped)?;
-        Ok(crate::Limits {
-            max_transfers,
-            max_transfers_per_host,
-            max_bytes_per_second: self.shared.throttle.rate(),
-            time_slice,
-        })
+            .map_err(|_| EngineError::Stopped)
     }
 
     /// Changes the limits while the engine runs: a higher budget grants
     /// waiting transfers at once; a lower one lets running transfers finish
     /// and does not replace them; a bandwidth cap applies from the next
     /// chunk of every transfer; a new time slice applies to slots held now
-    /// (counted from when they were granted). Zero budgets, a zero cap or
-    /// a zero slice are refused.
+    /// (counted from when they were granted); a new bandwidth schedule
+    /// applies at once (a `pause` window takes background slots back).
+    /// Zero budgets, a zero cap or a zero slice are refused.
     pub async fn set_limits(&self, limits: crate::Limits) -> Result<(), EngineError> {
         if limits.max_transfers == 0
             || limits.max_transfers_per_host == 0
@@ -388,13 +387,8 @@ impl Engine {
             )
             .into());
         }
-        self.shared.throttle.set(limits.max_bytes_per_second);
         self.manager
-            .send(SetBudgets {
-                max_transfers: limits.max_transfers,
-                max_transfers_per_host: limits.max_transfers_per_host,
-                time_slice: limits.time_slice,
-            })
+            .send(SetLimits(limits))
             .await
             .map_err(|_| EngineError::Stopped)
     }

@@ -64,7 +64,7 @@ mod supervisor;
 pub use access::{FsIdentity, Identities};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineError, Event, EventKind, Events, Quotas};
-pub use limits::Limits;
+pub use limits::{BandwidthNow, Limits};
 pub use store::StoreError;
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -8,12 +8,12 @@ use std::{
     time::Duration,
 };
 
-use ferry_core::rate::TokenBucket;
+use ferry_core::{UtcTime, rate::TokenBucket, window::Window};
 
 use crate::clock::Clock;
 
 /// Limits an application or an admin may change while the engine runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Transfers at once across background jobs (at least 1).
     pub max_transfers: usize,
@@ -24,6 +24,23 @@ pub struct Limits {
     /// How long a background job keeps a global slot while jobs of its
     /// priority wait (round robin); lower priorities give way at once.
     pub time_slice: Duration,
+    /// Bandwidth by time of day and weekday (local time): the first window
+    /// in force gives the cap, no cap, or a pause of background transfers;
+    /// outside every window `max_bytes_per_second` applies.
+    pub bandwidth_schedule: Vec<Window>,
+}
+
+/// What the bandwidth schedule applies now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BandwidthNow {
+    /// The window in force (its index in the schedule), if any.
+    pub window: Option<usize>,
+    /// The cap in force over all transfers.
+    pub max_bytes_per_second: Option<u64>,
+    /// Background jobs get no transfer slot (a `pause` window).
+    pub background_paused: bool,
+    /// When what applies changes next (`None`: never).
+    pub until: Option<UtcTime>,
 }
 
 /// The smallest burst of the bandwidth cap: one chunk of a body may always

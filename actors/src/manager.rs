@@ -10,6 +10,7 @@ use actix::prelude::*;
 use ferry_core::{
     JobId, JobState, Priority, Waiting,
     schedule::{Grant, Scheduler},
+    window::{Schedule, WindowCap},
 };
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
@@ -48,6 +49,12 @@ pub(crate) struct Manager {
     time_slice: std::time::Duration,
     /// The check of due slices, re-armed when the slice changes.
     tick: Option<SpawnHandle>,
+    /// The engine's own bandwidth cap (outside every window).
+    base_cap: Option<u64>,
+    /// Bandwidth windows by time of day and weekday.
+    schedule: Schedule,
+    /// What the schedule applied at the last check.
+    bandwidth_now: crate::BandwidthNow,
 }
 
 impl std::fmt::Debug for Manager {
@@ -68,6 +75,8 @@ impl Manager {
             shared.config.max_transfers_per_host,
         );
         let time_slice = shared.config.time_slice;
+        let base_cap = shared.config.max_bytes_per_second;
+        let schedule = Schedule::new(shared.config.bandwidth_schedule.clone());
         Self {
             shared,
             jobs: HashMap::new(),
@@ -77,7 +86,42 @@ impl Manager {
             pending_deletes,
             time_slice,
             tick: None,
+            base_cap,
+            schedule,
+            bandwidth_now: crate::BandwidthNow::default(),
         }
+    }
+
+    /// Applies the bandwidth schedule at this moment: the cap in force
+    /// (a window's, else the engine's own) and the pause of background
+    /// transfers; the grants a pause's end allows.
+    fn apply_schedule(&mut self) -> Vec<Grant> {
+        let now = self.shared.clock.now();
+        let (civil, second) = crate::clock::civil_now();
+        let in_force = self.schedule.at(civil);
+        let cap = match in_force.cap {
+            Some(WindowCap::Bytes(n)) => Some(n),
+            Some(WindowCap::Unlimited) => None,
+            Some(WindowCap::Pause) | None => self.base_cap,
+        };
+        if self.shared.throttle.rate() != cap {
+            self.shared.throttle.set(cap);
+        }
+        let until = in_force.minutes_left.map(|m| {
+            let secs = u64::from(m) * 60 - u64::from(second.min(59));
+            now.wall
+                .saturating_add(std::time::Duration::from_secs(secs))
+        });
+        let paused = in_force.cap == Some(WindowCap::Pause);
+        self.bandwidth_now = crate::BandwidthNow {
+            window: in_force.window,
+            max_bytes_per_second: cap,
+            background_paused: paused,
+            until,
+        };
+        self.slots
+            .at(now.mono)
+            .pause_background(paused.then_some(until))
     }
 
     /// Checks for due slices often enough that a slice ends within a
@@ -90,7 +134,11 @@ impl Manager {
             .time_slice
             .min(std::time::Duration::from_secs(1))
             .max(std::time::Duration::from_millis(10));
-        self.tick = Some(ctx.run_interval(every, |act, ctx| act.preempt(ctx)));
+        self.tick = Some(ctx.run_interval(every, |act, ctx| {
+            let grants = act.apply_schedule();
+            act.grant(grants);
+            act.preempt(ctx);
+        }));
     }
 
     /// Hands the scheduler's grants to their jobs; a grant for a job that
@@ -176,6 +224,8 @@ impl Actor for Manager {
             act.retry_pending_deletes(ctx);
         });
         self.arm_tick(ctx);
+        let grants = self.apply_schedule();
+        self.grant(grants);
     }
 }
 
@@ -280,39 +330,49 @@ impl Handler<Blocked> for Manager {
 /// beyond a lowered budget run on and are not replaced when they end.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct SetBudgets {
-    pub(crate) max_transfers: usize,
-    pub(crate) max_transfers_per_host: usize,
-    pub(crate) time_slice: std::time::Duration,
-}
+pub(crate) struct SetLimits(pub(crate) crate::Limits);
 
-impl Handler<SetBudgets> for Manager {
+impl Handler<SetLimits> for Manager {
     type Result = ();
 
-    fn handle(&mut self, msg: SetBudgets, ctx: &mut Context<Self>) {
-        if msg.time_slice != self.time_slice {
-            self.time_slice = msg.time_slice;
+    fn handle(&mut self, msg: SetLimits, ctx: &mut Context<Self>) {
+        let limits = msg.0;
+        if limits.time_slice != self.time_slice {
+            self.time_slice = limits.time_slice;
             self.arm_tick(ctx);
         }
-        let grants = self
+        self.base_cap = limits.max_bytes_per_second;
+        self.schedule = Schedule::new(limits.bandwidth_schedule);
+        let mut grants = self
             .slots
             .at(self.shared.clock.now().mono)
-            .set_budgets(msg.max_transfers, msg.max_transfers_per_host);
+            .set_budgets(limits.max_transfers, limits.max_transfers_per_host);
+        grants.extend(self.apply_schedule());
         self.grant(grants);
+        self.preempt(ctx);
     }
 }
 
-/// The budgets in force: (global, per host, time slice).
+/// The limits in force, and what the bandwidth schedule applies now.
 #[derive(Debug, Message)]
-#[rtype(result = "(usize, usize, std::time::Duration)")]
-pub(crate) struct GetBudgets;
+#[rtype(result = "(crate::Limits, crate::BandwidthNow)")]
+pub(crate) struct GetLimits;
 
-impl Handler<GetBudgets> for Manager {
-    type Result = MessageResult<GetBudgets>;
+impl Handler<GetLimits> for Manager {
+    type Result = MessageResult<GetLimits>;
 
-    fn handle(&mut self, _: GetBudgets, _: &mut Context<Self>) -> Self::Result {
-        let (global, per_host) = self.slots.budgets();
-        MessageResult((global, per_host, self.time_slice))
+    fn handle(&mut self, _: GetLimits, _: &mut Context<Self>) -> Self::Result {
+        let (max_transfers, max_transfers_per_host) = self.slots.budgets();
+        MessageResult((
+            crate::Limits {
+                max_transfers,
+                max_transfers_per_host,
+                max_bytes_per_second: self.base_cap,
+                time_slice: self.time_slice,
+                bandwidth_schedule: self.schedule.windows().to_vec(),
+            },
+            self.bandwidth_now.clone(),
+        ))
     }
 }
 

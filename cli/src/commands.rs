@@ -184,6 +184,15 @@ struct LimitsArgs {
     /// wait (at least 1).
     #[arg(long, value_name = "SECS")]
     time_slice: Option<u64>,
+    /// A bandwidth window, `DAYS HH:MM-HH:MM CAP` in local time (e.g.
+    /// "mon-fri 08:00-18:00 1000000", "all 22:00-06:00 pause", CAP `none`
+    /// for no cap); repeat for several, the first in force applies. Replaces
+    /// the schedule.
+    #[arg(long = "window", value_name = "WINDOW")]
+    windows: Vec<String>,
+    /// Remove the bandwidth schedule.
+    #[arg(long, conflicts_with = "windows")]
+    no_windows: bool,
     /// Print the API's JSON.
     #[arg(long)]
     json: bool,
@@ -568,6 +577,11 @@ async fn limits(client: &Client, args: LimitsArgs) -> Outcome {
             args.max_bytes_per_second.map(Some)
         },
         time_slice_secs: args.time_slice,
+        bandwidth_schedule: if args.no_windows {
+            Some(Vec::new())
+        } else {
+            (!args.windows.is_empty()).then_some(args.windows)
+        },
     };
     let limits: json::Limits = if patch == json::PatchLimits::default() {
         client.get("/v1/limits").await?
@@ -589,6 +603,28 @@ async fn limits(client: &Client, args: LimitsArgs) -> Outcome {
             "time slice: {} s (jobs of one priority take turns)",
             limits.time_slice_secs
         );
+        for (i, window) in limits.bandwidth_schedule.iter().enumerate() {
+            let mark = if limits.in_force.window == Some(i) {
+                "  (in force)"
+            } else {
+                ""
+            };
+            println!("window:     {window}{mark}");
+        }
+        let now = &limits.in_force;
+        let cap = now
+            .max_bytes_per_second
+            .map_or("no cap".to_owned(), |c| format!("{c} bytes/s"));
+        let paused = if now.background_paused {
+            ", background jobs paused"
+        } else {
+            ""
+        };
+        let until = now
+            .until
+            .as_ref()
+            .map_or(String::new(), |u| format!(" until {u}"));
+        println!("now:        {cap}{paused}{until}");
     }
     Ok(exit::OK)
 }
@@ -753,6 +789,12 @@ fn explain(w: &json::Waiting) -> String {
             "error {}: run `ferry resume` to retry, or cancel",
             or(&w.error)
         ),
+        "schedule_window" => match &w.until {
+            Some(until) => {
+                format!("schedule_window: a bandwidth window pauses background jobs until {until}")
+            }
+            None => "schedule_window: a bandwidth window pauses background jobs".into(),
+        },
         other => other.to_owned(),
     }
 }

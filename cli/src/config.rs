@@ -42,6 +42,10 @@ pub struct ServeConfig {
     /// Bytes per second over all transfers (none: no cap); admins change
     /// it at runtime with `PATCH /v1/limits`.
     pub max_bytes_per_second: Option<u64>,
+    /// Bandwidth windows by time of day and weekday, local time, the first
+    /// in force applying: `["mon-fri 08:00-18:00 1000000", "all
+    /// 22:00-06:00 pause"]` (a cap, `none`, or `pause` of background jobs).
+    pub bandwidth_schedule: Vec<String>,
     /// Unfinished jobs an owner who is not an admin may have.
     pub max_jobs_per_owner: usize,
     /// Files a job of an owner who is not an admin may hold.
@@ -142,6 +146,7 @@ impl Default for ServeConfig {
             retry_delay_floor_secs: 5,
             time_slice_secs: 60,
             max_bytes_per_second: None,
+            bandwidth_schedule: Vec::new(),
             max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
             max_files_per_job: ferry_core::config::DEFAULT_MAX_FILES_PER_JOB,
             bits_quotas: false,
@@ -235,6 +240,11 @@ impl ServeConfig {
                 "max_bytes_per_second must be at least 1 (leave it out for no cap)".into(),
             ));
         }
+        for window in &self.bandwidth_schedule {
+            window
+                .parse::<ferry_core::window::Window>()
+                .map_err(|e| ConfigError::Invalid(format!("bandwidth_schedule: {e}")))?;
+        }
         if self.max_transfers == 0 || self.max_transfers_per_host == 0 {
             return Err(ConfigError::Invalid(
                 "max_transfers and max_transfers_per_host must be at least 1".into(),
@@ -291,6 +301,12 @@ impl ServeConfig {
         engine.core.retry_delay_floor = Duration::from_secs(self.retry_delay_floor_secs);
         engine.max_bytes_per_second = self.max_bytes_per_second;
         engine.time_slice = Duration::from_secs(self.time_slice_secs);
+        // Checked by `validate`.
+        engine.bandwidth_schedule = self
+            .bandwidth_schedule
+            .iter()
+            .filter_map(|w| w.parse().ok())
+            .collect();
         engine.max_jobs_per_owner = self.max_jobs_per_owner;
         engine.core.max_files_per_job = self.max_files_per_job;
         if self.bits_quotas {
@@ -371,5 +387,21 @@ mod tests {
         std::fs::write(&path, "max_transfers = 0\n").unwrap();
         let config = ServeConfig::from_file(&path, false).unwrap();
         assert!(config.validate().is_err());
+        std::fs::write(
+            &path,
+            "bandwidth_schedule = [\"mon-fri 08:00-18:00 1000000\", \"all 22:00-06:00 pause\"]\n",
+        )
+        .unwrap();
+        let config = ServeConfig::from_file(&path, false).unwrap();
+        config.validate().unwrap();
+        let windows = config.engine().bandwidth_schedule;
+        assert_eq!(windows.len(), 2);
+        assert_eq!(windows.get(1).unwrap().to_string(), "all 22:00-06:00 pause");
+        std::fs::write(&path, "bandwidth_schedule = [\"mon 08:00-18:00\"]\n").unwrap();
+        let err = ServeConfig::from_file(&path, false)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("bandwidth_schedule"), "{err}");
     }
 }

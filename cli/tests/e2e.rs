@@ -1364,7 +1364,10 @@ fn limits_quotas_and_a_jobs_bandwidth_cap_from_the_cli() {
     assert_eq!(
         changed,
         serde_json::json!({"max_transfers": 3, "max_transfers_per_host": 2,
-            "max_bytes_per_second": null, "time_slice_secs": 5})
+            "max_bytes_per_second": null, "time_slice_secs": 5,
+            "bandwidth_schedule": [],
+            "in_force": {"window": null, "max_bytes_per_second": null,
+                "background_paused": false, "until": null}})
     );
     assert_eq!(d.json(&["limits", "--json"]), changed);
     let shown = d.ok(&["limits", "--max-bytes-per-second", "1000000"]);
@@ -1395,4 +1398,24 @@ fn limits_quotas_and_a_jobs_bandwidth_cap_from_the_cli() {
         d.json(&["info", &job, "--json"])["max_bytes_per_second"],
         Value::Null
     );
+
+    // A pause window holds background jobs, and says so; without it they go.
+    let origin = origin();
+    origin.add("/paused", 1_000);
+    let down = TempDir::new().unwrap();
+    d.add(&job, &origin, "paused", down.path().join("paused"));
+    let limits = d.json(&["limits", "--window", "all 00:00-24:00 pause", "--json"]);
+    assert_eq!(limits["bandwidth_schedule"][0], "all 00:00-24:00 pause");
+    assert_eq!(limits["in_force"]["background_paused"], true, "{limits}");
+    let shown = d.ok(&["limits"]);
+    assert!(shown.contains("(in force)"), "{shown}");
+    assert!(shown.contains("background jobs paused"), "{shown}");
+    d.ok(&["resume", &job]);
+    let info = d.json(&["info", &job, "--json"]);
+    assert_eq!(info["waiting"]["reason"], "schedule_window", "{info}");
+    assert!(d.ok(&["info", &job]).contains("bandwidth window pauses"));
+    let out = d.ferry(&["limits", "--window", "mon 25:00-26:00 5"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    d.ok(&["limits", "--no-windows"]);
+    d.wait_state(&job, "transferred");
 }

@@ -435,6 +435,10 @@ pub struct Waiting {
     /// `host_busy`: transfers at once per host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// `schedule_window`: when the pause ends (RFC 3339; absent: the
+    /// schedule never ends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 impl Waiting {
@@ -458,6 +462,7 @@ impl Waiting {
                 out.host = Some(host.clone());
                 out.limit = Some(*limit);
             }
+            W::ScheduleWindow { until } => out.until = until.map(rfc3339),
             W::SuspendedByUser | W::NoFiles | W::Queued => {}
         }
         out
@@ -587,7 +592,7 @@ impl Quotas {
 }
 
 /// `GET /v1/limits`: the engine's limits in force.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Transfers at once across background jobs.
@@ -599,12 +604,42 @@ pub struct Limits {
     /// The round-robin time slice among equal priorities, in seconds
     /// (rounded up).
     pub time_slice_secs: u64,
+    /// Bandwidth windows (`DAYS HH:MM-HH:MM CAP`, local time), the first in
+    /// force applying.
+    pub bandwidth_schedule: Vec<String>,
+    /// What applies at the moment.
+    pub in_force: InForce,
+}
+
+/// What the bandwidth schedule applies at the moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InForce {
+    /// The window in force (index into `bandwidth_schedule`), or `null`.
+    pub window: Option<usize>,
+    /// The cap in force over all transfers; `null`: none.
+    pub max_bytes_per_second: Option<u64>,
+    /// Background jobs get no transfer slot (a `pause` window).
+    pub background_paused: bool,
+    /// When this changes next (RFC 3339); `null`: never.
+    pub until: Option<String>,
 }
 
 impl Limits {
     /// From the engine's answer.
-    pub fn from_engine(l: &crate::Limits) -> Self {
+    pub fn from_engine(l: &crate::Limits, now: &crate::BandwidthNow) -> Self {
         Self {
+            bandwidth_schedule: l
+                .bandwidth_schedule
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            in_force: InForce {
+                window: now.window,
+                max_bytes_per_second: now.max_bytes_per_second,
+                background_paused: now.background_paused,
+                until: now.until.map(rfc3339),
+            },
             max_transfers: l.max_transfers,
             max_transfers_per_host: l.max_transfers_per_host,
             max_bytes_per_second: l.max_bytes_per_second,
@@ -618,7 +653,7 @@ impl Limits {
 
 /// `PATCH /v1/limits` (admins): what to change; `max_bytes_per_second:
 /// null` lifts the cap.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchLimits {
     /// Transfers at once across background jobs (at least 1).
@@ -637,4 +672,7 @@ pub struct PatchLimits {
     /// The time slice in seconds (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_slice_secs: Option<u64>,
+    /// A new bandwidth schedule (replaces the old; `[]` removes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_schedule: Option<Vec<String>>,
 }

@@ -609,8 +609,8 @@ async fn quotas(api: web::Data<Api>, req: HttpRequest) -> Answer {
 
 async fn limits(api: web::Data<Api>, req: HttpRequest) -> Answer {
     api.caller(&req)?;
-    let limits = api.engine().limits().await?;
-    Ok(HttpResponse::Ok().json(json::Limits::from_engine(&limits)))
+    let (limits, now) = api.engine().limits_now().await?;
+    Ok(HttpResponse::Ok().json(json::Limits::from_engine(&limits, &now)))
 }
 
 /// Changes the engine's limits at runtime: admins only.
@@ -637,8 +637,18 @@ async fn patch_limits(
     if let Some(secs) = patch.time_slice_secs {
         limits.time_slice = std::time::Duration::from_secs(secs);
     }
+    if let Some(windows) = patch.bandwidth_schedule {
+        limits.bandwidth_schedule = windows
+            .iter()
+            .map(|w| {
+                w.parse()
+                    .map_err(|e: ferry_core::window::WindowError| bad_argument(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+    }
     api.engine().set_limits(limits).await?;
-    Ok(HttpResponse::Ok().json(json::Limits::from_engine(&limits)))
+    let (limits, now) = api.engine().limits_now().await?;
+    Ok(HttpResponse::Ok().json(json::Limits::from_engine(&limits, &now)))
 }
 
 async fn healthz() -> HttpResponse {

@@ -837,10 +837,18 @@ async fn limits_are_read_by_all_and_changed_by_admins() {
     let h = Harness::new().await;
     let s = Server::start(&h);
     let patch = |body: Value| Some(Bytes::from(body.to_string()));
+    // The budgets, cap and slice; the schedule is checked at the end.
+    let budgets = |body: &Value| {
+        let mut b = body.clone();
+        let o = b.as_object_mut().unwrap();
+        o.remove("bandwidth_schedule");
+        o.remove("in_force");
+        b
+    };
     let (status, body) = s.get("/v1/limits", ALICE).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        body,
+        budgets(&body),
         json!({"max_transfers": 8, "max_transfers_per_host": 8, "max_bytes_per_second": null, "time_slice_secs": 60})
     );
     let (status, body) = s
@@ -859,7 +867,7 @@ async fn limits_are_read_by_all_and_changed_by_admins() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
-        body,
+        budgets(&body),
         json!({"max_transfers": 3, "max_transfers_per_host": 8, "max_bytes_per_second": 1_000_000, "time_slice_secs": 5})
     );
     let (status, body) = s
@@ -891,8 +899,47 @@ async fn limits_are_read_by_all_and_changed_by_admins() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, body) = s.get("/v1/limits", BOB).await;
     assert_eq!(
-        body,
+        budgets(&body),
         json!({"max_transfers": 3, "max_transfers_per_host": 8, "max_bytes_per_second": null, "time_slice_secs": 5})
+    );
+    // A bandwidth schedule: bad windows are refused and change nothing.
+    let (status, body) = s
+        .call(
+            "PATCH",
+            "/v1/limits",
+            Some(ROOT),
+            patch(
+                json!({"bandwidth_schedule": ["mon-fri 08:00-18:00 1000", "funday 01:00-02:00 5"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("funday"),
+        "{body}"
+    );
+    let (_, body) = s.get("/v1/limits", BOB).await;
+    assert_eq!(body["bandwidth_schedule"], json!([]));
+    assert_eq!(
+        body["in_force"],
+        json!({"window": null, "max_bytes_per_second": null, "background_paused": false, "until": null})
+    );
+    let (status, body) = s
+        .call(
+            "PATCH",
+            "/v1/limits",
+            Some(ROOT),
+            patch(json!({"bandwidth_schedule": ["all 00:00-24:00 2048", "sat,sun 00:00-24:00 pause"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["bandwidth_schedule"],
+        json!(["all 00:00-24:00 2048", "sat,sun 00:00-24:00 pause"])
+    );
+    assert_eq!(
+        body["in_force"],
+        json!({"window": 0, "max_bytes_per_second": 2048, "background_paused": false, "until": null})
     );
     s.handle.stop(false).await;
 }

@@ -268,7 +268,7 @@ async fn a_bandwidth_cap_holds_and_can_be_lifted_at_runtime() {
     // within the test's deadline.
     let mut limits = h.engine.limits().await.unwrap();
     limits.max_bytes_per_second = Some(16 * 1024);
-    h.engine.set_limits(limits).await.unwrap();
+    h.engine.set_limits(limits.clone()).await.unwrap();
     assert_eq!(
         h.engine.limits().await.unwrap().max_bytes_per_second,
         Some(16 * 1024)
@@ -277,7 +277,7 @@ async fn a_bandwidth_cap_holds_and_can_be_lifted_at_runtime() {
     h.engine.resume(&me, slow).await.unwrap();
     h.requested("/slow").await;
     limits.max_bytes_per_second = None;
-    h.engine.set_limits(limits).await.unwrap();
+    h.engine.set_limits(limits.clone()).await.unwrap();
     h.transferred(slow).await;
     let zero = ferry_actors::Limits {
         max_bytes_per_second: Some(0),
@@ -382,7 +382,7 @@ async fn a_raised_budget_starts_waiting_jobs_at_once() {
     }
     let mut limits = h.engine.limits().await.unwrap();
     limits.max_transfers = 2;
-    h.engine.set_limits(limits).await.unwrap();
+    h.engine.set_limits(limits.clone()).await.unwrap();
     // The second job finishes while the first is still held (and has not
     // failed, which would have freed its slot too).
     h.transferred(second).await;
@@ -520,7 +520,7 @@ async fn the_time_slice_changes_at_runtime() {
     let mut limits = h.engine.limits().await.unwrap();
     assert_eq!(limits.time_slice, std::time::Duration::from_secs(3600));
     limits.time_slice = std::time::Duration::from_millis(200);
-    h.engine.set_limits(limits).await.unwrap();
+    h.engine.set_limits(limits.clone()).await.unwrap();
     assert_eq!(
         h.engine.limits().await.unwrap().time_slice,
         limits.time_slice
@@ -534,5 +534,67 @@ async fn the_time_slice_changes_at_runtime() {
     assert!(h.engine.set_limits(limits).await.is_err());
     h.origin.release("/a");
     h.transferred(holder).await;
+    h.engine.clone().shutdown().await.unwrap();
+}
+
+/// Bandwidth windows: a `pause` window in force takes the slots of running
+/// background transfers back (they keep their progress), keeps new
+/// background jobs waiting with the reason `schedule_window`, and lets
+/// foreground jobs go on; a window's cap is the cap in force; removing the
+/// schedule lets the background jobs finish.
+#[actix_rt::test]
+async fn a_pause_window_holds_background_jobs_and_foreground_ones_go_on() {
+    use ferry_core::{Priority, Waiting, window::Window};
+    let mut h = Harness::new().await;
+    let me = alice();
+    let running = h.job(&[("a", 400_000)]).await;
+    h.origin.hold("/a");
+    h.engine.resume(&me, running).await.unwrap();
+    h.requested("/a").await;
+
+    let always_paused: Window = "all 00:00-24:00 pause".parse().unwrap();
+    let mut limits = h.engine.limits().await.unwrap();
+    limits.bandwidth_schedule = vec![always_paused];
+    h.engine.set_limits(limits.clone()).await.unwrap();
+    let (got, now) = h.engine.limits_now().await.unwrap();
+    assert_eq!(got.bandwidth_schedule, vec![always_paused]);
+    assert_eq!(now.window, Some(0));
+    assert!(now.background_paused);
+    assert_eq!(now.until, None, "an always-on window never ends");
+
+    // The running background job gives its slot back and waits.
+    let pause = Some(Waiting::ScheduleWindow { until: None });
+    let start = std::time::Instant::now();
+    while h.engine.job(&me, running).await.unwrap().waiting != pause {
+        assert!(start.elapsed() < DEADLINE, "the held job was not paused");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let later = h.job(&[("b", 10)]).await;
+    h.engine.resume(&me, later).await.unwrap();
+    let fg = h.job(&[("f", 10)]).await;
+    h.engine
+        .set(&me, fg, Property::Priority(Priority::Foreground))
+        .await
+        .unwrap();
+    h.engine.resume(&me, fg).await.unwrap();
+    h.transferred(fg).await;
+    assert_eq!(h.engine.job(&me, later).await.unwrap().waiting, pause);
+
+    // A window's cap is the cap in force.
+    limits.bandwidth_schedule = vec!["all 00:00-24:00 4096".parse().unwrap()];
+    h.engine.set_limits(limits.clone()).await.unwrap();
+    let (_, now) = h.engine.limits_now().await.unwrap();
+    assert_eq!(now.max_bytes_per_second, Some(4096));
+    assert!(!now.background_paused);
+
+    // No schedule: everything finishes, the preempted file byte-identical.
+    limits.bandwidth_schedule = Vec::new();
+    h.engine.set_limits(limits).await.unwrap();
+    h.origin.release("/a");
+    h.in_state(later, JobState::Transferred).await;
+    h.in_state(running, JobState::Transferred).await;
+    let answer = h.engine.complete(&me, running).await.unwrap();
+    assert_eq!(answer.result, ferry_core::CompleteResult::Complete);
+    assert_eq!(h.origin.verify("/a", &h.local("a")).unwrap(), None);
     h.engine.clone().shutdown().await.unwrap();
 }

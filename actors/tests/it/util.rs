@@ -138,6 +138,23 @@ impl Harness {
             .expect("no such event before the deadline")
     }
 
+    /// Polls until `job` is in `state` (for jobs that finish together,
+    /// whose events could come in either order).
+    pub(crate) async fn in_state(&self, job: JobId, state: ferry_core::JobState) {
+        let start = std::time::Instant::now();
+        loop {
+            let now = self.engine.job(&alice(), job).await.unwrap().state;
+            if now == state {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "job stuck in {now}, not {state}"
+            );
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub(crate) async fn transferred(&mut self, job: JobId) {
         self.event(job, |e| e.kind == EventKind::JobTransferred)
             .await;
