@@ -63,7 +63,8 @@ pub struct JobView {
     /// The answer of the Complete or Cancel that ended the job.
     pub answer: Option<Answer>,
     /// Why the job is not transferring (`None` while it transfers, and once
-    /// it is TRANSFERRED or final).
+    /// it is TRANSFERRED or final; the engine adds `Throttled` while a cap
+    /// holds a transferring job back).
     pub waiting: Option<Waiting>,
 }
 
@@ -112,12 +113,18 @@ pub enum Waiting {
         /// When the pause ends.
         until: Option<UtcTime>,
     },
+    /// TRANSFERRING, but a bandwidth cap (the job's own, else the
+    /// engine's) held its transfers back within the last second.
+    Throttled {
+        /// The cap, bytes per second.
+        max_bytes_per_second: u64,
+    },
 }
 
 impl Waiting {
     /// The machine-readable reason: `suspended_by_user`, `no_files`,
     /// `retry_at`, `error`, `queued`, `waiting_for_slot`, `host_busy`,
-    /// `schedule_window`.
+    /// `schedule_window`, `throttled`.
     pub const fn reason(&self) -> &'static str {
         match self {
             Self::SuspendedByUser => "suspended_by_user",
@@ -128,6 +135,7 @@ impl Waiting {
             Self::ForSlot { .. } => "waiting_for_slot",
             Self::HostBusy { .. } => "host_busy",
             Self::ScheduleWindow { .. } => "schedule_window",
+            Self::Throttled { .. } => "throttled",
         }
     }
 }

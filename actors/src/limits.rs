@@ -4,7 +4,10 @@
 //! draws from chunk by chunk.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -73,7 +76,13 @@ impl Caps {
 pub(crate) struct Throttle {
     clock: Clock,
     bucket: Mutex<Option<TokenBucket>>,
+    /// When the last pause it imposed ends (milliseconds of the clock's
+    /// monotonic time; 0: never paused), for "why is my job slow".
+    paused_until_ms: AtomicU64,
 }
+
+/// How long after a pause a cap still counts as holding transfers back.
+const HOLDING_FOR: Duration = Duration::from_secs(1);
 
 impl Throttle {
     pub(crate) fn new(clock: Clock, rate: Option<u64>) -> Self {
@@ -81,6 +90,7 @@ impl Throttle {
         Self {
             clock,
             bucket: Mutex::new(rate.map(|r| TokenBucket::new(r, burst_of(r), now))),
+            paused_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -114,8 +124,25 @@ impl Throttle {
     /// `bytes` arrived: how long the transfer pauses before reading on
     /// (the clock is read only when there is a cap).
     pub(crate) fn take(&self, bytes: u64) -> Duration {
-        self.bucket()
-            .as_mut()
-            .map_or(Duration::ZERO, |b| b.take(bytes, self.clock.now().mono))
+        let mut bucket = self.bucket();
+        let Some(b) = bucket.as_mut() else {
+            return Duration::ZERO;
+        };
+        let now = self.clock.now().mono;
+        let pause = b.take(bytes, now);
+        if !pause.is_zero() {
+            let until = now.saturating_add(pause).elapsed().as_millis();
+            self.paused_until_ms
+                .fetch_max(u64::try_from(until).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+        pause
+    }
+
+    /// The cap, if it held a transfer back within the last second.
+    pub(crate) fn holding(&self) -> Option<u64> {
+        let rate = self.rate()?;
+        let until = Duration::from_millis(self.paused_until_ms.load(Ordering::Relaxed));
+        let now = self.clock.now().mono.elapsed();
+        (until > Duration::ZERO && now < until.saturating_add(HOLDING_FOR)).then_some(rate)
     }
 }

@@ -798,7 +798,19 @@ impl Handler<View> for JobSupervisor {
     type Result = Result<(JobView, Vec<FileView>), CommandError>;
 
     fn handle(&mut self, msg: View, _: &mut Context<Self>) -> Self::Result {
-        let view = self.job.view_as(&msg.who)?;
+        let mut view = self.job.view_as(&msg.who)?;
+        // Transferring, but held back by a cap (the job's own first).
+        if view.state == JobState::Transferring
+            && view.waiting.is_none()
+            && let Some(cap) = self
+                .throttle
+                .holding()
+                .or_else(|| self.shared.throttle.holding())
+        {
+            view.waiting = Some(ferry_core::Waiting::Throttled {
+                max_bytes_per_second: cap,
+            });
+        }
         let files = if msg.files {
             self.job.files()
         } else {

@@ -795,6 +795,10 @@ fn explain(w: &json::Waiting) -> String {
             }
             None => "schedule_window: a bandwidth window pauses background jobs".into(),
         },
+        "throttled" => format!(
+            "throttled: transferring, held to {} bytes/s by a bandwidth cap",
+            w.max_bytes_per_second.unwrap_or(0)
+        ),
         other => other.to_owned(),
     }
 }

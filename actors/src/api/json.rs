@@ -55,8 +55,9 @@ pub struct Job {
     pub commit_stalled: bool,
     /// Complete's or Cancel's answer, once the job is final.
     pub answer: Option<FinalAnswer>,
-    /// Why the job is not transferring (absent while it transfers and once
-    /// it is transferred or final).
+    /// Why the job is not transferring (absent while it transfers freely
+    /// and once it is transferred or final; `throttled` while a cap holds
+    /// a transferring job back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
     /// The files (only in `GET /v1/jobs/{id}`; lists leave them out).
@@ -439,6 +440,9 @@ pub struct Waiting {
     /// schedule never ends it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// `throttled`: the cap holding the job's transfers back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_per_second: Option<u64>,
 }
 
 impl Waiting {
@@ -463,6 +467,9 @@ impl Waiting {
                 out.limit = Some(*limit);
             }
             W::ScheduleWindow { until } => out.until = until.map(rfc3339),
+            W::Throttled {
+                max_bytes_per_second,
+            } => out.max_bytes_per_second = Some(*max_bytes_per_second),
             W::SuspendedByUser | W::NoFiles | W::Queued => {}
         }
         out

@@ -598,3 +598,38 @@ async fn a_pause_window_holds_background_jobs_and_foreground_ones_go_on() {
     assert_eq!(h.origin.verify("/a", &h.local("a")).unwrap(), None);
     h.engine.clone().shutdown().await.unwrap();
 }
+
+/// "Why is my job slow": a transferring job held back by its own cap says
+/// `throttled` with the cap; once the cap is lifted it says nothing.
+#[actix_rt::test]
+async fn a_job_held_back_by_a_cap_says_throttled() {
+    use ferry_core::Waiting;
+    let mut h = Harness::new().await;
+    let me = alice();
+    let job = h.job(&[("t", 2 * 1024 * 1024)]).await;
+    h.engine
+        .set(&me, job, Property::MaxBytesPerSecond(Some(64 * 1024)))
+        .await
+        .unwrap();
+    h.engine.resume(&me, job).await.unwrap();
+    let want = Some(Waiting::Throttled {
+        max_bytes_per_second: 64 * 1024,
+    });
+    let start = std::time::Instant::now();
+    loop {
+        let view = h.engine.job(&me, job).await.unwrap();
+        if view.waiting == want {
+            assert_eq!(view.state, JobState::Transferring);
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "never throttled: {view:?}");
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    h.engine
+        .set(&me, job, Property::MaxBytesPerSecond(None))
+        .await
+        .unwrap();
+    h.transferred(job).await;
+    assert_eq!(h.engine.job(&me, job).await.unwrap().waiting, None);
+    h.engine.clone().shutdown().await.unwrap();
+}
