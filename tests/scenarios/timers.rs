@@ -1089,3 +1089,37 @@ fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
         "#]],
     );
 }
+
+#[test]
+fn an_inactivity_deadline_passed_while_stopped_cancels_the_job_at_start() {
+    check(
+        r#"
+config inactivity=2d
+create nightly
+add http://h/a /d/a
+wall +3d
+restart
+advance 1s
+"#,
+        expect![[r#"
+            > config inactivity=2d
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a
+            added f0
+              persist sync job=suspended files=f0
+              notify job_modified
+            > wall +3d
+            > restart
+            > advance 1s
+              timer at +0ms
+              persist sync job=suspended files=f0
+              persist sync job=cancelled
+              notify job_modified
+              answer cancel ok reason=Inactivity undeleted=[]
+              state: cancelled
+        "#]],
+    );
+}
