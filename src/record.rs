@@ -437,6 +437,7 @@ mod tests {
         job.handle_command(&alice, Command::Resume, now()).unwrap();
         job.handle_grant(now()).unwrap();
         let event = TransferEvent::Responded {
+            ranges: true,
             offset: 0,
             size: Some(100),
             validator: Some(Validator::ETag("\"v\"".into())),

@@ -463,6 +463,7 @@ impl Transfer {
                                 size: Some(sink.offset),
                                 validator: validator.clone(),
                                 modified: None,
+                                ranges: true,
                             });
                             return Ok(sink.offset);
                         }
@@ -490,6 +491,10 @@ impl Transfer {
                 size,
                 validator: http::validator(etag.as_deref(), last_modified.as_deref()),
                 modified: last_modified.as_deref().and_then(http::parse_http_date),
+                ranges: status == StatusCode::PARTIAL_CONTENT
+                    || text(header::ACCEPT_RANGES).is_some_and(|v| {
+                        v.split(',').any(|u| u.trim().eq_ignore_ascii_case("bytes"))
+                    }),
             });
             return self.body(&mut response, &mut sink, size).await;
         }

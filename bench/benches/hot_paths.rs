@@ -65,6 +65,7 @@ fn core_events(c: &mut Criterion) {
             FileEvent::Transfer {
                 attempt,
                 event: TransferEvent::Responded {
+                    ranges: true,
                     offset: 0,
                     size: Some(u64::MAX / 2),
                     validator: None,

@@ -626,7 +626,10 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         .insert_header((header::ETAG, etag))
         .insert_header((header::LAST_MODIFIED, modified));
     if !matches!(fault, Some(Fault::NoLength)) {
-        response.insert_header((header::ACCEPT_RANGES, "bytes"));
+        // A server that ignores ranges does not announce them.
+        if !matches!(fault, Some(Fault::IgnoreRange)) {
+            response.insert_header((header::ACCEPT_RANGES, "bytes"));
+        }
         response.no_chunking(end - start);
     }
     if matches!(fault, Some(Fault::Encoded)) {

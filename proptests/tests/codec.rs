@@ -107,6 +107,7 @@ fn build(ops: &[Op]) -> Job {
             }
             Op::Respond { file, size, etag } => {
                 let event = TransferEvent::Responded {
+                    ranges: true,
                     offset: 0,
                     size: Some(u64::from(size)),
                     validator: etag.then(|| Validator::ETag(format!("\"{size}\""))),

@@ -476,6 +476,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 real.transfer(
                     *f,
                     TransferEvent::Responded {
+                        ranges: true,
                         offset: 0,
                         size: Some(u64::from(*size)),
                         validator: None,

@@ -124,6 +124,9 @@ struct File {
     /// The attempt whose body arrived whole and whose bytes the shell is
     /// making durable ([`TransferEvent::Drained`]; not persisted).
     syncing: Option<u64>,
+    /// The server said at the last response that it takes no range
+    /// requests (not persisted): a preemption would start the file over.
+    no_ranges: bool,
     /// The latest attempt started (not persisted): a stopped attempt may
     /// still report its final checkpoint.
     last_attempt: u64,
@@ -485,10 +488,14 @@ impl Job {
         if !self.state.is_active() || self.finish.is_some() {
             return false;
         }
-        let restarts = self
-            .files
-            .iter()
-            .any(|f| f.running.is_some() && f.durable > 0 && f.validator.is_none());
+        // A running file with bytes (or a body on its way: the server
+        // answered) that could not resume where it stops (no validator for
+        // If-Range, or a server without ranges) would start over every
+        // slice and never finish.
+        let restarts = self.files.iter().any(|f| {
+            f.running.is_some_and(|r| r.responded || f.received.max(f.durable) > 0)
+                && (f.validator.is_none() || f.no_ranges)
+        });
         if restarts {
             return false;
         }
@@ -759,6 +766,7 @@ impl Job {
                 fate: None,
                 running: None,
                 syncing: None,
+                no_ranges: false,
                 last_attempt: 0,
             });
             self.dirty_files.insert(id);
@@ -1093,7 +1101,11 @@ impl Job {
                 size,
                 validator,
                 modified,
+                ranges,
             } => {
+                if let Some(f) = self.files.get_mut(id.index()) {
+                    f.no_ranges = !ranges;
+                }
                 self.responded(id, offset, size, validator, modified, now);
             }
             TransferEvent::Received { offset } => {
@@ -1624,6 +1636,7 @@ impl Job {
                     fate: f.fate,
                     running: None,
                     syncing: None,
+                    no_ranges: false,
                     last_attempt: 0,
                 })
                 .collect(),

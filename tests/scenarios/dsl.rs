@@ -22,7 +22,7 @@
 //!     | no_progress 1h | max_download 30m | notify /bin/prog ARGS.. | notify none
 //!     | parallel 2 | bandwidth 65536 | bandwidth none     [as WHO]
 //! grant | preempt | host_ok HOST
-//! respond F [offset=N] [size=N] [etag=T] [lm=T]
+//! respond F [offset=N] [size=N] [etag=T] [lm=T] [ranges=no]
 //! received F N | checkpoint F N | drained F N | transferred F N
 //! fail F transient|fatal CODE [retry_after=30s] [host=H]
 //! published F | publish_failed F CAUSE | deleted F | delete_failed F CAUSE
@@ -239,9 +239,11 @@ impl World {
                 let mut offset = 0;
                 let mut size = None;
                 let mut validator = None;
+                let mut ranges = true;
                 for kv in words.iter().skip(2) {
                     let (k, v) = kv.split_once('=').ok_or("respond takes k=v")?;
                     match k {
+                        "ranges" => ranges = v != "no",
                         "offset" => offset = number(v)?,
                         "size" => size = Some(number(v)?),
                         "etag" => validator = Some(Validator::ETag(v.to_owned())),
@@ -254,6 +256,7 @@ impl World {
                     size,
                     validator,
                     modified: None,
+                    ranges,
                 };
                 self.transfer(word(1), event, false)?;
             }

@@ -77,6 +77,7 @@ fn job_in(state: JobState, kind: JobType) -> Job {
             &mut job,
             1,
             TransferEvent::Responded {
+                ranges: true,
                 offset: 0,
                 size: Some(10),
                 validator: None,

@@ -813,3 +813,52 @@ show
         "#]],
     );
 }
+
+#[test]
+fn a_file_whose_server_takes_no_ranges_is_never_preempted() {
+    check(
+        r#"
+create nightly
+add http://h/a /d/a
+resume
+grant
+respond f0 size=100 etag="e" ranges=no
+received f0 10
+preempt
+show
+"#,
+        expect![[r#"
+            > create nightly
+            ok
+              persist sync job=suspended
+              state: suspended
+            > add http://h/a /d/a
+            added f0
+              persist sync job=suspended files=f0
+              notify job_modified
+            > resume
+            ok
+              persist sync job=queued
+              notify job_modified
+              state: queued
+            > grant
+            granted f0
+              start f0 #1 offset=0
+              persist lazy job=connecting files=f0
+              notify job_modified
+              state: connecting
+            > respond f0 size=100 etag="e" ranges=no
+              persist lazy job=transferring files=f0
+              notify job_modified
+              state: transferring
+            > received f0 10
+            > preempt
+            preempt refused
+            > show
+              job "nightly" owner=alice state=transferring priority=normal type=download
+              progress bytes=10/100 files=0/1
+              error none count=0
+              retry_delay=10m no_progress=14d max_download=90d parallel=1 notify=none
+        "#]],
+    );
+}

@@ -633,3 +633,37 @@ async fn a_job_held_back_by_a_cap_says_throttled() {
     assert_eq!(h.engine.job(&me, job).await.unwrap().waiting, None);
     h.engine.clone().shutdown().await.unwrap();
 }
+
+/// A transfer whose server takes no ranges is never preempted once it has
+/// bytes: stopped, it would start over every slice and never finish. The
+/// waiting job of the same priority waits for it; the file is fetched in
+/// one request.
+#[actix_rt::test]
+async fn a_transfer_from_a_server_without_ranges_is_not_preempted() {
+    let h = Harness::with(|c| {
+        c.max_transfers = 1;
+        c.time_slice = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let me = alice();
+    let holder = h.job(&[("a", 400_000)]).await;
+    h.origin
+        .fail_always("/a", Some(ferry_bench::origin::Fault::IgnoreRange));
+    h.origin.hold("/a");
+    h.engine.resume(&me, holder).await.unwrap();
+    h.requested("/a").await;
+    let waiting = h.job(&[("b", 10)]).await;
+    h.engine.resume(&me, waiting).await.unwrap();
+    // Five slices go by (a bounded wait for something that must not
+    // happen): the holder keeps its slot.
+    actix_rt::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_ne!(
+        h.engine.job(&me, waiting).await.unwrap().state,
+        JobState::Transferred
+    );
+    h.origin.release("/a");
+    h.in_state(holder, JobState::Transferred).await;
+    h.in_state(waiting, JobState::Transferred).await;
+    assert_eq!(h.origin.requests_of("/a").len(), 1, "the holder restarted");
+    h.engine.clone().shutdown().await.unwrap();
+}
