@@ -18,6 +18,8 @@
 //!   once, and jobs of the same priority after holding them for a slice,
 //!   oldest first, only as many as the waiting requests need. A preempted
 //!   job asks again and queues behind those that waited: round robin.
+//! - At a busy host, a waiting request (foreground above all) takes the
+//!   slot of a background holder of a lower priority on that host at once.
 //! - A pause of background transfers (a bandwidth window,
 //!   [`Scheduler::pause_background`]): background requests get no slot and
 //!   wait with [`Waiting::ScheduleWindow`]; background holders are due for
@@ -142,6 +144,7 @@ impl Scheduler {
             self.preempting.extend(due.iter().copied());
             return due;
         }
+        let mut jobs = self.preempt_for_hosts();
         let waiting: Vec<Priority> = self
             .waiting
             .iter()
@@ -149,7 +152,7 @@ impl Scheduler {
             .map(|(key, _)| key.0)
             .collect();
         let Some(best) = waiting.iter().min().copied() else {
-            return Vec::new();
+            return jobs;
         };
         let need = waiting.iter().filter(|p| **p == best).count();
         // Slots already on their way back count toward the need.
@@ -175,7 +178,6 @@ impl Scheduler {
         // The lowest priority first, then the longest held.
         candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut freed = coming;
-        let mut jobs = Vec::new();
         for (_, _, job, slots) in candidates {
             if freed >= need {
                 break;
@@ -183,6 +185,58 @@ impl Scheduler {
             freed += slots;
             self.preempting.insert(job);
             jobs.push(job);
+        }
+        jobs
+    }
+
+    /// Host limits: a request waiting for a busy host (a foreground one
+    /// above all) gets the slot of a background holder of a lower priority
+    /// on that host, lowest priority first, only as many as it needs.
+    fn preempt_for_hosts(&mut self) -> Vec<JobId> {
+        let mut need: BTreeMap<String, (Priority, usize)> = BTreeMap::new();
+        for ((priority, _), (job, host)) in &self.waiting {
+            if !matches!(self.blocked.get(job), Some(Waiting::HostBusy { .. })) {
+                continue;
+            }
+            let entry = need.entry(host.clone()).or_insert((*priority, 0));
+            if *priority == entry.0 {
+                entry.1 += 1;
+            }
+        }
+        let mut jobs = Vec::new();
+        for (host, (best, wanted)) in need {
+            let on_host = |slots: &Vec<Held>| {
+                slots
+                    .iter()
+                    .filter(|h| h.host == host && h.background() && h.priority > best)
+                    .count()
+            };
+            let coming: usize = self
+                .preempting
+                .iter()
+                .filter_map(|job| self.held.get(job))
+                .map(on_host)
+                .sum();
+            let mut candidates: Vec<(Priority, JobId, usize)> = self
+                .held
+                .iter()
+                .filter(|(job, _)| !self.preempting.contains(job) && !self.exempt.contains(job))
+                .filter_map(|(job, slots)| {
+                    let n = on_host(slots);
+                    let priority = slots.iter().map(|h| h.priority).max()?;
+                    (n > 0).then_some((priority, *job, n))
+                })
+                .collect();
+            candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut freed = coming;
+            for (_, job, n) in candidates {
+                if freed >= wanted {
+                    break;
+                }
+                freed += n;
+                self.preempting.insert(job);
+                jobs.push(job);
+            }
         }
         jobs
     }
@@ -454,6 +508,36 @@ mod tests {
             [(3, "free")]
         );
         assert_eq!(s.running("busy"), (2, 1));
+    }
+
+    #[test]
+    fn a_busy_host_gives_a_lower_priority_slot_to_a_higher_one() {
+        let mut s = Scheduler::new(8, 1);
+        s.request(job(1), "h".into(), Priority::Low);
+        s.request(job(2), "other".into(), Priority::Low);
+        // A foreground job for the busy host waits, and the LOW holder of
+        // that host (only) is due at once.
+        assert!(
+            s.request(job(3), "h".into(), Priority::Foreground)
+                .is_empty()
+        );
+        let now = MonoTime::default();
+        assert_eq!(s.preempt_due(now, Duration::from_secs(3600)), [job(1)]);
+        assert!(s.preempt_due(now, Duration::from_secs(3600)).is_empty());
+        assert_eq!(granted(&s.release(job(1), "h")), [(3, "h")]);
+        // A foreground holder is never preempted; equal priorities wait.
+        assert!(
+            s.request(job(4), "h".into(), Priority::Foreground)
+                .is_empty()
+        );
+        assert!(s.preempt_due(now, Duration::from_secs(3600)).is_empty());
+        s.request(job(5), "other".into(), Priority::Low);
+        assert!(s.preempt_due(now, Duration::from_secs(3600)).is_empty());
+        // HIGH waiting for a host held by NORMAL: NORMAL gives way.
+        let mut s = Scheduler::new(8, 1);
+        s.request(job(6), "h".into(), Priority::Normal);
+        assert!(s.request(job(7), "h".into(), Priority::High).is_empty());
+        assert_eq!(s.preempt_due(now, Duration::from_secs(3600)), [job(6)]);
     }
 
     #[test]

@@ -493,7 +493,8 @@ impl Job {
         // If-Range, or a server without ranges) would start over every
         // slice and never finish.
         let restarts = self.files.iter().any(|f| {
-            f.running.is_some_and(|r| r.responded || f.received.max(f.durable) > 0)
+            f.running
+                .is_some_and(|r| r.responded || f.received.max(f.durable) > 0)
                 && (f.validator.is_none() || f.no_ranges)
         });
         if restarts {

@@ -667,3 +667,40 @@ async fn a_transfer_from_a_server_without_ranges_is_not_preempted() {
     assert_eq!(h.origin.requests_of("/a").len(), 1, "the holder restarted");
     h.engine.clone().shutdown().await.unwrap();
 }
+
+/// Foreground preemption at a busy host: with one transfer per host, a
+/// foreground job takes the slot of a background transfer to that host at
+/// once; the background file resumes with a range afterwards.
+#[actix_rt::test]
+async fn a_foreground_job_takes_a_busy_hosts_slot_from_a_background_one() {
+    use ferry_core::Priority;
+    let h = Harness::with(|c| c.max_transfers_per_host = 1).await;
+    let me = alice();
+    let background = h.job(&[("a", 400_000)]).await;
+    h.origin.hold("/a");
+    h.engine.resume(&me, background).await.unwrap();
+    h.requested("/a").await;
+    let fg = h.job(&[("f", 10)]).await;
+    h.engine
+        .set(&me, fg, Property::Priority(Priority::Foreground))
+        .await
+        .unwrap();
+    h.engine.resume(&me, fg).await.unwrap();
+    // Done while the background body is still held.
+    h.in_state(fg, JobState::Transferred).await;
+    assert_ne!(
+        h.engine.job(&me, background).await.unwrap().state,
+        JobState::Transferred
+    );
+    h.origin.release("/a");
+    h.in_state(background, JobState::Transferred).await;
+    let requests = h.origin.requests_of("/a");
+    assert!(
+        requests.iter().skip(1).any(|r| r.range.is_some()),
+        "{requests:?}"
+    );
+    let answer = h.engine.complete(&me, background).await.unwrap();
+    assert_eq!(answer.result, ferry_core::CompleteResult::Complete);
+    assert_eq!(h.origin.verify("/a", &h.local("a")).unwrap(), None);
+    h.engine.clone().shutdown().await.unwrap();
+}
