@@ -181,6 +181,28 @@ impl Client {
         self.call::<(), T>(Method::GET, path, None).await
     }
 
+    /// The event stream of one job (`GET /v1/events?job=ID`), to wait on
+    /// instead of polling.
+    pub async fn events(&self, id: &str) -> Result<Events, ClientError> {
+        let mut req = self
+            .http
+            .get(format!("{}/v1/events?job={}", self.base, encode(id)?));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.map_err(|err| ClientError::Unreachable {
+            address: self.address.clone(),
+            cause: err.to_string(),
+        })?;
+        if !res.status().is_success() {
+            return Err(ClientError::Protocol(format!("events: {}", res.status())));
+        }
+        Ok(Events {
+            body: Box::pin(res),
+            buf: Vec::new(),
+        })
+    }
+
     /// `GET path` as text (`/metrics`).
     pub async fn text(&self, path: &str) -> Result<String, ClientError> {
         let mut req = self.http.get(format!("{}{path}", self.base));
@@ -246,9 +268,81 @@ impl Client {
     }
 }
 
+/// A Server-Sent Events stream: the names of its events, in order.
+pub struct Events {
+    body: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>>>,
+    >,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    #[cfg(test)]
+    fn of(chunks: Vec<&'static [u8]>) -> Self {
+        let chunks = chunks.into_iter().map(|c| Ok(bytes::Bytes::from_static(c)));
+        Self {
+            body: Box::pin(futures_util::stream::iter(chunks)),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next event's name (`job_transferred`, `job_modified`, ...);
+    /// `None` once the stream ends. Cancel-safe: bytes read stay buffered.
+    pub async fn next(&mut self) -> Option<String> {
+        use futures_util::StreamExt as _;
+        loop {
+            // An event ends with a blank line.
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&event);
+                let name = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix("event:"))
+                    .map(|name| name.trim().to_owned());
+                match name {
+                    Some(name) => return Some(name),
+                    None => continue, // a comment or keep-alive
+                }
+            }
+            match self.body.next().await? {
+                Ok(chunk) => self.buf.extend_from_slice(&chunk),
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
 /// A job id checked before it goes into a path.
 fn encode(id: &str) -> Result<String, ClientError> {
     uuid::Uuid::parse_str(id)
         .map(|u| u.to_string())
         .map_err(|_| ClientError::Input(format!("{id:?} is not a job id (a UUID)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Events;
+
+    #[actix_rt::test]
+    async fn events_are_read_across_chunk_boundaries_and_keep_alives_skipped() {
+        let mut events = Events::of(vec![
+            b": keep-alive\n\n",
+            b"event: job_modi",
+            b"fied\nid: RUN-1\ndata: {}\n",
+            b"\nevent: file_transferred\ndata: {}\n\nevent: job_trans",
+            b"ferred\ndata: {}\n\n",
+            b"event: half",
+        ]);
+        assert_eq!(events.next().await.as_deref(), Some("job_modified"));
+        assert_eq!(events.next().await.as_deref(), Some("file_transferred"));
+        assert_eq!(events.next().await.as_deref(), Some("job_transferred"));
+        // A stream that ends mid-event ends the events.
+        assert_eq!(events.next().await, None);
+    }
 }

@@ -871,10 +871,37 @@ fn update_bar(bar: &ProgressBar, job: &json::Job) {
 
 const POLL: Duration = Duration::from_millis(200);
 
+/// Waits until the job's event stream says it is transferred or failed,
+/// or `POLL` (the progress bar's refresh) went by; polls alone once the
+/// stream is gone.
+async fn wait_for_news(events: &mut Option<crate::client::Events>) {
+    let Some(stream) = events else {
+        actix_rt::time::sleep(POLL).await;
+        return;
+    };
+    let deadline = std::time::Instant::now() + POLL;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match actix_rt::time::timeout(left, stream.next()).await {
+            Err(_) => return,
+            Ok(None) => {
+                *events = None;
+                return;
+            }
+            Ok(Some(name)) if name == "job_transferred" || name == "job_error" => return,
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
 /// Follows a job until it is transferred (0), fails (4), or is final.
 async fn watch_one(client: &Client, id: &str) -> Outcome {
     let bar = ProgressBar::new(0).with_style(bar_style());
     bar.set_prefix(id.chars().take(8).collect::<String>());
+    // The job's events end the wait at once when it is transferred or
+    // fails (a poll every 200 ms cost 100 ms on average); polling alone
+    // if the stream cannot be had.
+    let mut events = client.events(id).await.ok();
     loop {
         let job = client.job(id).await?;
         update_bar(&bar, &job);
@@ -902,7 +929,7 @@ async fn watch_one(client: &Client, id: &str) -> Outcome {
                     format!("job {id} is suspended: `ferry resume {id}`"),
                 ));
             }
-            _ => actix_rt::time::sleep(POLL).await,
+            _ => wait_for_news(&mut events).await,
         }
     }
 }
