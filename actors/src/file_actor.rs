@@ -338,10 +338,7 @@ impl From<TransferError> for Failure {
 
 /// Where the body goes, and how far it got.
 struct Sink {
-    /// The temp file; `None` until the first write of an attempt that
-    /// starts from zero (opening it then shares that write's trip to the
-    /// blocking pool: a small file costs one trip, not two).
-    file: Option<Arc<File>>,
+    file: Arc<File>,
     /// Bytes written (not necessarily durable).
     offset: u64,
     /// Bytes durable and reported.
@@ -372,18 +369,11 @@ impl Transfer {
         let temp = PathBuf::from(&self.order.temp);
         let wanted = self.order.offset;
         let access = self.access.clone();
-        // A resume must know how much of the temp file is there before it
-        // asks for the rest; a fresh start opens it with its first write.
-        let (file, offset) = if wanted > 0 {
-            let (file, offset) = blocking(move || fs::open_temp(&access, &temp, wanted))
-                .await
-                .map_err(|err| local_error("temp_file", err))?;
-            (Some(Arc::new(file)), offset)
-        } else {
-            (None, 0)
-        };
+        let (file, offset) = blocking(move || fs::open_temp(&access, &temp, wanted))
+            .await
+            .map_err(|err| local_error("temp_file", err))?;
         let mut sink = Sink {
-            file,
+            file: Arc::new(file),
             offset,
             durable: offset,
             last_checkpoint: Instant::now(),
@@ -606,11 +596,10 @@ impl Transfer {
     }
 
     async fn truncate(&self, sink: &mut Sink, len: u64) -> Result<(), TransferError> {
-        if let Some(file) = sink.file.clone() {
-            blocking(move || file.set_len(len))
-                .await
-                .map_err(|err| local_error("temp_file", err))?;
-        }
+        let file = sink.file.clone();
+        blocking(move || file.set_len(len))
+            .await
+            .map_err(|err| local_error("temp_file", err))?;
         sink.offset = len;
         sink.durable = len;
         Ok(())
@@ -765,9 +754,8 @@ impl Transfer {
     }
 
     /// Writes `data` (maybe nothing) at the sink's offset and, with
-    /// `sync`, fsyncs the file, in one trip to the blocking pool that also
-    /// opens (creates) the temp file if this attempt has not yet: a small
-    /// file's whole body is one such trip.
+    /// `sync`, fsyncs the file, in one trip to the blocking pool (a small
+    /// file's whole body is one such trip).
     async fn write(
         &self,
         sink: &mut Sink,
@@ -778,28 +766,14 @@ impl Transfer {
         let offset = sink.offset;
         let len = data.len() as u64;
         let access = self.access.clone();
-        let temp = PathBuf::from(&self.order.temp);
-        let done = blocking(move || {
-            let file = match file {
-                Some(file) => file,
-                None => match fs::open_temp(&access, &temp, 0) {
-                    Ok((file, _)) => Arc::new(file),
-                    Err(err) => return Ok(Err(local_error("temp_file", err))),
-                },
-            };
-            let written = if data.is_empty() {
-                Ok(())
-            } else {
-                fs::write_at(&access, &file, &data, offset)
-            };
-            match written.and_then(|()| if sync { file.sync_data() } else { Ok(()) }) {
-                Ok(()) => Ok(Ok(file)),
-                Err(err) => Ok(Err(write_error(&err))),
+        blocking(move || {
+            if !data.is_empty() {
+                fs::write_at(&access, &file, &data, offset)?;
             }
+            if sync { file.sync_data() } else { Ok(()) }
         })
         .await
         .map_err(|err| write_error(&err))?;
-        sink.file = Some(done?);
         sink.offset += len;
         if sync {
             sink.durable = sink.offset;
