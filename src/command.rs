@@ -182,10 +182,10 @@ pub enum TransferEvent {
         /// The server's `Last-Modified`, parsed: the published file gets it
         /// as its modification time.
         modified: Option<UtcTime>,
-        /// The server takes range requests (it said `Accept-Ranges: bytes`,
-        /// or answered one with 206). Without them a stopped attempt would
-        /// start over, so the core never preempts the transfer once it has
-        /// bytes.
+        /// The server takes range requests, as far as it said: `false` when
+        /// it sent `Accept-Ranges: none` or answered a range request with
+        /// the whole entity. Without them a stopped attempt would start
+        /// over, so the core never preempts the transfer once it has bytes.
         ranges: bool,
     },
     /// Bytes up to `offset` arrived (not yet durable; for progress display).

@@ -372,10 +372,12 @@ impl Scheduler {
             return;
         };
         let slot = held.swap_remove(i);
+        // The transfer that could not be stopped may be the one that just
+        // ended: the job may be asked again (it refuses again if not).
+        self.exempt.remove(&job);
         if held.is_empty() {
             self.held.remove(&job);
             self.preempting.remove(&job);
-            self.exempt.remove(&job);
         }
         self.count(&slot, false);
     }
@@ -655,6 +657,27 @@ mod tests {
         assert_eq!(s.preempt_due(t(3), slice), [job(1)]);
         s.refused(job(1));
         assert_eq!(s.preempt_due(t(4), slice), [job(2)]);
+    }
+
+    #[test]
+    fn a_job_that_refused_is_asked_again_once_one_of_its_transfers_ends() {
+        // Job 1 holds two slots; the transfer that could not stop may be
+        // the one that ends, so a release makes it a candidate again.
+        let slice = Duration::from_secs(1);
+        let mut s = Scheduler::new(2, 8);
+        s.at(t(0));
+        s.request(job(1), "h".into(), Priority::Normal);
+        s.request(job(1), "h".into(), Priority::Normal);
+        s.at(t(2));
+        assert!(s.request(job(2), "h".into(), Priority::Normal).is_empty());
+        assert_eq!(s.preempt_due(t(3), slice), [job(1)]);
+        s.refused(job(1));
+        assert!(s.preempt_due(t(4), slice).is_empty());
+        // One of its transfers ends: job 2 gets that slot, and job 1 is a
+        // candidate again once someone waits.
+        assert_eq!(s.release(job(1), "h").len(), 1);
+        assert!(s.request(job(3), "h".into(), Priority::Normal).is_empty());
+        assert_eq!(s.preempt_due(t(5), slice), [job(1)]);
     }
 
     /// Fairness: three jobs of one priority sharing one slot, each asking

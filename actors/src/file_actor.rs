@@ -403,6 +403,7 @@ impl Transfer {
                     .map(str::to_owned)
             };
             let content_range = text(header::CONTENT_RANGE);
+            let asked_range = sink.offset > 0;
             // What refuses a response is checked before anything on disk
             // changes (a bad 200 must not throw away saved progress).
             if status.is_success()
@@ -491,10 +492,12 @@ impl Transfer {
                 size,
                 validator: http::validator(etag.as_deref(), last_modified.as_deref()),
                 modified: last_modified.as_deref().and_then(http::parse_http_date),
-                ranges: status == StatusCode::PARTIAL_CONTENT
-                    || text(header::ACCEPT_RANGES).is_some_and(|v| {
-                        v.split(',').any(|u| u.trim().eq_ignore_ascii_case("bytes"))
-                    }),
+                // Servers may take ranges without saying so: only an
+                // explicit `Accept-Ranges: none`, or a ranged request
+                // answered with the whole entity, says they do not.
+                ranges: !(asked_range && status == StatusCode::OK
+                    || text(header::ACCEPT_RANGES)
+                        .is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))),
             });
             return self.body(&mut response, &mut sink, size).await;
         }

@@ -17,8 +17,9 @@ use std::{
 
 use actix::{WeakAddr, prelude::*};
 use ferry_core::{
-    Command, CommandError, Durability, Effect, FileEvent, FileId, FileView, Job, JobId, JobState,
-    JobView, Notification, Principal, Priority, Reply, TransferEvent, TransferOrder,
+    Command, CommandError, Durability, Effect, EventOutcome, FileEvent, FileId, FileView, Job,
+    JobId, JobState, JobView, Notification, Principal, Priority, Reply, TransferEvent,
+    TransferOrder,
 };
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
@@ -199,12 +200,17 @@ impl JobSupervisor {
         self.pump(ctx);
     }
 
-    fn feed(&mut self, file: FileId, event: FileEvent) {
+    fn feed(&mut self, file: FileId, event: FileEvent) -> Option<EventOutcome> {
         let now = self.shared.clock.now();
-        if let Err(err) = self.job.handle_file_event(file, event, now) {
-            tracing::warn!(message = "File event refused.", job = %self.id, %file, error = %err);
-        }
+        let outcome = match self.job.handle_file_event(file, event, now) {
+            Ok(outcome) => Some(outcome),
+            Err(err) => {
+                tracing::warn!(message = "File event refused.", job = %self.id, %file, error = %err);
+                None
+            }
+        };
         self.drain();
+        outcome
     }
 
     /// Carries out queued effects until one must be waited for.
@@ -394,6 +400,11 @@ impl JobSupervisor {
             // Never two writers on one temp file.
             old.actor.do_send(Stop);
             self.release_slot(old.host);
+        }
+        if let Some((old, _)) = self.syncing.remove(&file) {
+            // The core starts no file that is syncing; should it, the old
+            // writer is told to stop all the same.
+            old.do_send(Stop);
         }
         let arbiter = self.shared.arbiter();
         let config = self.shared.config.clone();
@@ -889,21 +900,13 @@ impl Handler<Report> for JobSupervisor {
                     // The actor stopped itself: its slot is free.
                     self.release_slot(running.host);
                 }
-                if let FileEvent::Transfer {
-                    attempt,
-                    event: TransferEvent::Drained { .. },
-                } = &event
-                    && self
-                        .transfers
-                        .get(&file)
-                        .is_some_and(|r| r.attempt == *attempt)
-                    && let Some(running) = self.transfers.remove(&file)
-                {
-                    // The connection is done: the slot goes back while the
-                    // actor makes the bytes durable.
-                    self.release_slot(running.host);
-                    self.syncing.insert(file, (running.actor, running.attempt));
-                }
+                let drained = match &event {
+                    FileEvent::Transfer {
+                        attempt,
+                        event: TransferEvent::Drained { .. },
+                    } => Some(*attempt),
+                    _ => None,
+                };
                 if syncing
                     && let FileEvent::Transfer {
                         event: TransferEvent::Transferred { .. } | TransferEvent::Failed(_),
@@ -912,7 +915,24 @@ impl Handler<Report> for JobSupervisor {
                 {
                     self.syncing.remove(&file);
                 }
-                self.feed(file, event);
+                let outcome = self.feed(file, event);
+                // Only a drain the core took frees the slot: one it found
+                // stale (its stop is queued behind other work) keeps the
+                // actor in `transfers`, so that the stop still reaches it
+                // and is waited for before any new attempt on the file.
+                if let Some(attempt) = drained
+                    && outcome == Some(EventOutcome::Applied)
+                    && self
+                        .transfers
+                        .get(&file)
+                        .is_some_and(|r| r.attempt == attempt)
+                    && let Some(running) = self.transfers.remove(&file)
+                {
+                    // The connection is done: the slot goes back while the
+                    // actor makes the bytes durable.
+                    self.release_slot(running.host);
+                    self.syncing.insert(file, (running.actor, running.attempt));
+                }
                 self.pump(ctx);
             }
         }

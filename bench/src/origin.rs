@@ -626,10 +626,13 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         .insert_header((header::ETAG, etag))
         .insert_header((header::LAST_MODIFIED, modified));
     if !matches!(fault, Some(Fault::NoLength)) {
-        // A server that ignores ranges does not announce them.
-        if !matches!(fault, Some(Fault::IgnoreRange)) {
-            response.insert_header((header::ACCEPT_RANGES, "bytes"));
-        }
+        // A server that ignores ranges says so.
+        let ranges = if matches!(fault, Some(Fault::IgnoreRange)) {
+            "none"
+        } else {
+            "bytes"
+        };
+        response.insert_header((header::ACCEPT_RANGES, ranges));
         response.no_chunking(end - start);
     }
     if matches!(fault, Some(Fault::Encoded)) {
