@@ -232,8 +232,9 @@ pub struct Schedule {
     windows: Vec<Window>,
 }
 
-/// What the schedule says for a moment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the schedule says for a moment (default: no window, nothing
+/// changes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InForce {
     /// The window in force (its index), if any.
     pub window: Option<usize>,
@@ -262,6 +263,9 @@ impl Schedule {
 
     /// What applies at `t`, and for how many more minutes.
     pub fn at(&self, t: CivilTime) -> InForce {
+        if self.windows.is_empty() {
+            return InForce::default();
+        }
         let window = self.window_at(t);
         let cap = window.and_then(|i| self.windows.get(i)).map(|w| w.cap);
         let now = t.of_week();

@@ -42,13 +42,16 @@ pub(crate) fn wall_now() -> UtcTime {
 }
 
 /// The local weekday and minute for the bandwidth schedule (the system's
-/// time zone: `TZ`, else `/etc/localtime`; UTC if neither says), and the
-/// seconds already gone in that minute.
-pub(crate) fn civil_now() -> (ferry_core::window::CivilTime, u8) {
+/// time zone: `TZ`, else `/etc/localtime`; UTC if neither says), and when
+/// that minute began (UTC), from one reading of the clock.
+pub(crate) fn civil_now() -> (ferry_core::window::CivilTime, UtcTime) {
     let now = jiff::Zoned::now();
     let civil = ferry_core::window::CivilTime {
         weekday: u8::try_from(now.weekday().to_monday_zero_offset()).unwrap_or(0),
         minute: u16::try_from(i32::from(now.hour()) * 60 + i32::from(now.minute())).unwrap_or(0),
     };
-    (civil, u8::try_from(now.second()).unwrap_or(0))
+    let into_minute =
+        i64::from(now.second()) * 1000 + i64::from(now.subsec_nanosecond()) / 1_000_000;
+    let minute_start = now.timestamp().as_millisecond() - into_minute;
+    (civil, UtcTime::from_unix_millis(minute_start))
 }

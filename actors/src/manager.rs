@@ -10,7 +10,7 @@ use actix::prelude::*;
 use ferry_core::{
     JobId, JobState, Priority, Waiting,
     schedule::{Grant, Scheduler},
-    window::{Schedule, WindowCap},
+    window::{InForce, Schedule, WindowCap},
 };
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
@@ -96,9 +96,14 @@ impl Manager {
     /// (a window's, else the engine's own) and the pause of background
     /// transfers; the grants a pause's end allows.
     fn apply_schedule(&mut self) -> Vec<Grant> {
-        let now = self.shared.clock.now();
-        let (civil, second) = crate::clock::civil_now();
-        let in_force = self.schedule.at(civil);
+        let now = self.shared.clock.now().mono;
+        // No schedule: nothing to read the local time for.
+        let (in_force, minute_start) = if self.schedule.windows().is_empty() {
+            (InForce::default(), None)
+        } else {
+            let (civil, minute_start) = crate::clock::civil_now();
+            (self.schedule.at(civil), Some(minute_start))
+        };
         let cap = match in_force.cap {
             Some(WindowCap::Bytes(n)) => Some(n),
             Some(WindowCap::Unlimited) => None,
@@ -107,10 +112,10 @@ impl Manager {
         if self.shared.throttle.rate() != cap {
             self.shared.throttle.set(cap);
         }
-        let until = in_force.minutes_left.map(|m| {
-            let secs = u64::from(m) * 60 - u64::from(second.min(59));
-            now.wall
-                .saturating_add(std::time::Duration::from_secs(secs))
+        // Counted from the start of the current minute, so the same
+        // window end comes out every tick.
+        let until = in_force.minutes_left.zip(minute_start).map(|(m, start)| {
+            start.saturating_add(std::time::Duration::from_secs(u64::from(m) * 60))
         });
         let paused = in_force.cap == Some(WindowCap::Pause);
         self.bandwidth_now = crate::BandwidthNow {
@@ -119,9 +124,7 @@ impl Manager {
             background_paused: paused,
             until,
         };
-        self.slots
-            .at(now.mono)
-            .pause_background(paused.then_some(until))
+        self.slots.at(now).pause_background(paused.then_some(until))
     }
 
     /// Checks for due slices often enough that a slice ends within a

@@ -8,10 +8,7 @@ use crate::util::{DEADLINE, Harness, alice};
 #[actix_rt::test]
 async fn files_are_invisible_before_complete() {
     let mut h = Harness::new().await;
-    let job = h.job(&[("a", 500_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&alice(), job).await.unwrap();
-    h.requested("/a").await;
+    let job = h.held_job("a", 500_000).await;
     assert!(!h.local("a").exists());
     h.origin.release("/a");
     h.transferred(job).await;
@@ -82,10 +79,7 @@ async fn parallel_files_transfer_at_once() {
 #[actix_rt::test]
 async fn suspend_stops_and_resume_continues() {
     let mut h = Harness::new().await;
-    let job = h.job(&[("a", 2_000_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&alice(), job).await.unwrap();
-    h.requested("/a").await;
+    let job = h.held_job("a", 2_000_000).await;
     h.engine.suspend(&alice(), job).await.unwrap();
     assert_eq!(
         h.engine.job(&alice(), job).await.unwrap().state,
@@ -182,10 +176,7 @@ async fn a_waiting_job_says_which_limit_holds_it() {
     })
     .await;
     let me = alice();
-    let running = h.job(&[("a", 400_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&me, running).await.unwrap();
-    h.requested("/a").await;
+    let running = h.held_job("a", 400_000).await;
 
     // Low priority on the busy host.
     let same_host = h.job(&[("b", 10)]).await;
@@ -381,10 +372,7 @@ async fn a_jobs_own_bandwidth_cap_holds_for_that_job_and_can_be_lifted() {
 async fn a_raised_budget_starts_waiting_jobs_at_once() {
     let mut h = Harness::with(|c| c.max_transfers = 1).await;
     let me = alice();
-    let first = h.job(&[("a", 400_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&me, first).await.unwrap();
-    h.requested("/a").await;
+    let first = h.held_job("a", 400_000).await;
     let second = h.job(&[("b", 10)]).await;
     h.engine.resume(&me, second).await.unwrap();
     let deadline = std::time::Instant::now() + DEADLINE;
@@ -417,10 +405,7 @@ async fn a_priority_change_takes_effect_on_a_waiting_job_at_once() {
     use ferry_core::Priority;
     let mut h = Harness::with(|c| c.max_transfers = 1).await;
     let me = alice();
-    let holder = h.job(&[("a", 400_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&me, holder).await.unwrap();
-    h.requested("/a").await;
+    let holder = h.held_job("a", 400_000).await;
     let waiting = h.job(&[("b", 400_000)]).await;
     h.origin.hold("/b");
     h.engine
@@ -484,10 +469,7 @@ async fn equal_priorities_share_one_slot_in_time_slices() {
     })
     .await;
     let me = alice();
-    let holder = h.job(&[("a", 400_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&me, holder).await.unwrap();
-    h.requested("/a").await;
+    let holder = h.held_job("a", 400_000).await;
     let waiting = h.job(&[("b", 10)]).await;
     h.engine.resume(&me, waiting).await.unwrap();
     // The waiting job finishes while the holder's body is still held: the
@@ -526,10 +508,7 @@ async fn the_time_slice_changes_at_runtime() {
     })
     .await;
     let me = alice();
-    let holder = h.job(&[("a", 400_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&me, holder).await.unwrap();
-    h.requested("/a").await;
+    let holder = h.held_job("a", 400_000).await;
     let waiting = h.job(&[("b", 10)]).await;
     h.engine.resume(&me, waiting).await.unwrap();
     let mut limits = h.engine.limits().await.unwrap();
@@ -562,10 +541,7 @@ async fn a_pause_window_holds_background_jobs_and_foreground_ones_go_on() {
     use ferry_core::{Priority, Waiting, window::Window};
     let mut h = Harness::new().await;
     let me = alice();
-    let running = h.job(&[("a", 400_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&me, running).await.unwrap();
-    h.requested("/a").await;
+    let running = h.held_job("a", 400_000).await;
 
     let always_paused: Window = "all 00:00-24:00 pause".parse().unwrap();
     let mut limits = h.engine.limits().await.unwrap();
@@ -691,10 +667,7 @@ async fn a_foreground_job_takes_a_busy_hosts_slot_from_a_background_one() {
     use ferry_core::Priority;
     let h = Harness::with(|c| c.max_transfers_per_host = 1).await;
     let me = alice();
-    let background = h.job(&[("a", 400_000)]).await;
-    h.origin.hold("/a");
-    h.engine.resume(&me, background).await.unwrap();
-    h.requested("/a").await;
+    let background = h.held_job("a", 400_000).await;
     let fg = h.job(&[("f", 10)]).await;
     h.engine
         .set(&me, fg, Property::Priority(Priority::Foreground))

@@ -94,6 +94,17 @@ impl Harness {
         job
     }
 
+    /// A resumed job of alice's with one file whose body the origin holds
+    /// (its request has arrived): a transfer that stays under way.
+    pub(crate) async fn held_job(&self, name: &str, size: u64) -> JobId {
+        let job = self.job(&[(name, size)]).await;
+        let path = format!("/{name}");
+        self.origin.hold(&path);
+        self.engine.resume(&alice(), job).await.unwrap();
+        self.requested(&path).await;
+        job
+    }
+
     /// A job of alice's with one file from any `remote` URL, saved as
     /// `name` in the download dir, not resumed.
     pub(crate) async fn job_from(&self, remote: String, name: &str) -> JobId {
