@@ -147,6 +147,12 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) throttle: Arc<crate::limits::Throttle>,
+    /// The arbiter the engine was started on: the Manager and every job
+    /// supervisor live there, so that the messages between them (a slot
+    /// freed and granted again per file) never cross threads.
+    home: ArbiterHandle,
+    /// Makes the ends of whole bodies durable, many files per round.
+    pub(crate) syncer: crate::syncer::Syncer,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
 }
@@ -208,6 +214,8 @@ impl Engine {
         let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
+        let syncer = crate::syncer::Syncer::start()
+            .map_err(|err| EngineError::Io(format!("the sync thread did not start: {err}")))?;
         let clock = Clock::new();
         let throttle = Arc::new(crate::limits::Throttle::new(
             clock,
@@ -220,6 +228,8 @@ impl Engine {
             clock,
             metrics,
             throttle,
+            home: Arbiter::current(),
+            syncer,
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
             next_arbiter: AtomicUsize::new(0),
         });
@@ -330,9 +340,26 @@ impl Engine {
         let pins = Arc::new(Pins::recorded(self.shared.store.clone(), id, Vec::new()));
         // The address exists before the supervisor runs: admission (the
         // owner's job quota) comes first, and a refused job never runs, so
-        // nothing of it is written.
-        let ctx = actix::Context::<JobSupervisor>::new();
-        let addr = ctx.address();
+        // nothing of it is written. The supervisor runs on the engine's
+        // home arbiter (beside the Manager), whichever thread calls this.
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let (run_tx, run_rx) = tokio::sync::oneshot::channel::<()>();
+        let supervisor =
+            JobSupervisor::new(job, self.shared.clone(), self.manager.downgrade(), pins);
+        let spawned = self.shared.home.spawn_fn(move || {
+            let ctx = actix::Context::<JobSupervisor>::new();
+            if addr_tx.send(ctx.address()).is_ok() {
+                actix_rt::spawn(async move {
+                    if run_rx.await.is_ok() {
+                        ctx.run(supervisor);
+                    }
+                });
+            }
+        });
+        if !spawned {
+            return Err(EngineError::Stopped);
+        }
+        let addr = addr_rx.await.map_err(|_| EngineError::Stopped)?;
         let register = Register {
             job: id,
             addr: addr.clone(),
@@ -344,12 +371,7 @@ impl Engine {
             .send(Admit { register, limit })
             .await
             .map_err(|_| EngineError::Stopped)??;
-        ctx.run(JobSupervisor::new(
-            job,
-            self.shared.clone(),
-            self.manager.downgrade(),
-            pins,
-        ));
+        run_tx.send(()).map_err(|()| EngineError::Stopped)?;
         addr.send(Barrier)
             .await
             .map_err(|_| EngineError::Stopped)??;

@@ -32,6 +32,7 @@ use crate::{
     fs,
     limits::Caps,
     metrics::Metrics,
+    syncer::Syncer,
 };
 
 type Response = awc::ClientResponse;
@@ -132,6 +133,7 @@ pub(crate) struct FileActor {
     config: Arc<EngineConfig>,
     metrics: Option<Arc<Metrics>>,
     throttle: Option<Caps>,
+    syncer: Option<Syncer>,
     report: Option<WeakRecipient<Report>>,
     /// Turned true to stop the transfer at the next chunk.
     stop: watch::Sender<bool>,
@@ -156,6 +158,7 @@ impl FileActor {
         config: Arc<EngineConfig>,
         metrics: Arc<Metrics>,
         throttle: Caps,
+        syncer: Syncer,
         report: WeakRecipient<Report>,
     ) -> Self {
         Self {
@@ -165,6 +168,7 @@ impl FileActor {
             config,
             metrics: Some(metrics),
             throttle: Some(throttle),
+            syncer: Some(syncer),
             report: Some(report),
             stop: watch::channel(false).0,
             stopped: None,
@@ -181,6 +185,7 @@ impl FileActor {
             config,
             metrics: None,
             throttle: None,
+            syncer: None,
             report: None,
             stop: watch::channel(false).0,
             stopped: None,
@@ -193,11 +198,12 @@ impl Actor for FileActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (Some(order), Some(report), Some(metrics), Some(throttle)) = (
+        let (Some(order), Some(report), Some(metrics), Some(throttle), Some(syncer)) = (
             self.order.take(),
             self.report.clone(),
             self.metrics.clone(),
             self.throttle.clone(),
+            self.syncer.clone(),
         ) else {
             return;
         };
@@ -210,6 +216,7 @@ impl Actor for FileActor {
             config: self.config.clone(),
             metrics,
             throttle,
+            syncer,
             report: report.clone(),
             stop: self.stop.subscribe(),
         }
@@ -319,6 +326,8 @@ struct Transfer {
     metrics: Arc<Metrics>,
     /// The engine's bandwidth cap.
     throttle: Caps,
+    /// Writes and fsyncs a whole body's end (many files per round).
+    syncer: Syncer,
     report: WeakRecipient<Report>,
     stop: watch::Receiver<bool>,
 }
@@ -728,11 +737,26 @@ impl Transfer {
         if !stopped && outcome.is_ok() && size.is_none_or(|s| end >= s) {
             // The body is whole: the connection and the transfer slot are
             // free while its end is written and fsynced (the next file
-            // starts meanwhile, and many small files' fsyncs overlap).
+            // starts meanwhile), by the syncer, which makes the ends of
+            // many files durable in one round.
             self.event(TransferEvent::Drained { size: end });
             if crate::failpoint::active_for("file::final_write", &self.order.remote) {
                 return Err(Failure::Error(local_error("write_failed", "injected")));
             }
+            let len = rest.len() as u64;
+            self.syncer
+                .write_and_sync(
+                    self.access.clone(),
+                    sink.file.clone(),
+                    rest,
+                    sink.offset,
+                    sink.durable,
+                )
+                .await
+                .map_err(|err| write_error(&err))?;
+            sink.offset += len;
+            sink.durable = sink.offset;
+            return Ok(sink.offset);
         }
         // Keep what arrived, even when the body broke off or we stop.
         self.write(sink, rest, true).await?;

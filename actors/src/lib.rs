@@ -60,6 +60,7 @@ mod manager;
 mod metrics;
 mod store;
 mod supervisor;
+mod syncer;
 
 pub use access::{FsIdentity, Identities};
 pub use config::EngineConfig;

@@ -415,8 +415,9 @@ impl JobSupervisor {
         };
         let report = ctx.address().downgrade().recipient();
         let access = self.access(None);
+        let syncer = self.shared.syncer.clone();
         let actor = FileActor::start_in_arbiter(&arbiter, move |_| {
-            FileActor::transfer(order, access, config, metrics, throttle, report)
+            FileActor::transfer(order, access, config, metrics, throttle, syncer, report)
         });
         self.transfers.insert(
             file,

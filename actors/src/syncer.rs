@@ -1,0 +1,192 @@
+//! `Syncer`: one thread that writes the last bytes of transfers whose body
+//! arrived whole and makes them durable, many files per round.
+//!
+//! A transfer's end used to be one trip to the blocking pool per file:
+//! write, fdatasync, answer. With many small files, dozens of pool threads
+//! then each waited for its own journal commit and each woke its arbiter,
+//! and the thread hand-offs, not the disk, bounded the rate.
+//!
+//! The syncer takes every request queued when it wakes and writes them all.
+//! It then starts the writeback of each file's unsynced bytes before it
+//! waits on any (`posix_fadvise(DONTNEED)` over just those bytes: Linux
+//! starts writing dirty pages back at once; a page already clean is
+//! dropped from the cache, pages being written are kept). Only then does it
+//! fdatasync them in the same order. On a journaling filesystem with
+//! delayed allocation (ext4), the blocks of every file of the round are
+//! then allocated in the same journal transaction, and the first
+//! fdatasync's commit covers them all; fdatasyncs started one after the
+//! other without that each waited for its own commit (7 s against 0.8 s
+//! for 2,000 files of 64 KiB in one measurement). Requests that arrive while a round runs wait for the
+//! next one, so a busy syncer needs no wake-up per file. Each request gets
+//! its own answer (its own error: one file's failed write fails only that
+//! file).
+//!
+//! Only the file actor that owns a temp file sends it here, and it awaits
+//! the answer before it writes that file again or reports its end: the
+//! syncer is the file actor's hand, not a second writer.
+
+use std::{
+    fs::File,
+    sync::{Arc, mpsc},
+    thread,
+};
+
+use bytes::BytesMut;
+use tokio::sync::oneshot;
+
+use crate::{access::Access, fs};
+
+/// The most requests one round takes (the rest wait for the next round).
+const ROUND: usize = 256;
+
+/// Write `data` at `offset` into `file`, then fdatasync it; its bytes from
+/// `unsynced` on were not synced before.
+struct Request {
+    access: Access,
+    file: Arc<File>,
+    data: BytesMut,
+    offset: u64,
+    unsynced: u64,
+    done: oneshot::Sender<std::io::Result<()>>,
+}
+
+/// A handle to the syncer thread. Cloning gives another handle; the thread
+/// ends when the last handle is dropped, after the requests queued.
+#[derive(Clone, Debug)]
+pub(crate) struct Syncer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Syncer {
+    /// Starts the thread.
+    pub(crate) fn start() -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Request>();
+        thread::Builder::new()
+            .name("ferry-sync".into())
+            .spawn(move || run(&rx))?;
+        Ok(Self { tx })
+    }
+
+    /// Writes `data` at `offset` into `file` as `access`, then fdatasyncs
+    /// the file, whose bytes before `unsynced` are durable already;
+    /// resolves once both are done.
+    pub(crate) async fn write_and_sync(
+        &self,
+        access: Access,
+        file: Arc<File>,
+        data: BytesMut,
+        offset: u64,
+        unsynced: u64,
+    ) -> std::io::Result<()> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send(Request {
+                access,
+                file,
+                data,
+                offset,
+                unsynced,
+                done,
+            })
+            .map_err(|_| std::io::Error::other("the sync thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| std::io::Error::other("the sync thread dropped a request"))?
+    }
+}
+
+fn run(rx: &mpsc::Receiver<Request>) {
+    let mut round: Vec<(Request, std::io::Result<()>)> = Vec::with_capacity(ROUND);
+    // Blocks until a request comes; ends when every handle is gone.
+    while let Ok(first) = rx.recv() {
+        round.push((first, Ok(())));
+        while round.len() < ROUND {
+            match rx.try_recv() {
+                Ok(next) => round.push((next, Ok(()))),
+                Err(_) => break,
+            }
+        }
+        for (request, result) in &mut round {
+            if !request.data.is_empty() {
+                *result = fs::write_at(
+                    &request.access,
+                    &request.file,
+                    &request.data,
+                    request.offset,
+                );
+            }
+        }
+        for (request, result) in &mut round {
+            if result.is_ok() {
+                // Advice only: if it fails, the fdatasync still syncs.
+                let _ = rustix::fs::fadvise(
+                    &*request.file,
+                    request.unsynced,
+                    None,
+                    rustix::fs::Advice::DontNeed,
+                );
+            }
+        }
+        for (request, result) in &mut round {
+            if result.is_ok() {
+                *result = request.file.sync_data();
+            }
+        }
+        for (request, result) in round.drain(..) {
+            // The transfer may have gone away (its actor stopped): nobody
+            // waits for this answer then.
+            let _ = request.done.send(result);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use std::os::unix::fs::FileExt as _;
+
+    use super::*;
+
+    #[actix_rt::test]
+    async fn writes_many_files_and_answers_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start().unwrap();
+        let mut waits = Vec::new();
+        let mut files = Vec::new();
+        for i in 0..40u8 {
+            let path = dir.path().join(format!("f{i}"));
+            let file = Arc::new(File::create(&path).unwrap());
+            file.write_all_at(&[i; 3], 0).unwrap();
+            files.push((path, i));
+            let data = BytesMut::from(&[i; 5][..]);
+            waits.push(syncer.write_and_sync(Access::engine(), file, data, 3, 0));
+        }
+        for result in futures_util::future::join_all(waits).await {
+            result.unwrap();
+        }
+        for (path, i) in files {
+            assert_eq!(std::fs::read(path).unwrap(), vec![i; 8]);
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_write_fails_only_its_own_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start().unwrap();
+        let good = Arc::new(File::create(dir.path().join("good")).unwrap());
+        // Opened read-only: its write fails.
+        let bad_path = dir.path().join("bad");
+        std::fs::write(&bad_path, b"").unwrap();
+        let bad = Arc::new(File::open(&bad_path).unwrap());
+        let (a, b) = futures_util::future::join(
+            syncer.write_and_sync(Access::engine(), bad, BytesMut::from(&b"x"[..]), 0, 0),
+            syncer.write_and_sync(Access::engine(), good, BytesMut::from(&b"ok"[..]), 0, 0),
+        )
+        .await;
+        assert!(a.is_err());
+        b.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("good")).unwrap(), b"ok");
+        assert_eq!(std::fs::read(bad_path).unwrap(), b"");
+    }
+}
