@@ -32,7 +32,7 @@ use crate::{
     fs,
     limits::Caps,
     metrics::Metrics,
-    syncer::Syncer,
+    syncer::{Failed, Syncer, Target},
 };
 
 type Response = awc::ClientResponse;
@@ -347,7 +347,10 @@ impl From<TransferError> for Failure {
 
 /// Where the body goes, and how far it got.
 struct Sink {
-    file: Arc<File>,
+    /// The open temp file; `None` until the first write of a transfer that
+    /// starts from byte 0, which creates it in the same trip (a small
+    /// file's whole life on disk is then one trip, to the syncer).
+    file: Option<Arc<File>>,
     /// Bytes written (not necessarily durable).
     offset: u64,
     /// Bytes durable and reported.
@@ -375,14 +378,25 @@ impl Transfer {
     }
 
     async fn run(mut self) -> Result<u64, Failure> {
-        let temp = PathBuf::from(&self.order.temp);
         let wanted = self.order.offset;
-        let access = self.access.clone();
-        let (file, offset) = blocking(move || fs::open_temp(&access, &temp, wanted))
-            .await
-            .map_err(|err| local_error("temp_file", err))?;
+        // A resume must know what the temp file holds before it asks for
+        // a range; a transfer from byte 0 creates (or cuts back) its temp
+        // file only with its first write. So an attempt that never got an
+        // answer it could accept leaves no temp file behind it, and one
+        // that did always leaves one (its last write, even of nothing,
+        // creates it).
+        let (file, offset) = if wanted == 0 {
+            (None, 0)
+        } else {
+            let temp = PathBuf::from(&self.order.temp);
+            let access = self.access.clone();
+            let (file, offset) = blocking(move || fs::open_temp(&access, &temp, wanted))
+                .await
+                .map_err(|err| local_error("temp_file", err))?;
+            (Some(Arc::new(file)), offset)
+        };
         let mut sink = Sink {
-            file: Arc::new(file),
+            file,
             offset,
             durable: offset,
             last_checkpoint: Instant::now(),
@@ -467,7 +481,12 @@ impl Transfer {
                         restarted_on_416,
                     ) {
                         Unsatisfiable::Finished => {
-                            // Everything was already here.
+                            // Everything was already here (an empty file,
+                            // if this transfer started from byte 0: it
+                            // must exist to be published).
+                            if sink.file.is_none() {
+                                self.write(&mut sink, BytesMut::new(), true).await?;
+                            }
                             self.event(TransferEvent::Responded {
                                 offset: sink.offset,
                                 size: Some(sink.offset),
@@ -608,10 +627,12 @@ impl Transfer {
     }
 
     async fn truncate(&self, sink: &mut Sink, len: u64) -> Result<(), TransferError> {
-        let file = sink.file.clone();
-        blocking(move || file.set_len(len))
-            .await
-            .map_err(|err| local_error("temp_file", err))?;
+        // A temp file not opened yet is cut back when it is (to 0).
+        if let Some(file) = sink.file.clone() {
+            blocking(move || file.set_len(len))
+                .await
+                .map_err(|err| local_error("temp_file", err))?;
+        }
         sink.offset = len;
         sink.durable = len;
         Ok(())
@@ -744,16 +765,17 @@ impl Transfer {
                 return Err(Failure::Error(local_error("write_failed", "injected")));
             }
             let len = rest.len() as u64;
+            let target = match &sink.file {
+                Some(file) => Target::File(file.clone()),
+                None => Target::Create(PathBuf::from(&self.order.temp)),
+            };
             self.syncer
-                .write_and_sync(
-                    self.access.clone(),
-                    sink.file.clone(),
-                    rest,
-                    sink.offset,
-                    sink.durable,
-                )
+                .write_and_sync(self.access.clone(), target, rest, sink.offset, sink.durable)
                 .await
-                .map_err(|err| write_error(&err))?;
+                .map_err(|failed| match failed {
+                    Failed::Open(err) => local_error("temp_file", err),
+                    Failed::Write(err) => write_error(&err),
+                })?;
             sink.offset += len;
             sink.durable = sink.offset;
             return Ok(sink.offset);
@@ -781,8 +803,8 @@ impl Transfer {
     }
 
     /// Writes `data` (maybe nothing) at the sink's offset and, with
-    /// `sync`, fsyncs the file, in one trip to the blocking pool (a small
-    /// file's whole body is one such trip).
+    /// `sync`, fsyncs the file, in one trip to the blocking pool that
+    /// first creates the temp file if this transfer has not yet.
     async fn write(
         &self,
         sink: &mut Sink,
@@ -790,17 +812,30 @@ impl Transfer {
         sync: bool,
     ) -> Result<(), TransferError> {
         let file = sink.file.clone();
+        let temp = PathBuf::from(&self.order.temp);
         let offset = sink.offset;
         let len = data.len() as u64;
         let access = self.access.clone();
-        blocking(move || {
+        let file = blocking(move || {
+            let file = match file {
+                Some(file) => file,
+                None => match fs::open_temp(&access, &temp, 0) {
+                    Ok((file, _)) => Arc::new(file),
+                    Err(err) => return Ok(Err(err)),
+                },
+            };
             if !data.is_empty() {
                 fs::write_at(&access, &file, &data, offset)?;
             }
-            if sync { file.sync_data() } else { Ok(()) }
+            if sync {
+                file.sync_data()?;
+            }
+            Ok(Ok(file))
         })
         .await
-        .map_err(|err| write_error(&err))?;
+        .map_err(|err| write_error(&err))?
+        .map_err(|err| local_error("temp_file", err))?;
+        sink.file = Some(file);
         sink.offset += len;
         if sync {
             sink.durable = sink.offset;

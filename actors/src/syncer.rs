@@ -27,6 +27,7 @@
 
 use std::{
     fs::File,
+    path::PathBuf,
     sync::{Arc, mpsc},
     thread,
 };
@@ -39,15 +40,34 @@ use crate::{access::Access, fs};
 /// The most requests one round takes (the rest wait for the next round).
 const ROUND: usize = 256;
 
-/// Write `data` at `offset` into `file`, then fdatasync it; its bytes from
-/// `unsynced` on were not synced before.
+/// Which file a request writes.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// The transfer's open temp file.
+    File(Arc<File>),
+    /// A temp file the transfer has not opened yet: created (or cut back to
+    /// nothing) first, as [`fs::open_temp`] from byte 0 does.
+    Create(PathBuf),
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// The temp file could not be created or opened.
+    Open(std::io::Error),
+    /// The write or the fdatasync failed.
+    Write(std::io::Error),
+}
+
+/// Write `data` at `offset` into the target, then fdatasync it; its bytes
+/// from `unsynced` on were not synced before.
 struct Request {
     access: Access,
-    file: Arc<File>,
+    target: Target,
     data: BytesMut,
     offset: u64,
     unsynced: u64,
-    done: oneshot::Sender<std::io::Result<()>>,
+    done: oneshot::Sender<Result<(), Failed>>,
 }
 
 /// A handle to the syncer thread. Cloning gives another handle; the thread
@@ -67,77 +87,84 @@ impl Syncer {
         Ok(Self { tx })
     }
 
-    /// Writes `data` at `offset` into `file` as `access`, then fdatasyncs
-    /// the file, whose bytes before `unsynced` are durable already;
-    /// resolves once both are done.
+    /// Writes `data` at `offset` into `target` as `access`, then
+    /// fdatasyncs the file, whose bytes before `unsynced` are durable
+    /// already; resolves once both are done.
     pub(crate) async fn write_and_sync(
         &self,
         access: Access,
-        file: Arc<File>,
+        target: Target,
         data: BytesMut,
         offset: u64,
         unsynced: u64,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), Failed> {
         let (done, answer) = oneshot::channel();
         self.tx
             .send(Request {
                 access,
-                file,
+                target,
                 data,
                 offset,
                 unsynced,
                 done,
             })
-            .map_err(|_| std::io::Error::other("the sync thread has stopped"))?;
-        answer
-            .await
-            .map_err(|_| std::io::Error::other("the sync thread dropped a request"))?
+            .map_err(|_| Failed::Write(std::io::Error::other("the sync thread has stopped")))?;
+        answer.await.map_err(|_| {
+            Failed::Write(std::io::Error::other("the sync thread dropped a request"))
+        })?
     }
 }
 
+/// One request of a round: its file once open, or why it failed.
+type Step = (Request, Result<Arc<File>, Failed>);
+
 fn run(rx: &mpsc::Receiver<Request>) {
-    let mut round: Vec<(Request, std::io::Result<()>)> = Vec::with_capacity(ROUND);
+    let mut round: Vec<Step> = Vec::with_capacity(ROUND);
     // Blocks until a request comes; ends when every handle is gone.
     while let Ok(first) = rx.recv() {
-        round.push((first, Ok(())));
+        round.push(open(first));
         while round.len() < ROUND {
             match rx.try_recv() {
-                Ok(next) => round.push((next, Ok(()))),
+                Ok(next) => round.push(open(next)),
                 Err(_) => break,
             }
         }
-        for (request, result) in &mut round {
-            if !request.data.is_empty() {
-                *result = fs::write_at(
-                    &request.access,
-                    &request.file,
-                    &request.data,
-                    request.offset,
-                );
+        for (request, file) in &mut round {
+            if let Ok(open) = file
+                && !request.data.is_empty()
+                && let Err(err) = fs::write_at(&request.access, open, &request.data, request.offset)
+            {
+                *file = Err(Failed::Write(err));
             }
         }
-        for (request, result) in &mut round {
-            if result.is_ok() {
+        for (request, file) in &round {
+            if let Ok(file) = file {
                 // Advice only: if it fails, the fdatasync still syncs.
                 let _ = rustix::fs::fadvise(
-                    &*request.file,
+                    &**file,
                     request.unsynced,
                     None,
                     rustix::fs::Advice::DontNeed,
                 );
             }
         }
-        for (request, result) in &mut round {
-            if result.is_ok() {
-                *result = request.file.sync_data();
-            }
-        }
-        for (request, result) in round.drain(..) {
+        for (request, file) in round.drain(..) {
+            let result = file.and_then(|file| file.sync_data().map_err(Failed::Write));
             // The transfer may have gone away (its actor stopped): nobody
             // waits for this answer then.
             let _ = request.done.send(result);
         }
     }
+}
+
+fn open(request: Request) -> Step {
+    let file = match &request.target {
+        Target::File(file) => Ok(file.clone()),
+        Target::Create(path) => fs::open_temp(&request.access, path, 0)
+            .map(|(file, _)| Arc::new(file))
+            .map_err(Failed::Open),
+    };
+    (request, file)
 }
 
 #[cfg(test)]
@@ -160,10 +187,10 @@ mod tests {
             file.write_all_at(&[i; 3], 0).unwrap();
             files.push((path, i));
             let data = BytesMut::from(&[i; 5][..]);
-            waits.push(syncer.write_and_sync(Access::engine(), file, data, 3, 0));
+            waits.push(syncer.write_and_sync(Access::engine(), Target::File(file), data, 3, 0));
         }
         for result in futures_util::future::join_all(waits).await {
-            result.unwrap();
+            assert!(result.is_ok(), "{result:?}");
         }
         for (path, i) in files {
             assert_eq!(std::fs::read(path).unwrap(), vec![i; 8]);
@@ -180,13 +207,64 @@ mod tests {
         std::fs::write(&bad_path, b"").unwrap();
         let bad = Arc::new(File::open(&bad_path).unwrap());
         let (a, b) = futures_util::future::join(
-            syncer.write_and_sync(Access::engine(), bad, BytesMut::from(&b"x"[..]), 0, 0),
-            syncer.write_and_sync(Access::engine(), good, BytesMut::from(&b"ok"[..]), 0, 0),
+            syncer.write_and_sync(
+                Access::engine(),
+                Target::File(bad),
+                BytesMut::from(&b"x"[..]),
+                0,
+                0,
+            ),
+            syncer.write_and_sync(
+                Access::engine(),
+                Target::File(good),
+                BytesMut::from(&b"ok"[..]),
+                0,
+                0,
+            ),
         )
         .await;
-        assert!(a.is_err());
-        b.unwrap();
+        assert!(matches!(a, Err(Failed::Write(_))), "{a:?}");
+        assert!(b.is_ok(), "{b:?}");
         assert_eq!(std::fs::read(dir.path().join("good")).unwrap(), b"ok");
         assert_eq!(std::fs::read(bad_path).unwrap(), b"");
+    }
+
+    #[actix_rt::test]
+    async fn creates_a_temp_file_or_cuts_an_old_one_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start().unwrap();
+        let new = dir.path().join("new");
+        let old = dir.path().join("old");
+        std::fs::write(&old, b"stale bytes of an earlier attempt").unwrap();
+        let missing_dir = dir.path().join("gone").join("f");
+        let (a, b, c) = futures_util::future::join3(
+            syncer.write_and_sync(
+                Access::engine(),
+                Target::Create(new.clone()),
+                BytesMut::from(&b"fresh"[..]),
+                0,
+                0,
+            ),
+            syncer.write_and_sync(
+                Access::engine(),
+                Target::Create(old.clone()),
+                BytesMut::from(&b"new"[..]),
+                0,
+                0,
+            ),
+            syncer.write_and_sync(
+                Access::engine(),
+                Target::Create(missing_dir.clone()),
+                BytesMut::from(&b"x"[..]),
+                0,
+                0,
+            ),
+        )
+        .await;
+        assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+        assert!(matches!(c, Err(Failed::Open(_))), "{c:?}");
+        assert_eq!(std::fs::read(new).unwrap(), b"fresh");
+        assert_eq!(std::fs::read(old).unwrap(), b"new");
+        assert!(!missing_dir.exists());
     }
 }

@@ -1,7 +1,8 @@
 //! Transfers: invisibility before Complete, events, parallel files.
 
 use ferry_actors::EventKind;
-use ferry_core::{FileId, JobState, Property};
+use ferry_bench::origin::Fault;
+use ferry_core::{CancelResult, FileId, JobState, Property};
 
 use crate::util::{DEADLINE, Harness, alice};
 
@@ -90,6 +91,52 @@ async fn suspend_stops_and_resume_continues() {
     h.transferred(job).await;
     h.engine.complete(&alice(), job).await.unwrap();
     h.assert_file("a");
+}
+
+#[actix_rt::test]
+async fn a_temp_file_exists_once_an_answer_was_accepted_and_not_before() {
+    let mut h = Harness::new().await;
+    // Answers refused (a 503, then a 404 that fails the job): no temp file.
+    let job = h.job(&[("a", 100_000)]).await;
+    h.origin.fail_next("/a", Fault::Status(503, None));
+    h.origin.fail_next("/a", Fault::Status(404, None));
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.event(job, |e| e.kind == EventKind::JobError).await;
+    assert_eq!(h.origin.requests_of("/a").len(), 2);
+    assert!(h.listing().is_empty(), "{:?}", h.listing());
+    let answer = h.engine.cancel(&alice(), job).await.unwrap();
+    assert_eq!(answer.result, CancelResult::Ok);
+
+    // An answer accepted, then a stop while the body streams: the temp
+    // file holds what arrived, and the transfer resumes from it.
+    let job = h.held_job("b", 2_000_000).await;
+    let start = std::time::Instant::now();
+    while h.engine.files(&alice(), job).await.unwrap()[0].bytes_transferred == 0 {
+        assert!(start.elapsed() < DEADLINE);
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    h.engine.suspend(&alice(), job).await.unwrap();
+    let durable = h.engine.files(&alice(), job).await.unwrap()[0].bytes_durable;
+    let listing = h.listing();
+    assert!(
+        listing.len() == 1 && listing[0].starts_with(".ferry-"),
+        "{listing:?}"
+    );
+    let temp = h.downloads.path().join(&listing[0]);
+    assert_eq!(std::fs::metadata(temp).unwrap().len(), durable);
+    assert!(durable > 0);
+    h.origin.release("/b");
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+    h.engine.complete(&alice(), job).await.unwrap();
+    h.assert_file("b");
+    let ranges: Vec<Option<String>> = h
+        .origin
+        .requests_of("/b")
+        .into_iter()
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges, vec![None, Some(format!("bytes={durable}-"))]);
 }
 
 #[actix_rt::test]
