@@ -133,7 +133,8 @@ pub(crate) struct FileActor {
     config: Arc<EngineConfig>,
     metrics: Option<Arc<Metrics>>,
     throttle: Option<Caps>,
-    syncer: Option<Syncer>,
+    /// Writes the ends of bodies; runs commit steps.
+    syncer: Syncer,
     report: Option<WeakRecipient<Report>>,
     /// Turned true to stop the transfer at the next chunk.
     stop: watch::Sender<bool>,
@@ -168,7 +169,7 @@ impl FileActor {
             config,
             metrics: Some(metrics),
             throttle: Some(throttle),
-            syncer: Some(syncer),
+            syncer,
             report: Some(report),
             stop: watch::channel(false).0,
             stopped: None,
@@ -176,8 +177,8 @@ impl FileActor {
         }
     }
 
-    /// An actor for publish or delete requests.
-    pub(crate) fn commit(file: FileId, config: Arc<EngineConfig>) -> Self {
+    /// An actor for publish or delete requests (run on `syncer`'s threads).
+    pub(crate) fn commit(file: FileId, config: Arc<EngineConfig>, syncer: Syncer) -> Self {
         Self {
             file,
             order: None,
@@ -185,7 +186,7 @@ impl FileActor {
             config,
             metrics: None,
             throttle: None,
-            syncer: None,
+            syncer,
             report: None,
             stop: watch::channel(false).0,
             stopped: None,
@@ -198,12 +199,12 @@ impl Actor for FileActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (Some(order), Some(report), Some(metrics), Some(throttle), Some(syncer)) = (
+        let syncer = self.syncer.clone();
+        let (Some(order), Some(report), Some(metrics), Some(throttle)) = (
             self.order.take(),
             self.report.clone(),
             self.metrics.clone(),
             self.throttle.clone(),
-            self.syncer.clone(),
         ) else {
             return;
         };
@@ -279,20 +280,22 @@ impl Handler<Publish> for FileActor {
     type Result = ResponseFuture<Result<fs::Published, String>>;
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        let syncer = self.syncer.clone();
         Box::pin(async move {
-            blocking(move || {
-                fs::publish(
-                    &msg.access,
-                    &msg.committer,
-                    &msg.temp,
-                    &msg.local,
-                    msg.modified,
-                    msg.size,
-                    msg.fsync,
-                )
-            })
-            .await
-            .map_err(|err| err.to_string())
+            syncer
+                .run(move || {
+                    fs::publish(
+                        &msg.access,
+                        &msg.committer,
+                        &msg.temp,
+                        &msg.local,
+                        msg.modified,
+                        msg.size,
+                        msg.fsync,
+                    )
+                })
+                .await
+                .map_err(|err| err.to_string())
         })
     }
 }
@@ -301,8 +304,10 @@ impl Handler<Delete> for FileActor {
     type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, msg: Delete, _: &mut Context<Self>) -> Self::Result {
+        let syncer = self.syncer.clone();
         Box::pin(async move {
-            blocking(move || fs::delete(&msg.access, &msg.temp))
+            syncer
+                .run(move || fs::delete(&msg.access, &msg.temp))
                 .await
                 .map_err(|err| err.to_string())
         })

@@ -663,7 +663,8 @@ async fn run_steps(
                 } => {
                     let actor = FileActor::start_in_arbiter(&shared.arbiter(), {
                         let config = shared.config.clone();
-                        move |_| FileActor::commit(file, config)
+                        let syncer = shared.syncer.clone();
+                        move |_| FileActor::commit(file, config, syncer)
                     });
                     let request = Publish {
                         access,
@@ -689,7 +690,8 @@ async fn run_steps(
                 Step::Delete { file, temp } => {
                     let actor = FileActor::start_in_arbiter(&shared.arbiter(), {
                         let config = shared.config.clone();
-                        move |_| FileActor::commit(file, config)
+                        let syncer = shared.syncer.clone();
+                        move |_| FileActor::commit(file, config, syncer)
                     });
                     let result = actor
                         .send(Delete {

@@ -26,6 +26,12 @@
 //! takes new work without a wake-up each. Each request gets its own answer
 //! (its own error: one file's failed write fails only that file).
 //!
+//! The sync threads also carry the commit steps of file actors (publish,
+//! delete: [`Syncer::run`]): a Complete of thousands of files hands them a
+//! burst of short jobs, which a few busy threads take one after the other
+//! without a wake-up each, where the blocking pool woke or started a
+//! thread per file.
+//!
 //! Only the file actor that owns a temp file sends it here, and it awaits
 //! the answer before it writes that file again or reports its end: the
 //! syncer is the file actor's hand, not a second writer.
@@ -69,31 +75,57 @@ struct Request {
     done: oneshot::Sender<Result<(), Failed>>,
 }
 
-/// fdatasyncs that run at once.
+/// fdatasyncs (or commit steps) that run at once.
 const SYNC_THREADS: usize = 8;
+
+/// Work for a sync thread.
+type Work = Box<dyn FnOnce() + Send>;
 
 /// A handle to the syncer's threads. Cloning gives another handle; the
 /// threads end when the last handle is dropped, after the requests queued.
 #[derive(Clone, Debug)]
 pub(crate) struct Syncer {
     tx: channel::Sender<Request>,
+    work: channel::Sender<Work>,
 }
 
 impl Syncer {
     /// Starts the threads.
     pub(crate) fn start() -> std::io::Result<Self> {
         let (tx, rx) = channel::unbounded::<Request>();
-        let (synced_tx, synced_rx) = channel::unbounded::<Written>();
+        let (work, work_rx) = channel::unbounded::<Work>();
         for _ in 0..SYNC_THREADS {
-            let synced_rx = synced_rx.clone();
+            let work_rx = work_rx.clone();
             thread::Builder::new()
                 .name("ferry-sync".into())
-                .spawn(move || sync(&synced_rx))?;
+                .spawn(move || {
+                    while let Ok(work) = work_rx.recv() {
+                        work();
+                    }
+                })?;
         }
+        let synced = work.clone();
         thread::Builder::new()
             .name("ferry-write".into())
-            .spawn(move || write(&rx, &synced_tx))?;
-        Ok(Self { tx })
+            .spawn(move || write(&rx, &synced))?;
+        Ok(Self { tx, work })
+    }
+
+    /// Runs `work` on a sync thread (file work of a file actor, such as a
+    /// commit step); resolves to its result.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let (done, answer) = oneshot::channel();
+        self.work
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .map_err(|_| std::io::Error::other("the sync threads have stopped"))?;
+        answer
+            .await
+            .map_err(|_| std::io::Error::other("a sync thread dropped its work"))?
     }
 
     /// Writes `data` at `offset` into `target` as `access`, then
@@ -124,14 +156,8 @@ impl Syncer {
     }
 }
 
-/// A file written, for the sync thread.
-struct Written {
-    file: Arc<File>,
-    done: oneshot::Sender<Result<(), Failed>>,
-}
-
 /// The writer thread: each request as it comes.
-fn write(rx: &channel::Receiver<Request>, synced: &channel::Sender<Written>) {
+fn write(rx: &channel::Receiver<Request>, synced: &channel::Sender<Work>) {
     // Blocks until a request comes; ends when every handle is gone.
     while let Ok(request) = rx.recv() {
         let file = match &request.target {
@@ -152,14 +178,11 @@ fn write(rx: &channel::Receiver<Request>, synced: &channel::Sender<Written>) {
         });
         match written {
             Ok(file) => {
-                let next = Written {
-                    file,
-                    done: request.done,
-                };
-                if let Err(channel::SendError(lost)) = synced.send(next) {
-                    let gone = std::io::Error::other("the sync thread has stopped");
-                    let _ = lost.done.send(Err(Failed::Write(gone)));
-                }
+                let done = request.done;
+                // If the sync threads are gone, the dropped answer says so.
+                let _ = synced.send(Box::new(move || {
+                    let _ = done.send(file.sync_data().map_err(Failed::Write));
+                }));
             }
             // The transfer may have gone away (its actor stopped): nobody
             // waits for this answer then.
@@ -167,14 +190,6 @@ fn write(rx: &channel::Receiver<Request>, synced: &channel::Sender<Written>) {
                 let _ = request.done.send(Err(failed));
             }
         }
-    }
-}
-
-/// A sync thread: files in about the order they were written.
-fn sync(rx: &channel::Receiver<Written>) {
-    while let Ok(written) = rx.recv() {
-        let result = written.file.sync_data().map_err(Failed::Write);
-        let _ = written.done.send(result);
     }
 }
 
