@@ -651,6 +651,9 @@ impl Transfer {
         size: Option<u64>,
     ) -> Result<u64, Failure> {
         let mut buf = Coalescer::new(WRITE_SIZE);
+        if let Some(size) = size {
+            buf.expect(size.saturating_sub(sink.offset));
+        }
         let mut stopped = false;
         // The last chunk's arrival (the idle timeout counts from it) and
         // the last offset reported as progress.
