@@ -181,12 +181,15 @@ impl Client {
         self.call::<(), T>(Method::GET, path, None).await
     }
 
-    /// The event stream of one job (`GET /v1/events?job=ID`), to wait on
-    /// instead of polling.
+    /// The job-level event stream of one job (`GET
+    /// /v1/events?job=ID&types=job_transferred,job_error`), to wait on
+    /// instead of polling (not woken once per file of the job).
     pub async fn events(&self, id: &str) -> Result<Events, ClientError> {
-        let mut req = self
-            .http
-            .get(format!("{}/v1/events?job={}", self.base, encode(id)?));
+        let mut req = self.http.get(format!(
+            "{}/v1/events?job={}&types=job_transferred,job_error",
+            self.base,
+            encode(id)?
+        ));
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }

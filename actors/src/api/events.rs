@@ -47,6 +47,10 @@ pub(crate) struct EventLog {
     ring: Mutex<Ring>,
     /// The id of the newest event (0: none yet).
     newest: watch::Sender<u64>,
+    /// The id of the newest event that is not a `file_transferred` (or a
+    /// gap): what wakes a client that asked for job events only, so that
+    /// a job of thousands of files does not wake it once per file.
+    newest_job: watch::Sender<u64>,
     /// The engine stopped: streams end once they have sent everything.
     closed: AtomicBool,
 }
@@ -79,6 +83,7 @@ impl EventLog {
             run: uuid::Uuid::now_v7().as_u64_pair().1,
             ring: Mutex::new(Ring::default()),
             newest: watch::channel(0).0,
+            newest_job: watch::channel(0).0,
             closed: AtomicBool::new(false),
         });
         let feeder = log.clone();
@@ -101,6 +106,7 @@ impl EventLog {
             }
             feeder.closed.store(true, Ordering::Release);
             feeder.newest.send_modify(|_| {});
+            feeder.newest_job.send_modify(|_| {});
         });
         log
     }
@@ -117,9 +123,14 @@ impl EventLog {
         if ring.events.len() >= EVENT_BUFFER {
             ring.events.pop_front();
         }
+        // A gap, or an event of a job as a whole (not of one file).
+        let job_level = event.as_ref().is_none_or(|(_, _, e)| e.file.is_none());
         ring.events.push_back(Stored { id, event });
         drop(ring);
         self.newest.send_replace(id);
+        if job_level {
+            self.newest_job.send_replace(id);
+        }
     }
 
     /// The SSE id of event `id` of this run.
@@ -152,9 +163,16 @@ impl EventLog {
         }
     }
 
-    /// Events after `after` that `who` may see (and of `job`, if given),
-    /// formatted for SSE, and the id of the last one examined.
-    fn read(&self, after: u64, who: &Principal, job: Option<JobId>) -> (Vec<Bytes>, u64) {
+    /// Events after `after` that `who` may see (of `job`, if given, and of
+    /// the `types` asked for), formatted for SSE, and the id of the last
+    /// one examined.
+    fn read(
+        &self,
+        after: u64,
+        who: &Principal,
+        job: Option<JobId>,
+        types: Types,
+    ) -> (Vec<Bytes>, u64) {
         let Ok(ring) = self.ring.lock() else {
             return (Vec::new(), after);
         };
@@ -173,7 +191,9 @@ impl EventLog {
                     last_sent = stored.id;
                 }
                 Some((owner, event_job, event))
-                    if who.may_access(owner) && job.is_none_or(|j| j == *event_job) =>
+                    if who.may_access(owner)
+                        && job.is_none_or(|j| j == *event_job)
+                        && types.admits(&event.kind) =>
                 {
                     out.push(sse(Some(&self.sse_id(stored.id)), event));
                     last_sent = stored.id;
@@ -187,6 +207,60 @@ impl EventLog {
             out.push(Bytes::from(format!("id: {}\n\n", self.sse_id(last))));
         }
         (out, last)
+    }
+}
+
+/// Which event types a client asked for (`?types=`; all by default). A
+/// `gap` is always sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Types {
+    job_transferred: bool,
+    job_error: bool,
+    job_modified: bool,
+    file_transferred: bool,
+}
+
+impl Default for Types {
+    fn default() -> Self {
+        Self {
+            job_transferred: true,
+            job_error: true,
+            job_modified: true,
+            file_transferred: true,
+        }
+    }
+}
+
+impl Types {
+    /// Parses a comma-separated list of event types; `Err` names the first
+    /// unknown one.
+    pub(crate) fn parse(list: &str) -> Result<Self, String> {
+        let mut types = Self {
+            job_transferred: false,
+            job_error: false,
+            job_modified: false,
+            file_transferred: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "job_transferred" => types.job_transferred = true,
+                "job_error" => types.job_error = true,
+                "job_modified" => types.job_modified = true,
+                "file_transferred" => types.file_transferred = true,
+                other => return Err(other.to_owned()),
+            }
+        }
+        Ok(types)
+    }
+
+    fn admits(self, kind: &str) -> bool {
+        match kind {
+            "job_transferred" => self.job_transferred,
+            "job_error" => self.job_error,
+            "job_modified" => self.job_modified,
+            "file_transferred" => self.file_transferred,
+            _ => true,
+        }
     }
 }
 
@@ -223,6 +297,7 @@ pub(crate) async fn stream(
     engine: Engine,
     who: Principal,
     job: Option<JobId>,
+    types: Types,
     last_event_id: Option<String>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     let (position, missed) = log.resume_point(last_event_id.as_deref());
@@ -245,6 +320,9 @@ pub(crate) async fn stream(
             JobState::Error => EventKind::JobError,
             _ => continue,
         };
+        if !types.admits(kind_name(kind)) {
+            continue;
+        }
         let event = Event {
             seq: 0,
             job: view.id,
@@ -254,15 +332,19 @@ pub(crate) async fn stream(
         };
         first.push(sse(None, &to_json(&event)));
     }
-    let newest = log.newest.subscribe();
+    let newest = if types.file_transferred {
+        log.newest.subscribe()
+    } else {
+        log.newest_job.subscribe()
+    };
     let state = (log, newest, who, job, position, VecDeque::from(first));
-    futures_util::stream::unfold(state, |mut state| async move {
+    futures_util::stream::unfold(state, move |mut state| async move {
         let (log, newest, who, job, position, pending) = &mut state;
         loop {
             if let Some(bytes) = pending.pop_front() {
                 return Some((Ok(bytes), state));
             }
-            let (batch, last) = log.read(*position, who, *job);
+            let (batch, last) = log.read(*position, who, *job, types);
             *position = last;
             if !batch.is_empty() {
                 pending.extend(batch);

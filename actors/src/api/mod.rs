@@ -564,11 +564,21 @@ async fn complete(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) 
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     job: Option<String>,
+    /// Comma-separated event types (all if absent).
+    types: Option<String>,
 }
 
 async fn events(api: web::Data<Api>, req: HttpRequest, query: web::Query<EventsQuery>) -> Answer {
     let who = api.caller(&req)?;
     let job = query.job.as_deref().map(job_id).transpose()?;
+    let types = match query.types.as_deref() {
+        None => events::Types::default(),
+        Some(list) => events::Types::parse(list).map_err(|unknown| {
+            bad_argument(format!(
+                "unknown event type {unknown:?} (job_transferred, job_error, job_modified, file_transferred)"
+            ))
+        })?,
+    };
     if let Some(job) = job {
         // Unknown or foreign jobs: 404, as everywhere.
         api.engine().job(&who, job).await?;
@@ -583,6 +593,7 @@ async fn events(api: web::Data<Api>, req: HttpRequest, query: web::Query<EventsQ
         api.engine().clone(),
         who,
         job,
+        types,
         last,
     )
     .await;

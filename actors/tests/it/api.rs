@@ -623,6 +623,41 @@ async fn a_patch_applies_every_property_at_once() {
 }
 
 #[actix_rt::test]
+async fn events_can_be_limited_to_some_types() {
+    let h = Harness::new().await;
+    let s = Server::start(&h);
+    let id = job_with(&h, &s, &[("t1", 100), ("t2", 100), ("t3", 100)]).await;
+    let mut all = Sse::connect(&s, &format!("?job={id}"), ALICE, None).await;
+    let mut jobs = Sse::connect(
+        &s,
+        &format!("?job={id}&types=job_transferred,job_error"),
+        ALICE,
+        None,
+    )
+    .await;
+    s.post(&format!("/v1/jobs/{id}/resume"), ALICE, json!({}))
+        .await;
+    // The whole stream has the file events; the limited one only the
+    // job's (with an id that moves past the events it skipped).
+    for _ in 0..3 {
+        all.wait(&id, "file_transferred").await;
+    }
+    let whole = all.wait(&id, "job_transferred").await;
+    let limited = jobs.next().await;
+    assert_eq!(limited.event, "job_transferred", "{limited:?}");
+    assert_eq!(limited.id, whole.id);
+    // An unknown type is refused.
+    let (status, body) = s
+        .get(
+            &format!("/v1/events?job={id}&types=job_transferred,nope"),
+            ALICE,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_argument", "{body}");
+}
+
+#[actix_rt::test]
 async fn events_resume_from_last_event_id_and_start_with_a_snapshot() {
     let h = Harness::new().await;
     let s = Server::start(&h);
