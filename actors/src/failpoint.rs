@@ -10,7 +10,9 @@
 //! `commit::between_renames`, `commit::before_outcome`. `fs::delete=return`
 //! makes temp-file deletes fail instead; `file::final_write=return(NAME)`
 //! makes the last write of a whole body fail (after `Drained`) for files
-//! whose URL contains NAME.
+//! whose URL contains NAME; `syncer::hold=return(PATH)` holds the syncer's
+//! writer before it creates a temp file whose path contains PATH, until the
+//! point is removed.
 
 /// Aborts the process if the point `name` is configured.
 pub(crate) fn crash(name: &str) {

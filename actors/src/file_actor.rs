@@ -486,9 +486,10 @@ impl Transfer {
                         restarted_on_416,
                     ) {
                         Unsatisfiable::Finished => {
-                            // Everything was already here (an empty file,
-                            // if this transfer started from byte 0: it
-                            // must exist to be published).
+                            // Everything was already here. Never at byte
+                            // 0 (`http::unsatisfiable` asks for bytes on
+                            // disk), so the temp file is open; should that
+                            // rule change, it must exist to be published.
                             if sink.file.is_none() {
                                 self.write(&mut sink, BytesMut::new(), true).await?;
                             }
@@ -757,6 +758,9 @@ impl Transfer {
                 self.write(sink, data, checkpoint).await?;
                 if checkpoint {
                     self.report_checkpoint(sink);
+                }
+                if let Some(size) = size {
+                    buf.expect(size.saturating_sub(end));
                 }
                 last_chunk += io.elapsed();
             }

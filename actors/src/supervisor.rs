@@ -10,7 +10,7 @@
 //! durable), and Complete's intent is durable before any file is touched.
 
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -64,6 +64,14 @@ enum Step {
         file: FileId,
         temp: String,
     },
+}
+
+impl Step {
+    fn file(&self) -> FileId {
+        match self {
+            Self::Publish { file, .. } | Self::Delete { file, .. } => *file,
+        }
+    }
 }
 
 pub(crate) struct JobSupervisor {
@@ -324,9 +332,22 @@ impl JobSupervisor {
                 let user = self.job.owner().to_owned();
                 let access = self.access(None);
                 let committer = self.access(self.committer.as_deref());
+                // A file of the group may still be syncing (the commit
+                // dropped it): its last write could create or fill the temp
+                // file after this group deleted it. Its actor answers a stop
+                // only once that write is done, so the group waits for it.
+                let stepped: HashSet<FileId> = steps.iter().map(Step::file).collect();
+                let syncing: Vec<Addr<FileActor>> = self
+                    .syncing
+                    .extract_if(|file, _| stepped.contains(file))
+                    .map(|(_, (actor, _))| actor)
+                    .collect();
                 self.wait(
                     ctx,
-                    run_steps(steps, shared, access, committer),
+                    async move {
+                        join_all(syncing.iter().map(|actor| actor.send(Stop))).await;
+                        run_steps(steps, shared, access, committer).await
+                    },
                     move |act, events, _| {
                     for (file, event, pending_delete) in events {
                         if let Some(path) = pending_delete {

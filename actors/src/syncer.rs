@@ -100,7 +100,9 @@ impl Syncer {
                 .name("ferry-sync".into())
                 .spawn(move || {
                     while let Ok(work) = work_rx.recv() {
-                        work();
+                        // A panic drops this work's answer (its waiter
+                        // gets an error), not the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
                     }
                 })?;
         }
@@ -156,39 +158,51 @@ impl Syncer {
     }
 }
 
-/// The writer thread: each request as it comes.
+/// The writer thread: each request as it comes. A panic drops that
+/// request's answer (its waiter gets an error), not the thread.
 fn write(rx: &channel::Receiver<Request>, synced: &channel::Sender<Work>) {
     // Blocks until a request comes; ends when every handle is gone.
     while let Ok(request) = rx.recv() {
-        let file = match &request.target {
-            Target::File(file) => Ok(file.clone()),
-            Target::Create(path) => fs::open_temp(&request.access, path, 0)
-                .map(|(file, _)| Arc::new(file))
-                .map_err(Failed::Open),
-        };
-        let written = file.and_then(|file| {
-            if !request.data.is_empty() {
-                fs::write_at(&request.access, &file, &request.data, request.offset)
-                    .map_err(Failed::Write)?;
-            }
-            // Advice only: if it fails, the fdatasync still syncs.
-            let _ =
-                rustix::fs::fadvise(&*file, request.unsynced, None, rustix::fs::Advice::DontNeed);
-            Ok(file)
-        });
-        match written {
-            Ok(file) => {
-                let done = request.done;
-                // If the sync threads are gone, the dropped answer says so.
-                let _ = synced.send(Box::new(move || {
-                    let _ = done.send(file.sync_data().map_err(Failed::Write));
-                }));
-            }
-            // The transfer may have gone away (its actor stopped): nobody
-            // waits for this answer then.
-            Err(failed) => {
-                let _ = request.done.send(Err(failed));
-            }
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_one(request, synced);
+        }));
+    }
+}
+
+fn write_one(request: Request, synced: &channel::Sender<Work>) {
+    // Tests hold the writes of files under a directory here.
+    if let Target::Create(path) = &request.target {
+        while crate::failpoint::active_for("syncer::hold", &path.to_string_lossy()) {
+            thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let file = match &request.target {
+        Target::File(file) => Ok(file.clone()),
+        Target::Create(path) => fs::open_temp(&request.access, path, 0)
+            .map(|(file, _)| Arc::new(file))
+            .map_err(Failed::Open),
+    };
+    let written = file.and_then(|file| {
+        if !request.data.is_empty() {
+            fs::write_at(&request.access, &file, &request.data, request.offset)
+                .map_err(Failed::Write)?;
+        }
+        // Advice only: if it fails, the fdatasync still syncs.
+        let _ = rustix::fs::fadvise(&*file, request.unsynced, None, rustix::fs::Advice::DontNeed);
+        Ok(file)
+    });
+    match written {
+        Ok(file) => {
+            let done = request.done;
+            // If the sync threads are gone, the dropped answer says so.
+            let _ = synced.send(Box::new(move || {
+                let _ = done.send(file.sync_data().map_err(Failed::Write));
+            }));
+        }
+        // The transfer may have gone away (its actor stopped): nobody
+        // waits for this answer then.
+        Err(failed) => {
+            let _ = request.done.send(Err(failed));
         }
     }
 }

@@ -363,6 +363,74 @@ async fn temp_files_that_cannot_be_deleted_are_named_and_deleted_later() {
 }
 
 #[actix_rt::test]
+async fn a_commit_waits_for_the_last_write_of_a_file_it_drops() {
+    // In-process failpoint, aimed at this test's download dir only.
+    let run = Run::new(&[("s", 50_000), ("t", 10)]);
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    let dir = run.downloads.path().to_string_lossy().into_owned();
+    fail::cfg("syncer::hold", &format!("return({dir})")).unwrap();
+    let job = |name: &'static str| {
+        let engine = engine.clone();
+        let url = run.origin.url(&format!("/{name}"));
+        let local = run
+            .downloads
+            .path()
+            .join(name)
+            .to_string_lossy()
+            .into_owned();
+        async move {
+            let job = engine
+                .create_job(&alice(), JobSpec::download(name))
+                .await
+                .unwrap();
+            engine
+                .add_files(&alice(), job, vec![FileSpec::new(url, local)])
+                .await
+                .unwrap();
+            engine.resume(&alice(), job).await.unwrap();
+            job
+        }
+    };
+    let first = job("s").await;
+    // The whole body arrived; its temp file is not written yet (held).
+    let start = std::time::Instant::now();
+    loop {
+        let file = &engine.files(&alice(), first).await.unwrap()[0];
+        if file.bytes_transferred == 50_000 {
+            assert!(!file.transferred);
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "{file:?}");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cancel = actix_rt::spawn({
+        let engine = engine.clone();
+        async move { engine.cancel(&alice(), first).await }
+    });
+    // Cancel deletes the temp file, so it cannot answer while the file's
+    // last write is held (the write would create the file after the
+    // delete).
+    let held = std::time::Instant::now();
+    while held.elapsed() < Duration::from_millis(300) {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            !cancel.is_finished(),
+            "Cancel answered before the last write"
+        );
+    }
+    fail::remove("syncer::hold");
+    let answer = cancel.await.unwrap().unwrap();
+    assert_eq!(answer.result, CancelResult::Ok);
+    // The writer takes requests in order: once a later file is transferred,
+    // the dropped file's write is done, and its temp file must be gone.
+    let second = job("t").await;
+    until_state(&engine, second, JobState::Transferred).await;
+    let listing = run.listing();
+    assert_eq!(listing.len(), 1, "{listing:?}");
+    engine.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
 async fn crash_before_the_intent_record_leaves_the_job_unchanged() {
     let names = ["a", "b"];
     let run = Run::new(&[("a", 100_000), ("b", 10)]);

@@ -233,7 +233,7 @@ impl Default for Types {
 
 impl Types {
     /// Parses a comma-separated list of event types; `Err` names the first
-    /// unknown one.
+    /// unknown one (empty: the list names none).
     pub(crate) fn parse(list: &str) -> Result<Self, String> {
         let mut types = Self {
             job_transferred: false,
@@ -241,7 +241,9 @@ impl Types {
             job_modified: false,
             file_transferred: false,
         };
+        let mut any = false;
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            any = true;
             match name {
                 "job_transferred" => types.job_transferred = true,
                 "job_error" => types.job_error = true,
@@ -249,6 +251,9 @@ impl Types {
                 "file_transferred" => types.file_transferred = true,
                 other => return Err(other.to_owned()),
             }
+        }
+        if !any {
+            return Err(String::new());
         }
         Ok(types)
     }

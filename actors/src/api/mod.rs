@@ -574,8 +574,13 @@ async fn events(api: web::Data<Api>, req: HttpRequest, query: web::Query<EventsQ
     let types = match query.types.as_deref() {
         None => events::Types::default(),
         Some(list) => events::Types::parse(list).map_err(|unknown| {
+            let what = if unknown.is_empty() {
+                "no event type".to_owned()
+            } else {
+                format!("unknown event type {unknown:?}")
+            };
             bad_argument(format!(
-                "unknown event type {unknown:?} (job_transferred, job_error, job_modified, file_transferred)"
+                "{what} (job_transferred, job_error, job_modified, file_transferred)"
             ))
         })?,
     };

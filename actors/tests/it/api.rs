@@ -655,6 +655,8 @@ async fn events_can_be_limited_to_some_types() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_argument", "{body}");
+    let (status, _) = s.get("/v1/events?types=,", ALICE).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[actix_rt::test]
