@@ -78,6 +78,11 @@ struct Request {
 /// fdatasyncs (or commit steps) that run at once.
 const SYNC_THREADS: usize = 8;
 
+/// Files in the syncer at once, engine-wide: each holds an open temp file
+/// and maybe its last bytes (the per-job limit is the core's
+/// `max_syncing_files`; this one bounds many jobs together).
+const IN_FLIGHT: usize = 512;
+
 /// Work for a sync thread.
 type Work = Box<dyn FnOnce() + Send>;
 
@@ -87,6 +92,7 @@ type Work = Box<dyn FnOnce() + Send>;
 pub(crate) struct Syncer {
     tx: channel::Sender<Request>,
     work: channel::Sender<Work>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Syncer {
@@ -110,7 +116,11 @@ impl Syncer {
         thread::Builder::new()
             .name("ferry-write".into())
             .spawn(move || write(&rx, &synced))?;
-        Ok(Self { tx, work })
+        Ok(Self {
+            tx,
+            work,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
+        })
     }
 
     /// Runs `work` on a sync thread (file work of a file actor, such as a
@@ -141,6 +151,12 @@ impl Syncer {
         offset: u64,
         unsynced: u64,
     ) -> Result<(), Failed> {
+        // Waits for room (the file's transfer slot is free meanwhile).
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| Failed::Write(std::io::Error::other("the syncer has stopped")))?;
         let (done, answer) = oneshot::channel();
         self.tx
             .send(Request {
@@ -235,6 +251,23 @@ mod tests {
         for (path, i) in files {
             assert_eq!(std::fs::read(path).unwrap(), vec![i; 8]);
         }
+    }
+
+    #[actix_rt::test]
+    async fn more_requests_than_the_limit_all_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start().unwrap();
+        let waits = (0..IN_FLIGHT + 20).map(|i| {
+            let target = Target::Create(dir.path().join(format!("f{i}")));
+            syncer.write_and_sync(Access::engine(), target, BytesMut::from(&b"x"[..]), 0, 0)
+        });
+        let results = futures_util::future::join_all(waits).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(syncer.in_flight.available_permits(), IN_FLIGHT);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            IN_FLIGHT + 20
+        );
     }
 
     #[actix_rt::test]

@@ -260,6 +260,24 @@ fn start_error(err: EngineError, data_dir: &Path) -> ServeError {
 }
 
 /// Runs the daemon until a signal; returns once everything is checkpointed.
+/// Raises the soft limit of open files to the hard one: the daemon keeps a
+/// file open for every transfer and every file being synced (up to 512 at
+/// once), and a soft limit of 1,024 is common. Failing that, it says so
+/// and goes on.
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(err) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(message = "Could not raise the open-file limit.", error = %err);
+        }
+    }
+}
+
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     config
         .validate()
@@ -279,6 +297,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             source,
         },
     )?;
+    raise_file_limit();
     let daemon_uid = rustix::process::getuid().as_raw();
     let mut engine_config = config.engine();
     engine_config.identities = identities(&config, daemon_uid)?;
@@ -430,5 +449,27 @@ impl Signals {
             }
             None => std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        // A soft limit below the hard one first (tests of this binary
+        // still have 512 files meanwhile).
+        let before = getrlimit(Resource::Nofile);
+        let lower = Rlimit {
+            current: Some(512),
+            maximum: before.maximum,
+        };
+        setrlimit(Resource::Nofile, lower).unwrap();
+        assert_eq!(getrlimit(Resource::Nofile).current, Some(512));
+        super::raise_file_limit();
+        let limit = getrlimit(Resource::Nofile);
+        assert_eq!(limit.current, limit.maximum);
     }
 }
