@@ -8,7 +8,7 @@
 //! set, the point prints `FAILPOINT <name>` and waits for the test to SIGKILL
 //! the process. Points: `commit::before_intent`, `commit::before_publish`,
 //! `commit::between_renames`, `commit::before_outcome`. `fs::delete=return`
-//! makes temp-file deletes fail instead; `file::final_write=return(NAME)`
+//! makes deletes of temp files that exist fail instead; `file::final_write=return(NAME)`
 //! makes the last write of a whole body fail (after `Drained`) for files
 //! whose URL contains NAME; `syncer::hold=return(PATH)` holds the syncer's
 //! writer before it creates a temp file whose path contains PATH, until the
