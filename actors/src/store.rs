@@ -96,6 +96,14 @@ impl StoreBatch {
         out
     }
 
+    /// Appends `later`'s puts after this batch's (two batches of puts only:
+    /// written in one go, the later value of a key wins, as written one
+    /// after the other).
+    pub(crate) fn append_puts(&mut self, later: Self) {
+        debug_assert!(later.deletes.is_empty() && later.forget.is_empty());
+        self.puts.extend(later.puts);
+    }
+
     /// Deletes every record of `job`.
     pub(crate) fn forget(job: JobId) -> Self {
         Self {

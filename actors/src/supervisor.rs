@@ -106,6 +106,12 @@ pub(crate) struct JobSupervisor {
     reported_state: Option<JobState>,
     /// The directories this job's files were added in (see `access.rs`).
     pins: Arc<Pins>,
+    /// Lazy records not yet handed to the store: gathered while the
+    /// messages that are already here are handled (a burst of file reports
+    /// becomes one store write, not one wake-up of its thread each), handed
+    /// over before any synced write, Barrier or shutdown, so the store
+    /// still sees every record in the order the core made them.
+    lazy: Option<StoreBatch>,
     /// Who asked for the commit under way (the published files become
     /// that user's); `None` after a restart, when a commit rolls forward
     /// and the files stay the owner's.
@@ -152,6 +158,7 @@ impl JobSupervisor {
             reported_state: None,
             pins,
             committer: None,
+            lazy: None,
         }
     }
 
@@ -229,6 +236,10 @@ impl JobSupervisor {
             };
             match item {
                 Item::Reply(tx, result) => {
+                    // What was recorded before an answer reaches the store
+                    // before the caller can act on it (a Barrier waits for
+                    // the store to have it).
+                    self.flush_lazy(ctx);
                     let _ = tx.send(result);
                 }
                 Item::Effect(effect) => self.carry_out(effect, ctx),
@@ -271,12 +282,21 @@ impl JobSupervisor {
                 let store = self.shared.store.clone();
                 let write = StoreBatch::from_core(&batch);
                 match batch.durability {
-                    Durability::Lazy => {
-                        if let Err(err) = store.write_lazy(write) {
-                            self.store_failed(&err, ctx);
+                    Durability::Lazy => match &mut self.lazy {
+                        Some(pending) => pending.append_puts(write),
+                        None => {
+                            self.lazy = Some(write);
+                            // Handed over once this turn's messages are
+                            // handled.
+                            ctx.spawn(
+                                actix_rt::task::yield_now()
+                                    .into_actor(self)
+                                    .map(|(), act, ctx| act.flush_lazy(ctx)),
+                            );
                         }
-                    }
+                    },
                     Durability::Sync => {
+                        self.flush_lazy(ctx);
                         if batch
                             .job_record
                             .as_ref()
@@ -382,6 +402,7 @@ impl JobSupervisor {
                 }
             }
             Effect::Forget(job) => {
+                self.flush_lazy(ctx);
                 let store = self.shared.store.clone();
                 self.wait(
                     ctx,
@@ -579,6 +600,15 @@ impl JobSupervisor {
                 owner: self.job.owner().to_owned(),
                 state,
             });
+        }
+    }
+
+    /// Hands the gathered lazy records to the store.
+    fn flush_lazy(&mut self, ctx: &mut Context<Self>) {
+        if let Some(write) = self.lazy.take()
+            && let Err(err) = self.shared.store.write_lazy(write)
+        {
+            self.store_failed(&err, ctx);
         }
     }
 
@@ -1013,6 +1043,7 @@ impl Handler<Shutdown> for JobSupervisor {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         self.stopping = true;
+        self.flush_lazy(ctx);
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
@@ -1031,7 +1062,10 @@ impl Handler<Shutdown> for JobSupervisor {
         Box::pin(
             join_all(stops)
                 .into_actor(self)
-                .map(|results, act, _| {
+                .map(|results, act, ctx| {
+                    // Lazy records gathered while the stops were awaited
+                    // go first: the ones below are newer.
+                    act.flush_lazy(ctx);
                     let now = act.shared.clock.now();
                     for (file, attempt, result) in results {
                         if let Ok(Some(offset)) = result {
