@@ -293,19 +293,28 @@ impl Store {
     }
 
     /// Writes `batch`; with `sync`, answers once it is fsynced. Runs on the
-    /// writer thread, grouped with other writes queued meanwhile.
-    pub(crate) async fn write(&self, batch: StoreBatch, sync: bool) -> Result<(), StoreError> {
+    /// writer thread, grouped with other writes queued meanwhile. The write
+    /// is queued when this is called, not when the answer is first awaited:
+    /// its place among other writes is the caller's order.
+    pub(crate) fn write(
+        &self,
+        batch: StoreBatch,
+        sync: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + use<> {
         let (done, wait) = oneshot::channel();
         let request = Request::Write {
             batch,
             sync,
             done: Some(done),
         };
-        self.inner.send(request)?;
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StoreError::Decode(DecodeError::Malformed(message))),
-            Err(_) => Err(StoreError::Closed),
+        let sent = self.inner.send(request);
+        async move {
+            sent?;
+            match wait.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(message)) => Err(StoreError::Decode(DecodeError::Malformed(message))),
+                Err(_) => Err(StoreError::Closed),
+            }
         }
     }
 
@@ -321,8 +330,8 @@ impl Store {
     }
 
     /// Waits until every write queued so far is durable.
-    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.write(StoreBatch::default(), true).await
+    pub(crate) fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + use<> {
+        self.write(StoreBatch::default(), true)
     }
 }
 

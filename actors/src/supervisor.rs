@@ -240,7 +240,11 @@ impl JobSupervisor {
                     // before the caller can act on it (a Barrier waits for
                     // the store to have it).
                     self.flush_lazy(ctx);
-                    let _ = tx.send(result);
+                    if self.failed {
+                        let _ = tx.send(Err(EngineError::Store("the store failed".into())));
+                    } else {
+                        let _ = tx.send(result);
+                    }
                 }
                 Item::Effect(effect) => self.carry_out(effect, ctx),
                 Item::Notify(notification, state) => self.notify(notification, state),
@@ -304,15 +308,14 @@ impl JobSupervisor {
                         {
                             crate::failpoint::crash("commit::before_intent");
                         }
-                        self.wait(
-                            ctx,
-                            async move { store.write(write, true).await },
-                            |act, r, ctx| {
-                                if let Err(err) = r {
-                                    act.store_failed(&err, ctx);
-                                }
-                            },
-                        );
+                        // Queued now, behind the lazy records just handed
+                        // over (not when the wait is first polled).
+                        let written = store.write(write, true);
+                        self.wait(ctx, written, |act, r, ctx| {
+                            if let Err(err) = r {
+                                act.store_failed(&err, ctx);
+                            }
+                        });
                     }
                 }
             }
@@ -368,9 +371,11 @@ impl JobSupervisor {
                         join_all(syncing.iter().map(|actor| actor.send(Stop))).await;
                         run_steps(steps, shared, access, committer).await
                     },
-                    move |act, events, _| {
+                    move |act, events, ctx| {
                     for (file, event, pending_delete) in events {
                         if let Some(path) = pending_delete {
+                            // In the core's order, after what came before.
+                            act.flush_lazy(ctx);
                             // Durable with the job's next synced write (the
                             // commit's outcome), retried by the manager with
                             // the same user's rights.
@@ -403,15 +408,11 @@ impl JobSupervisor {
             }
             Effect::Forget(job) => {
                 self.flush_lazy(ctx);
-                let store = self.shared.store.clone();
-                self.wait(
-                    ctx,
-                    async move { store.write(StoreBatch::forget(job), true).await },
-                    move |act, _, ctx| {
-                        act.to_manager(crate::manager::Unregister(job));
-                        ctx.stop();
-                    },
-                );
+                let forgotten = self.shared.store.write(StoreBatch::forget(job), true);
+                self.wait(ctx, forgotten, move |act, _, ctx| {
+                    act.to_manager(crate::manager::Unregister(job));
+                    ctx.stop();
+                });
             }
         }
     }
@@ -799,6 +800,13 @@ impl Actor for JobSupervisor {
         self.drain();
         self.pump(ctx);
     }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // Whatever way it stopped, no gathered record stays behind.
+        if let Some(write) = self.lazy.take() {
+            let _ = self.shared.store.write_lazy(write);
+        }
+    }
 }
 
 /// Run a command as `who`.
@@ -1112,7 +1120,11 @@ impl Handler<Shutdown> for JobSupervisor {
                     }
                     .into_actor(act)
                 })
-                .map(|(), _, ctx| ctx.stop()),
+                .map(|(), act, ctx| {
+                    // Reports handled while the store flushed.
+                    act.flush_lazy(ctx);
+                    ctx.stop();
+                }),
         )
     }
 }
