@@ -35,30 +35,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$WORK/www/d" "$WORK/tmp"
+mkdir -p "$WORK/www/d"
 for i in $(seq 0 $((FILES - 1))); do head -c "$SIZE" /dev/urandom >"$WORK/www/d/f$i"; done
-PORT=$((20000 + RANDOM % 20000))
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 100000;
-  client_body_temp_path $WORK/tmp;
-  proxy_temp_path $WORK/tmp;
-  fastcgi_temp_path $WORK/tmp;
-  uwsgi_temp_path $WORK/tmp;
-  scgi_temp_path $WORK/tmp;
-  server {
-    listen 127.0.0.1:$PORT;
-    root $WORK/www;
-  }
-}
-EOF
-nginx -c "$WORK/nginx.conf"
+# shellcheck source=bench/nginx.sh
+source bench/nginx.sh
+start_nginx
 mapfile -t list < <(for i in $(seq 0 $((FILES - 1))); do echo "http://127.0.0.1:$PORT/d/f$i"; done)
 
 # Context switches and CPU ticks of every live thread of process $1.

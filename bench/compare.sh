@@ -55,29 +55,9 @@ mkdir -p "$WORK/www/big" "$WORK/www/mid" "$WORK/www/small"
 [[ " $SETS " == *" mid "* ]] && for i in $(seq 0 63); do head -c $((16 << 20)) /dev/urandom >"$WORK/www/mid/f$i"; done
 [[ " $SETS " == *" small "* ]] && for i in $(seq 0 1999); do head -c $((64 << 10)) /dev/urandom >"$WORK/www/small/f$i"; done
 
-PORT=$((20000 + RANDOM % 20000))
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 100000;
-  client_body_temp_path $WORK/tmp;
-  proxy_temp_path $WORK/tmp;
-  fastcgi_temp_path $WORK/tmp;
-  uwsgi_temp_path $WORK/tmp;
-  scgi_temp_path $WORK/tmp;
-  server {
-    listen 127.0.0.1:$PORT;
-    root $WORK/www;
-  }
-}
-EOF
-mkdir -p "$WORK/tmp"
-nginx -c "$WORK/nginx.conf"
+# shellcheck source=bench/nginx.sh
+source bench/nginx.sh
+start_nginx
 
 # ferry's daemon, user mode, its own data dir and socket.
 "$FERRY" serve --data-dir "$WORK/ferry" --socket "$WORK/ferry.sock" \

@@ -364,6 +364,17 @@ struct Sink {
     last_progress: Instant,
 }
 
+impl Sink {
+    /// `len` more bytes were written, and with `synced` all are durable.
+    fn advance(&mut self, len: u64, synced: bool) {
+        self.offset += len;
+        if synced {
+            self.durable = self.offset;
+            self.last_checkpoint = Instant::now();
+        }
+    }
+}
+
 fn local_error(code: &str, err: impl std::fmt::Display) -> TransferError {
     TransferError::fatal(ErrorContext::LocalFile, code, err.to_string())
 }
@@ -777,19 +788,12 @@ impl Transfer {
                 return Err(Failure::Error(local_error("write_failed", "injected")));
             }
             let len = rest.len() as u64;
-            let target = match &sink.file {
-                Some(file) => Target::File(file.clone()),
-                None => Target::Create(PathBuf::from(&self.order.temp)),
-            };
+            let target = self.target(sink);
             self.syncer
                 .write_and_sync(self.access.clone(), target, rest, sink.offset, sink.durable)
                 .await
-                .map_err(|failed| match failed {
-                    Failed::Open(err) => local_error("temp_file", err),
-                    Failed::Write(err) => write_error(&err),
-                })?;
-            sink.offset += len;
-            sink.durable = sink.offset;
+                .map_err(failed_error)?;
+            sink.advance(len, true);
             return Ok(sink.offset);
         }
         // Keep what arrived, even when the body broke off or we stop.
@@ -823,37 +827,35 @@ impl Transfer {
         data: BytesMut,
         sync: bool,
     ) -> Result<(), TransferError> {
-        let file = sink.file.clone();
-        let temp = PathBuf::from(&self.order.temp);
+        let target = self.target(sink);
         let offset = sink.offset;
         let len = data.len() as u64;
         let access = self.access.clone();
-        let file = blocking(move || {
-            let file = match file {
-                Some(file) => file,
-                None => match fs::open_temp(&access, &temp, 0) {
-                    Ok((file, _)) => Arc::new(file),
-                    Err(err) => return Ok(Err(err)),
-                },
-            };
-            if !data.is_empty() {
-                fs::write_at(&access, &file, &data, offset)?;
-            }
-            if sync {
-                file.sync_data()?;
-            }
-            Ok(Ok(file))
+        let written = blocking(move || {
+            Ok(target.open(&access).and_then(|file| {
+                if !data.is_empty() {
+                    fs::write_at(&access, &file, &data, offset).map_err(Failed::Write)?;
+                }
+                if sync {
+                    file.sync_data().map_err(Failed::Write)?;
+                }
+                Ok(file)
+            }))
         })
         .await
-        .map_err(|err| write_error(&err))?
-        .map_err(|err| local_error("temp_file", err))?;
-        sink.file = Some(file);
-        sink.offset += len;
-        if sync {
-            sink.durable = sink.offset;
-            sink.last_checkpoint = Instant::now();
-        }
+        .map_err(|err| write_error(&err))?;
+        sink.file = Some(written.map_err(failed_error)?);
+        sink.advance(len, sync);
         Ok(())
+    }
+
+    /// The temp file a write goes to: the open one, or this transfer's to
+    /// create.
+    fn target(&self, sink: &Sink) -> Target {
+        match &sink.file {
+            Some(file) => Target::File(file.clone()),
+            None => Target::Create(PathBuf::from(&self.order.temp)),
+        }
     }
 
     fn report_checkpoint(&self, sink: &Sink) {
@@ -862,6 +864,14 @@ impl Transfer {
                 offset: sink.durable,
             });
         }
+    }
+}
+
+/// A failed write of the end of a body, or of any write.
+fn failed_error(failed: Failed) -> TransferError {
+    match failed {
+        Failed::Open(err) => local_error("temp_file", err),
+        Failed::Write(err) => write_error(&err),
     }
 }
 

@@ -283,7 +283,6 @@ impl JobSupervisor {
         }
         match effect {
             Effect::Persist(batch) => {
-                let store = self.shared.store.clone();
                 let write = StoreBatch::from_core(&batch);
                 match batch.durability {
                     Durability::Lazy => match &mut self.lazy {
@@ -310,7 +309,7 @@ impl JobSupervisor {
                         }
                         // Queued now, behind the lazy records just handed
                         // over (not when the wait is first polled).
-                        let written = store.write(write, true);
+                        let written = self.shared.store.write(write, true);
                         self.wait(ctx, written, |act, r, ctx| {
                             if let Err(err) = r {
                                 act.store_failed(&err, ctx);
@@ -671,6 +670,15 @@ pub(crate) fn host_of(remote: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A file actor for a commit step of `file`, on the next file arbiter.
+fn commit_actor(shared: &Shared, file: FileId) -> Addr<FileActor> {
+    let config = shared.config.clone();
+    let syncer = shared.syncer.clone();
+    FileActor::start_in_arbiter(&shared.arbiter(), move |_| {
+        FileActor::commit(file, config, syncer)
+    })
+}
+
 /// Carries out a group of commit steps: file actors publish and delete
 /// concurrently (after one syncfs when there are many publishes), then each
 /// touched directory is fsynced once, then the results are reported. Each
@@ -713,11 +721,7 @@ async fn run_steps(
                     modified,
                     size,
                 } => {
-                    let actor = FileActor::start_in_arbiter(&shared.arbiter(), {
-                        let config = shared.config.clone();
-                        let syncer = shared.syncer.clone();
-                        move |_| FileActor::commit(file, config, syncer)
-                    });
+                    let actor = commit_actor(&shared, file);
                     let request = Publish {
                         access,
                         committer,
@@ -740,11 +744,7 @@ async fn run_steps(
                     (file, event, pending, dir)
                 }
                 Step::Delete { file, temp } => {
-                    let actor = FileActor::start_in_arbiter(&shared.arbiter(), {
-                        let config = shared.config.clone();
-                        let syncer = shared.syncer.clone();
-                        move |_| FileActor::commit(file, config, syncer)
-                    });
+                    let actor = commit_actor(&shared, file);
                     let result = actor
                         .send(Delete {
                             access,

@@ -55,6 +55,19 @@ pub(crate) enum Target {
     Create(PathBuf),
 }
 
+impl Target {
+    /// The file to write, opened (created) as `access` if need be.
+    /// Blocking: on the syncer's or the blocking pool's threads only.
+    pub(crate) fn open(&self, access: &Access) -> Result<Arc<File>, Failed> {
+        match self {
+            Self::File(file) => Ok(file.clone()),
+            Self::Create(path) => fs::open_temp(access, path, 0)
+                .map(|(file, _)| Arc::new(file))
+                .map_err(Failed::Open),
+        }
+    }
+}
+
 /// Why a request failed.
 #[derive(Debug)]
 pub(crate) enum Failed {
@@ -192,13 +205,7 @@ fn write_one(request: Request, synced: &channel::Sender<Work>) {
             thread::sleep(std::time::Duration::from_millis(5));
         }
     }
-    let file = match &request.target {
-        Target::File(file) => Ok(file.clone()),
-        Target::Create(path) => fs::open_temp(&request.access, path, 0)
-            .map(|(file, _)| Arc::new(file))
-            .map_err(Failed::Open),
-    };
-    let written = file.and_then(|file| {
+    let written = request.target.open(&request.access).and_then(|file| {
         if !request.data.is_empty() {
             fs::write_at(&request.access, &file, &request.data, request.offset)
                 .map_err(Failed::Write)?;
