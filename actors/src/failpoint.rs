@@ -10,7 +10,9 @@
 //! `commit::between_renames`, `commit::before_outcome`. `fs::delete=return`
 //! makes deletes of temp files that exist fail instead; `file::final_write=return(NAME)`
 //! makes the last write of a whole body fail (after `Drained`) for files
-//! whose URL contains NAME; `syncer::hold=return(PATH)` holds the syncer's
+//! whose URL contains NAME; `file::write=return(NAME)` makes the writes
+//! of a body from its 2 MiB on fail (while it is read on) for files whose
+//! URL contains NAME; `syncer::hold=return(PATH)` holds the syncer's
 //! writer before it creates a temp file whose path contains PATH, until the
 //! point is removed.
 

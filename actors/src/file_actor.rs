@@ -7,8 +7,11 @@
 //! arbiter's awc client (awc values never cross arbiters), and reports to its
 //! supervisor through a weak recipient (no strong parent address).
 //!
-//! All file I/O runs on the blocking pool (`spawn_blocking`), and each write
-//! is awaited before the next chunk is read: backpressure from disk to socket.
+//! All file I/O runs on the blocking pool (`spawn_blocking`) or the syncer.
+//! A body is written while it is read on: one write in flight, awaited
+//! before the next starts (backpressure from disk to socket), its
+//! writeback started at once, and checkpoint fdatasyncs beside the writes
+//! (see [`Pipe`]), so a large file's disk time overlaps its network time.
 
 use std::{cell::RefCell, fs::File, path::PathBuf, sync::Arc, time::Instant};
 
@@ -350,13 +353,110 @@ impl From<TransferError> for Failure {
     }
 }
 
+/// Writes and checkpoint fdatasyncs that run while the body is read on.
+///
+/// At most one write is in flight; the next waits for it (so at most two
+/// buffers are in memory, and a slow disk slows the socket). Each write
+/// starts the writeback of what it wrote (`posix_fadvise(DONTNEED)`:
+/// Linux writes dirty pages back and drops pages already clean), so the
+/// disk works while the network does, not all at once at the end. A
+/// checkpoint fdatasync runs beside the writes after it and makes durable
+/// what was written before it started. Every path out of a transfer
+/// settles the pipe first: once a transfer answers, nothing of it is in
+/// flight.
+#[derive(Default)]
+struct Pipe {
+    write: Option<tokio::task::JoinHandle<Result<Arc<File>, Failed>>>,
+    /// The fdatasync in flight, and the offset it makes durable.
+    sync: Option<(tokio::task::JoinHandle<std::io::Result<()>>, u64)>,
+}
+
+/// How far behind a write its writeback advice reaches, so that pages
+/// whose writeback has ended since are dropped from the cache too.
+const ADVISE_BEHIND: u64 = 8 << 20;
+
+impl Pipe {
+    /// Starts writing `data` at `offset` into `target`.
+    fn start_write(
+        &mut self,
+        access: Access,
+        target: Target,
+        data: BytesMut,
+        offset: u64,
+        remote: &str,
+    ) {
+        debug_assert!(self.write.is_none());
+        let injected = offset >= 2 << 20 && crate::failpoint::active_for("file::write", remote);
+        self.write = Some(actix_rt::task::spawn_blocking(move || {
+            let file = target.open(&access)?;
+            if injected {
+                return Err(Failed::Write(std::io::Error::other("injected")));
+            }
+            fs::write_at(&access, &file, &data, offset).map_err(Failed::Write)?;
+            // Advice only: if it fails, a later fdatasync still syncs.
+            let _ = rustix::fs::fadvise(
+                &*file,
+                offset.saturating_sub(ADVISE_BEHIND),
+                None,
+                rustix::fs::Advice::DontNeed,
+            );
+            Ok(file)
+        }));
+    }
+
+    /// Waits for the write in flight, if any.
+    async fn finish_write(&mut self, sink: &mut Sink) -> Result<(), TransferError> {
+        if let Some(write) = self.write.take() {
+            let file = write
+                .await
+                .map_err(|err| write_error(&std::io::Error::other(format!("write task: {err}"))))?
+                .map_err(failed_error)?;
+            sink.file = Some(file);
+        }
+        Ok(())
+    }
+
+    /// Starts an fdatasync of `file`, whose bytes before `offset` are
+    /// written.
+    fn start_sync(&mut self, file: Arc<File>, offset: u64) {
+        debug_assert!(self.sync.is_none());
+        let sync = actix_rt::task::spawn_blocking(move || file.sync_data());
+        self.sync = Some((sync, offset));
+    }
+
+    /// Takes the fdatasync's outcome: at once if it is done (`wait` false),
+    /// else after it. True if bytes turned durable.
+    async fn finish_sync(&mut self, sink: &mut Sink, wait: bool) -> Result<bool, TransferError> {
+        let Some((sync, offset)) = self.sync.take() else {
+            return Ok(false);
+        };
+        if !wait && !sync.is_finished() {
+            self.sync = Some((sync, offset));
+            return Ok(false);
+        }
+        sync.await
+            .map_err(|err| write_error(&std::io::Error::other(format!("sync task: {err}"))))?
+            .map_err(|err| write_error(&err))?;
+        let advanced = offset > sink.durable;
+        sink.durable = sink.durable.max(offset);
+        Ok(advanced)
+    }
+
+    /// Waits for everything in flight; the first error, once all ended.
+    async fn settle(&mut self, sink: &mut Sink) -> Result<bool, TransferError> {
+        let wrote = self.finish_write(sink).await;
+        let synced = self.finish_sync(sink, true).await;
+        wrote.and(synced)
+    }
+}
+
 /// Where the body goes, and how far it got.
 struct Sink {
     /// The open temp file; `None` until the first write of a transfer that
     /// starts from byte 0, which creates it in the same trip (a small
     /// file's whole life on disk is then one trip, to the syncer).
     file: Option<Arc<File>>,
-    /// Bytes written (not necessarily durable).
+    /// Bytes written or being written (not necessarily durable).
     offset: u64,
     /// Bytes durable and reported.
     durable: u64,
@@ -663,6 +763,7 @@ impl Transfer {
         size: Option<u64>,
     ) -> Result<u64, Failure> {
         let mut buf = Coalescer::new(WRITE_SIZE);
+        let mut pipe = Pipe::default();
         if let Some(size) = size {
             buf.expect(size.saturating_sub(sink.offset));
         }
@@ -699,8 +800,14 @@ impl Transfer {
             let chunk = match next {
                 Err(_) if last_chunk.elapsed() < idle => {
                     let io = Instant::now();
+                    let settled = match pipe.settle(sink).await {
+                        Ok(settled) => settled,
+                        Err(error) => return Err(Failure::Error(error)),
+                    };
                     if !buf.is_empty() || sink.offset > sink.durable {
                         self.write(sink, buf.take(), true).await?;
+                        self.report_checkpoint(sink);
+                    } else if settled {
                         self.report_checkpoint(sink);
                     }
                     if sink.offset > reported {
@@ -763,15 +870,16 @@ impl Transfer {
             }
             if let Some(data) = full {
                 let io = Instant::now();
-                let end = sink.offset + data.len() as u64;
-                let checkpoint = end - sink.durable >= self.config.checkpoint_bytes
-                    || sink.last_checkpoint.elapsed() >= self.config.checkpoint_interval;
-                self.write(sink, data, checkpoint).await?;
-                if checkpoint {
-                    self.report_checkpoint(sink);
+                if let Err(error) = self.pipe_write(&mut pipe, sink, data).await {
+                    // The checkpoint in flight ends first; what it made
+                    // durable is reported (a retry resumes from there).
+                    if let Ok(true) = pipe.settle(sink).await {
+                        self.report_checkpoint(sink);
+                    }
+                    return Err(Failure::Error(error));
                 }
                 if let Some(size) = size {
-                    buf.expect(size.saturating_sub(end));
+                    buf.expect(size.saturating_sub(sink.offset));
                 }
                 last_chunk += io.elapsed();
             }
@@ -784,6 +892,7 @@ impl Transfer {
             // starts meanwhile), by the syncer, which makes the ends of
             // many files durable in one round.
             self.event(TransferEvent::Drained { size: end });
+            pipe.settle(sink).await?;
             if crate::failpoint::active_for("file::final_write", &self.order.remote) {
                 return Err(Failure::Error(local_error("write_failed", "injected")));
             }
@@ -797,6 +906,7 @@ impl Transfer {
             return Ok(sink.offset);
         }
         // Keep what arrived, even when the body broke off or we stop.
+        pipe.settle(sink).await?;
         self.write(sink, rest, true).await?;
         if stopped {
             return Err(Failure::Stopped(sink.durable));
@@ -816,6 +926,41 @@ impl Transfer {
             )));
         }
         Ok(sink.offset)
+    }
+
+    /// Hands a full buffer to the pipe: waits for the write before it,
+    /// reports a checkpoint that ended, starts one if due, then starts
+    /// this write.
+    async fn pipe_write(
+        &self,
+        pipe: &mut Pipe,
+        sink: &mut Sink,
+        data: BytesMut,
+    ) -> Result<(), TransferError> {
+        pipe.finish_write(sink).await?;
+        if pipe.finish_sync(sink, false).await? {
+            self.report_checkpoint(sink);
+        }
+        let due = sink.offset - sink.durable >= self.config.checkpoint_bytes
+            || sink.last_checkpoint.elapsed() >= self.config.checkpoint_interval;
+        if due
+            && pipe.sync.is_none()
+            && sink.offset > sink.durable
+            && let Some(file) = &sink.file
+        {
+            pipe.start_sync(file.clone(), sink.offset);
+            sink.last_checkpoint = Instant::now();
+        }
+        let len = data.len() as u64;
+        pipe.start_write(
+            self.access.clone(),
+            self.target(sink),
+            data,
+            sink.offset,
+            &self.order.remote,
+        );
+        sink.offset += len;
+        Ok(())
     }
 
     /// Writes `data` (maybe nothing) at the sink's offset and, with

@@ -525,3 +525,52 @@ async fn a_write_failing_after_the_body_arrived_fails_the_job_and_a_resume_finis
     run.assert_file("fine");
     engine.shutdown().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_write_failing_mid_body_fails_the_job_and_a_resume_continues_from_its_checkpoint() {
+    // The body is written while it is read on, with checkpoint fdatasyncs
+    // beside the writes. A write from byte 2 MiB on fails: the job must
+    // hear the local file's error, with what the checkpoint before it made
+    // durable reported, so that a resume asks only for the rest and the
+    // file comes out byte-identical.
+    const SIZE: u64 = 6 << 20;
+    let run = Run::new(&[("write-fails", SIZE)]);
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    let job = engine
+        .create_job(&alice(), JobSpec::download("write-fails"))
+        .await
+        .unwrap();
+    let local = run.downloads.path().join("write-fails");
+    let file = FileSpec::new(
+        run.origin.url("/write-fails"),
+        local.to_string_lossy().into_owned(),
+    );
+    engine.add_files(&alice(), job, vec![file]).await.unwrap();
+    fail::cfg("file::write", "return(write-fails)").unwrap();
+    engine.resume(&alice(), job).await.unwrap();
+    until_state(&engine, job, JobState::Error).await;
+    fail::remove("file::write");
+    let view = engine.job(&alice(), job).await.unwrap();
+    let error = view.error.expect("the job's error");
+    assert_eq!(error.code, "write_failed");
+    assert_eq!(error.file, Some(ferry_core::FileId(0)));
+    let first = &engine.files(&alice(), job).await.unwrap()[0];
+    assert!(!first.transferred && !first.transferring, "{first:?}");
+    engine.resume(&alice(), job).await.unwrap();
+    until_state(&engine, job, JobState::Transferred).await;
+    let requests = run.origin.requests_of("/write-fails");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let from: u64 = requests[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("the resume asked for no range: {requests:?}"));
+    assert!(
+        (1 << 20..=2 << 20).contains(&from),
+        "resumed from {from}: {requests:?}"
+    );
+    let answer = engine.complete(&alice(), job).await.unwrap();
+    assert_eq!(answer.result, CompleteResult::Complete);
+    run.assert_file("write-fails");
+    engine.shutdown().await.unwrap();
+}

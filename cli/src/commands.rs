@@ -304,6 +304,11 @@ struct GetArgs {
     /// Print Complete's answer as JSON.
     #[arg(long)]
     json: bool,
+    /// Print to standard error how long, from the command's start, the
+    /// files took to be transferred (every byte durable in its temp file)
+    /// and to be complete (durable at their final names).
+    #[arg(long)]
+    timings: bool,
 }
 
 /// A failed command: its message and exit code.
@@ -996,6 +1001,7 @@ fn file_name(url: &str) -> String {
 }
 
 async fn get(client: &Client, args: GetArgs) -> Outcome {
+    let start = std::time::Instant::now();
     let files: Vec<(String, PathBuf)> = match &args.dest {
         Some(dest) => {
             if args.urls.len() != 1 {
@@ -1078,6 +1084,7 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
         let _: json::Job = client.action(&job.id, "resume").await?;
         watch_one(client, &job.id).await?;
     }
+    let transferred = start.elapsed();
     match client
         .action::<json::CompleteResult>(&job.id, "complete")
         .await
@@ -1092,6 +1099,13 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
             }
         }
         Err(err) => return Err(err.into()),
+    }
+    if args.timings {
+        eprintln!(
+            "ferry: transferred after {:.3} s, complete after {:.3} s",
+            transferred.as_secs_f64(),
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(exit::OK)
 }
