@@ -98,22 +98,24 @@ run() {
         --allow-overwrite=true --auto-file-renaming=false --file-allocation=none
       ;;
     ferry)
-      "$FERRY" get --timings --parallel "$PARALLEL" -o "$dest" "${list[@]}" >/dev/null 2>"$WORK/get.err"
+      "$FERRY" get --timings --parallel "$PARALLEL" -o "$dest" "${list[@]}" >/dev/null 2>"$WORK/get.err" ||
+        { cat "$WORK/get.err" >&2; kill $$; }
       ;;
   esac
   t1=$(now)
   sync
   t2=$(now)
   if [[ $tool == ferry ]]; then
-    # "ferry: transferred after X s, complete after Y s": the end of the
-    # transfer, counted like the others from the command's start.
-    local transferred
-    transferred=$(awk '/transferred after/ {print $4}' "$WORK/get.err")
-    [[ -n "$transferred" ]] || { cat "$WORK/get.err" >&2; kill $$; }
+    # "ferry: transferred after X s, complete after Y s": the transfer
+    # ended Y - X before the command did (so the process's own start
+    # counts, as it does for the others).
+    local after
+    after=$(awk '/transferred after/ {print $8 - $4}' "$WORK/get.err")
+    [[ -n "$after" ]] || { cat "$WORK/get.err" >&2; kill $$; }
     # Its files are durable at their names when it answers: no sync of
     # its own is counted.
     t2=$t1
-    t1=$(awk -v a="$t0" -v x="$transferred" 'BEGIN { printf "%.6f", a + x }')
+    t1=$(awk -v b="$t1" -v x="$after" 'BEGIN { printf "%.6f", b - x }')
   fi
   # Every file must be there, whole (same count and bytes as served).
   local got want

@@ -783,10 +783,16 @@ impl Transfer {
             // that never fills a write is checkpointed on time too.
             let pending = !buf.is_empty() || sink.offset > sink.durable || sink.offset > reported;
             let wait = if pending {
-                let due = self
-                    .config
-                    .checkpoint_interval
-                    .saturating_sub(sink.last_checkpoint.elapsed());
+                // While a checkpoint runs, its own end is awaited no
+                // sooner than an interval from now (a slow fdatasync must
+                // not turn every short wait into an inline write and sync).
+                let due = if pipe.sync.is_some() {
+                    self.config.checkpoint_interval
+                } else {
+                    self.config
+                        .checkpoint_interval
+                        .saturating_sub(sink.last_checkpoint.elapsed())
+                };
                 idle_left.min(due)
             } else {
                 idle_left
@@ -800,10 +806,7 @@ impl Transfer {
             let chunk = match next {
                 Err(_) if last_chunk.elapsed() < idle => {
                     let io = Instant::now();
-                    let settled = match pipe.settle(sink).await {
-                        Ok(settled) => settled,
-                        Err(error) => return Err(Failure::Error(error)),
-                    };
+                    let settled = self.settle(&mut pipe, sink).await?;
                     if !buf.is_empty() || sink.offset > sink.durable {
                         self.write(sink, buf.take(), true).await?;
                         self.report_checkpoint(sink);
@@ -871,11 +874,9 @@ impl Transfer {
             if let Some(data) = full {
                 let io = Instant::now();
                 if let Err(error) = self.pipe_write(&mut pipe, sink, data).await {
-                    // The checkpoint in flight ends first; what it made
-                    // durable is reported (a retry resumes from there).
-                    if let Ok(true) = pipe.settle(sink).await {
-                        self.report_checkpoint(sink);
-                    }
+                    // The checkpoint in flight ends first (what it made
+                    // durable is reported: a retry resumes from there).
+                    let _ = self.settle(&mut pipe, sink).await;
                     return Err(Failure::Error(error));
                 }
                 if let Some(size) = size {
@@ -892,7 +893,7 @@ impl Transfer {
             // starts meanwhile), by the syncer, which makes the ends of
             // many files durable in one round.
             self.event(TransferEvent::Drained { size: end });
-            pipe.settle(sink).await?;
+            self.settle(&mut pipe, sink).await?;
             if crate::failpoint::active_for("file::final_write", &self.order.remote) {
                 return Err(Failure::Error(local_error("write_failed", "injected")));
             }
@@ -906,7 +907,7 @@ impl Transfer {
             return Ok(sink.offset);
         }
         // Keep what arrived, even when the body broke off or we stop.
-        pipe.settle(sink).await?;
+        self.settle(&mut pipe, sink).await?;
         self.write(sink, rest, true).await?;
         if stopped {
             return Err(Failure::Stopped(sink.durable));
@@ -926,6 +927,18 @@ impl Transfer {
             )));
         }
         Ok(sink.offset)
+    }
+
+    /// Settles the pipe (see [`Pipe::settle`]). If that fails, what its
+    /// fdatasync made durable is reported first (a retry resumes from
+    /// there); else the caller decides (true: bytes turned durable).
+    async fn settle(&self, pipe: &mut Pipe, sink: &mut Sink) -> Result<bool, TransferError> {
+        let before = sink.durable;
+        let settled = pipe.settle(sink).await;
+        if settled.is_err() && sink.durable > before {
+            self.report_checkpoint(sink);
+        }
+        settled
     }
 
     /// Hands a full buffer to the pipe: waits for the write before it,
