@@ -55,6 +55,12 @@ pub struct EngineConfig {
     /// Publishes in one Complete from which one syncfs replaces the per-file
     /// fsyncs.
     pub syncfs_threshold: usize,
+    /// Files created by the syncer and waiting at once to be made durable
+    /// (the ends of small bodies) from which one syncfs per filesystem
+    /// replaces their fdatasyncs; 0: never. It is a group commit: while
+    /// one batch syncs, the next gathers. A syncfs also writes back other
+    /// programs' dirty data on that filesystem.
+    pub syncfs_batch: usize,
     /// Root certificates (DER) trusted for https besides the bundled web PKI
     /// roots: a private or corporate CA.
     pub tls_roots: Vec<Vec<u8>>,
@@ -95,6 +101,7 @@ impl EngineConfig {
             progress_interval: Duration::from_millis(250),
             sweep_interval: Duration::from_secs(600),
             syncfs_threshold: 64,
+            syncfs_batch: 8,
             tls_roots: Vec::new(),
             identities: None,
         }

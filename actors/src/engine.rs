@@ -214,8 +214,9 @@ impl Engine {
         let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
-        let syncer = crate::syncer::Syncer::start()
-            .map_err(|err| EngineError::Io(format!("the sync thread did not start: {err}")))?;
+        let syncer =
+            crate::syncer::Syncer::start(config.syncfs_batch, metrics.syncfs_batches.clone())
+                .map_err(|err| EngineError::Io(format!("the sync thread did not start: {err}")))?;
         let clock = Clock::new();
         let throttle = Arc::new(crate::limits::Throttle::new(
             clock,

@@ -32,6 +32,8 @@ pub(crate) struct Metrics {
     active: Gauge,
     store_writes: Histogram,
     jobs: Family<StateLabels, Gauge>,
+    /// Batches of files made durable by one syncfs (the syncer adds).
+    pub(crate) syncfs_batches: Counter,
 }
 
 /// The states a listed job can be in (final jobs are not listed).
@@ -80,6 +82,12 @@ impl Metrics {
         );
         let jobs = Family::<StateLabels, Gauge>::default();
         registry.register("jobs", "Jobs by state (final jobs excluded)", jobs.clone());
+        let syncfs_batches = Counter::default();
+        registry.register(
+            "syncfs_batches",
+            "Batches of transferred files made durable by one syncfs",
+            syncfs_batches.clone(),
+        );
         Self {
             registry,
             bytes,
@@ -88,6 +96,7 @@ impl Metrics {
             active,
             store_writes,
             jobs,
+            syncfs_batches,
         }
     }
 

@@ -6,24 +6,39 @@
 //! then each waited for its own journal commit and each woke its arbiter,
 //! and the thread hand-offs, not the disk, bounded the rate.
 //!
-//! Here a *writer* thread (`ferry-write`) creates the temp file where asked,
-//! writes the bytes and starts their writeback at once
-//! (`posix_fadvise(DONTNEED)` over just the unsynced bytes: Linux starts
-//! writing dirty pages back; a page already clean is dropped from the cache,
-//! pages being written are kept), then passes the file on to the *sync*
-//! threads (`ferry-sync`, [`SYNC_THREADS`] of them), which fdatasync the
-//! files in about that order. On a journaling filesystem with delayed
-//! allocation (ext4) the blocks of those files were allocated when their
-//! writeback started, in the journal's running transaction, so one
-//! commit covers every file written until then. Without the early
-//! writeback, fdatasyncs each waited for a commit of their own (7 s
-//! against 0.8 s for 2,000 files of 64 KiB in one measurement). Several
-//! sync threads, because an fdatasync whose transaction is already
-//! committed still flushes the device's cache: one thread would wait for
-//! one flush per file, while the block layer merges the flushes of
-//! fdatasyncs that run at once. The bytes never wait in memory for a
-//! commit: the writer goes on while the sync threads wait. A busy thread
-//! takes new work without a wake-up each. Each request gets its own answer
+//! Here a *writer* thread (`ferry-write`) creates the temp file where asked
+//! and writes the bytes, then passes the file on to the *batcher*
+//! (`ferry-durable`), which makes durable at once every file waiting:
+//!
+//! - **Many files it created** (at least `syncfs_batch`, the ends of small
+//!   bodies): one `syncfs` per filesystem, which writes them all back in
+//!   one sweep and commits them in one journal transaction with one device
+//!   flush, the way `sync` after `curl` does. Their errors are not lost:
+//!   a writeback error of any file on that filesystem since the batch's
+//!   first file was opened (and the others were opened after it, by the
+//!   same thread) makes the `syncfs` fail, and the batch then falls back
+//!   to one fdatasync per file, each with its own answer.
+//! - **Otherwise** (a few files, or files the transfer opened itself, whose
+//!   earlier errors a `syncfs` through another file would not see): their
+//!   writeback is started at once (`posix_fadvise(DONTNEED)` over the
+//!   unsynced bytes: Linux starts writing dirty pages back, drops pages
+//!   already clean and keeps those being written), and the *sync* threads
+//!   (`ferry-sync`, [`SYNC_THREADS`] of them) fdatasync them. On a
+//!   journaling filesystem with delayed allocation (ext4) the blocks of
+//!   those files were allocated when their writeback started, in the
+//!   journal's running transaction, so one commit covers them all. Without
+//!   the early writeback, fdatasyncs each waited for a commit of their own
+//!   (7 s against 0.8 s for 2,000 files of 64 KiB in one measurement).
+//!   Several sync threads, because an fdatasync whose transaction is
+//!   already committed still flushes the device's cache: one thread would
+//!   wait for one flush per file, while the block layer merges the flushes
+//!   of fdatasyncs that run at once.
+//!
+//! The batcher waits for a batch to be durable before it takes the next, so
+//! under load the next batch gathers meanwhile: a group commit (2,000
+//! files of 64 KiB: 0.83 s against 0.71 s, and a sixth less CPU, than with
+//! one fdatasync each). The bytes never wait in memory for a commit: the
+//! writer goes on while the batcher waits. Each request gets its own answer
 //! (its own error: one file's failed write fails only that file).
 //!
 //! The sync threads also carry the commit steps of file actors (publish,
@@ -41,6 +56,7 @@ use std::{fs::File, path::PathBuf, sync::Arc, thread};
 use crossbeam_channel as channel;
 
 use bytes::BytesMut;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 
 use crate::{access::Access, fs};
@@ -99,6 +115,16 @@ const IN_FLIGHT: usize = 512;
 /// Work for a sync thread.
 type Work = Box<dyn FnOnce() + Send>;
 
+/// A file written, to be made durable.
+struct Written {
+    file: Arc<File>,
+    /// Created (opened) by the writer thread, in request order.
+    created: bool,
+    /// Its bytes from here on were not synced before.
+    unsynced: u64,
+    done: oneshot::Sender<Result<(), Failed>>,
+}
+
 /// A handle to the syncer's threads. Cloning gives another handle; the
 /// threads end when the last handle is dropped, after the requests queued.
 #[derive(Clone, Debug)]
@@ -109,8 +135,10 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    /// Starts the threads.
-    pub(crate) fn start() -> std::io::Result<Self> {
+    /// Starts the threads; from `syncfs_batch` files created and waiting at
+    /// once (0: never), one syncfs makes them durable.
+    /// Counts those batches in `syncfs_batches`.
+    pub(crate) fn start(syncfs_batch: usize, syncfs_batches: Counter) -> std::io::Result<Self> {
         let (tx, rx) = channel::unbounded::<Request>();
         let (work, work_rx) = channel::unbounded::<Work>();
         for _ in 0..SYNC_THREADS {
@@ -125,10 +153,18 @@ impl Syncer {
                     }
                 })?;
         }
-        let synced = work.clone();
+        let (written, written_rx) = channel::unbounded::<Written>();
+        let batcher = Batcher {
+            work: work.clone(),
+            syncfs_batch,
+            syncfs_batches,
+        };
+        thread::Builder::new()
+            .name("ferry-durable".into())
+            .spawn(move || batcher.run(&written_rx))?;
         thread::Builder::new()
             .name("ferry-write".into())
-            .spawn(move || write(&rx, &synced))?;
+            .spawn(move || write(&rx, &written))?;
         Ok(Self {
             tx,
             work,
@@ -189,38 +225,39 @@ impl Syncer {
 
 /// The writer thread: each request as it comes. A panic drops that
 /// request's answer (its waiter gets an error), not the thread.
-fn write(rx: &channel::Receiver<Request>, synced: &channel::Sender<Work>) {
+fn write(rx: &channel::Receiver<Request>, written: &channel::Sender<Written>) {
     // Blocks until a request comes; ends when every handle is gone.
     while let Ok(request) = rx.recv() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_one(request, synced);
+            write_one(request, written);
         }));
     }
 }
 
-fn write_one(request: Request, synced: &channel::Sender<Work>) {
+fn write_one(request: Request, written: &channel::Sender<Written>) {
     // Tests hold the writes of files under a directory here.
     if let Target::Create(path) = &request.target {
         while crate::failpoint::active_for("syncer::hold", &path.to_string_lossy()) {
             thread::sleep(std::time::Duration::from_millis(5));
         }
     }
-    let written = request.target.open(&request.access).and_then(|file| {
+    let created = matches!(request.target, Target::Create(_));
+    let outcome = request.target.open(&request.access).and_then(|file| {
         if !request.data.is_empty() {
             fs::write_at(&request.access, &file, &request.data, request.offset)
                 .map_err(Failed::Write)?;
         }
-        // Advice only: if it fails, the fdatasync still syncs.
-        let _ = rustix::fs::fadvise(&*file, request.unsynced, None, rustix::fs::Advice::DontNeed);
         Ok(file)
     });
-    match written {
+    match outcome {
         Ok(file) => {
-            let done = request.done;
-            // If the sync threads are gone, the dropped answer says so.
-            let _ = synced.send(Box::new(move || {
-                let _ = done.send(file.sync_data().map_err(Failed::Write));
-            }));
+            // If the batcher is gone, the dropped answer says so.
+            let _ = written.send(Written {
+                file,
+                created,
+                unsynced: request.unsynced,
+                done: request.done,
+            });
         }
         // The transfer may have gone away (its actor stopped): nobody
         // waits for this answer then.
@@ -228,6 +265,108 @@ fn write_one(request: Request, synced: &channel::Sender<Work>) {
             let _ = request.done.send(Err(failed));
         }
     }
+}
+
+/// The batcher thread: makes written files durable, every file waiting at
+/// once (see the module's doc).
+struct Batcher {
+    work: channel::Sender<Work>,
+    syncfs_batch: usize,
+    syncfs_batches: Counter,
+}
+
+impl Batcher {
+    fn run(&self, rx: &channel::Receiver<Written>) {
+        // Blocks until a file comes; ends when the writer is gone.
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            // A panic drops the answers of this batch (their waiters get
+            // errors), not the thread.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.make_durable(batch);
+            }));
+        }
+    }
+
+    /// Answers every file of `batch` once it is durable (or failed).
+    fn make_durable(&self, batch: Vec<Written>) {
+        let (created, mut each): (Vec<Written>, Vec<Written>) =
+            batch.into_iter().partition(|w| w.created);
+        if self.syncfs_batch == 0 || created.len() < self.syncfs_batch {
+            each.extend(created);
+        } else {
+            // By filesystem, in request order: a group's first file was
+            // opened before the others.
+            let mut groups: Vec<(u64, Vec<Written>)> = Vec::new();
+            for written in created {
+                let Ok(stat) = rustix::fs::fstat(&*written.file) else {
+                    each.push(written);
+                    continue;
+                };
+                let dev = stat.st_dev;
+                match groups.iter_mut().find(|(d, _)| *d == dev) {
+                    Some((_, group)) => group.push(written),
+                    None => groups.push((dev, vec![written])),
+                }
+            }
+            for (_, group) in groups {
+                if let Some(first) = group.first()
+                    && syncfs(&first.file).is_ok()
+                {
+                    self.syncfs_batches.inc();
+                    for written in group {
+                        let _ = written.done.send(Ok(()));
+                    }
+                } else {
+                    // Some writeback failed on that filesystem: each file
+                    // hears of its own.
+                    each.extend(group);
+                }
+            }
+        }
+        self.sync_each(each);
+    }
+
+    /// fdatasyncs each file on the sync threads, after starting every
+    /// file's writeback; returns once all are answered.
+    fn sync_each(&self, files: Vec<Written>) {
+        if files.is_empty() {
+            return;
+        }
+        for written in &files {
+            // Advice only: if it fails, the fdatasync still syncs.
+            let _ = rustix::fs::fadvise(
+                &*written.file,
+                written.unsynced,
+                None,
+                rustix::fs::Advice::DontNeed,
+            );
+        }
+        let (finished, wait) = channel::bounded::<()>(files.len());
+        for written in files {
+            let finished = finished.clone();
+            // If the sync threads are gone, the dropped answer says so.
+            let _ = self.work.send(Box::new(move || {
+                let _ = written
+                    .done
+                    .send(written.file.sync_data().map_err(Failed::Write));
+                let _ = finished.send(());
+            }));
+        }
+        drop(finished);
+        // Ends when every work item has run or was dropped.
+        while wait.recv().is_ok() {}
+    }
+}
+
+/// One `syncfs` of the filesystem that holds `file` (a failpoint makes it
+/// fail in tests).
+fn syncfs(file: &File) -> std::io::Result<()> {
+    if crate::failpoint::active("syncer::syncfs") {
+        return Err(std::io::Error::other("injected syncfs failure"));
+    }
+    rustix::fs::syncfs(file).map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
@@ -241,7 +380,7 @@ mod tests {
     #[actix_rt::test]
     async fn writes_many_files_and_answers_each() {
         let dir = tempfile::tempdir().unwrap();
-        let syncer = Syncer::start().unwrap();
+        let syncer = Syncer::start(8, Counter::default()).unwrap();
         let mut waits = Vec::new();
         let mut files = Vec::new();
         for i in 0..40u8 {
@@ -260,10 +399,100 @@ mod tests {
         }
     }
 
+    /// A batcher whose fdatasyncs run on one sync thread of its own.
+    fn batcher(syncfs_batch: usize) -> Batcher {
+        let (work, work_rx) = channel::unbounded::<Work>();
+        thread::spawn(move || {
+            while let Ok(work) = work_rx.recv() {
+                work();
+            }
+        });
+        Batcher {
+            work,
+            syncfs_batch,
+            syncfs_batches: Counter::default(),
+        }
+    }
+
+    /// `n` files written in `dir` as the writer would hand them over, and
+    /// the receivers of their answers.
+    fn written(
+        dir: &std::path::Path,
+        n: usize,
+        created: bool,
+    ) -> (Vec<Written>, Vec<oneshot::Receiver<Result<(), Failed>>>) {
+        (0..n)
+            .map(|i| {
+                let file = File::create(dir.join(format!("{created}-{i}"))).unwrap();
+                file.write_all_at(b"bytes", 0).unwrap();
+                let (done, answer) = oneshot::channel();
+                let written = Written {
+                    file: Arc::new(file),
+                    created,
+                    unsynced: 0,
+                    done,
+                };
+                (written, answer)
+            })
+            .unzip()
+    }
+
+    fn answers(answers: Vec<oneshot::Receiver<Result<(), Failed>>>) -> Vec<bool> {
+        answers
+            .into_iter()
+            .map(|mut a| matches!(a.try_recv(), Ok(Ok(()))))
+            .collect()
+    }
+
+    #[test]
+    fn enough_created_files_share_one_syncfs_and_others_are_synced_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let batcher = batcher(8);
+        // 7 created files and 5 opened by their transfers: no syncfs.
+        let (mut batch, mut waits) = written(dir.path(), 7, true);
+        let (opened, opened_waits) = written(dir.path(), 5, false);
+        batch.extend(opened);
+        waits.extend(opened_waits);
+        batcher.make_durable(batch);
+        assert_eq!(batcher.syncfs_batches.get(), 0);
+        assert_eq!(answers(waits), vec![true; 12]);
+        // 8 created ones: one syncfs for them (same filesystem); the
+        // opened ones still each get their fdatasync.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut batch, mut waits) = written(dir.path(), 8, true);
+        let (opened, opened_waits) = written(dir.path(), 2, false);
+        batch.extend(opened);
+        waits.extend(opened_waits);
+        batcher.make_durable(batch);
+        assert_eq!(batcher.syncfs_batches.get(), 1);
+        assert_eq!(answers(waits), vec![true; 10]);
+        // 0: never.
+        let never = self::batcher(0);
+        let (batch, waits) = written(dir.path(), 20, true);
+        never.make_durable(batch);
+        assert_eq!(never.syncfs_batches.get(), 0);
+        assert_eq!(answers(waits), vec![true; 20]);
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn a_failed_syncfs_falls_back_to_one_fdatasync_per_file() {
+        // Other tests of this binary that reach a syncfs meanwhile fall
+        // back too, and still pass.
+        fail::cfg("syncer::syncfs", "return").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let batcher = batcher(4);
+        let (batch, waits) = written(dir.path(), 10, true);
+        batcher.make_durable(batch);
+        fail::remove("syncer::syncfs");
+        assert_eq!(batcher.syncfs_batches.get(), 0);
+        assert_eq!(answers(waits), vec![true; 10]);
+    }
+
     #[actix_rt::test]
     async fn more_requests_than_the_limit_all_finish() {
         let dir = tempfile::tempdir().unwrap();
-        let syncer = Syncer::start().unwrap();
+        let syncer = Syncer::start(8, Counter::default()).unwrap();
         let waits = (0..IN_FLIGHT + 20).map(|i| {
             let target = Target::Create(dir.path().join(format!("f{i}")));
             syncer.write_and_sync(Access::engine(), target, BytesMut::from(&b"x"[..]), 0, 0)
@@ -280,7 +509,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_failed_write_fails_only_its_own_request() {
         let dir = tempfile::tempdir().unwrap();
-        let syncer = Syncer::start().unwrap();
+        let syncer = Syncer::start(8, Counter::default()).unwrap();
         let good = Arc::new(File::create(dir.path().join("good")).unwrap());
         // Opened read-only: its write fails.
         let bad_path = dir.path().join("bad");
@@ -312,7 +541,7 @@ mod tests {
     #[actix_rt::test]
     async fn creates_a_temp_file_or_cuts_an_old_one_back() {
         let dir = tempfile::tempdir().unwrap();
-        let syncer = Syncer::start().unwrap();
+        let syncer = Syncer::start(8, Counter::default()).unwrap();
         let new = dir.path().join("new");
         let old = dir.path().join("old");
         std::fs::write(&old, b"stale bytes of an earlier attempt").unwrap();
