@@ -55,10 +55,12 @@ pub struct EngineConfig {
     /// Publishes in one Complete from which one syncfs replaces the per-file
     /// fsyncs.
     pub syncfs_threshold: usize,
-    /// Files created by the syncer and waiting at once to be made durable
-    /// (the ends of small bodies) from which one syncfs per filesystem
+    /// Files created by the syncer on one filesystem and waiting at once to
+    /// be made durable (the ends of small bodies) from which one syncfs
     /// replaces their fdatasyncs; 0: never. It is a group commit: while
-    /// one batch syncs, the next gathers. A syncfs also writes back other
+    /// one batch syncs, the next gathers. Only on ext4, XFS and btrfs, on
+    /// Linux 5.17 or later (elsewhere a syncfs may sync less than an
+    /// fdatasync, or not report it). A syncfs also writes back other
     /// programs' dirty data on that filesystem.
     pub syncfs_batch: usize,
     /// Root certificates (DER) trusted for https besides the bundled web PKI

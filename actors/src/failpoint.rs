@@ -14,8 +14,7 @@
 //! of a body from its 2 MiB on fail (while it is read on) for files whose
 //! URL contains NAME; `syncer::hold=return(PATH)` holds the syncer's
 //! writer before it creates a temp file whose path contains PATH, until the
-//! point is removed; `syncer::syncfs=return` makes the syncer's batch
-//! syncfs fail (its files then get one fdatasync each).
+//! point is removed.
 
 /// Aborts the process if the point `name` is configured.
 pub(crate) fn crash(name: &str) {
