@@ -690,26 +690,18 @@ impl Engine {
 /// directory exists and is reached by the access rules, the owner may create
 /// files in it, and the name is not a directory. Pins each directory.
 fn check_locals(access: &Access, locals: &[String]) -> Option<EngineError> {
-    for local in locals {
-        let path = PathBuf::from(local);
-        if !path.is_absolute() {
-            // The core refuses it with its own error.
-            continue;
+    // Relative names: the core refuses them with its own error.
+    let paths = locals.iter().map(Path::new).filter(|p| p.is_absolute());
+    match fs::check_locals(access, paths) {
+        Ok(()) => None,
+        Err((local, fs::LocalProblem::Invalid(reason))) => {
+            Some(EngineError::Command(CommandError::InvalidLocalName {
+                local: local.display().to_string(),
+                reason,
+            }))
         }
-        match fs::check_local(access, &path) {
-            Ok(()) => {}
-            Err(fs::LocalProblem::Invalid(reason)) => {
-                return Some(EngineError::Command(CommandError::InvalidLocalName {
-                    local: local.clone(),
-                    reason,
-                }));
-            }
-            Err(fs::LocalProblem::Forbidden(reason)) => {
-                return Some(EngineError::DestinationForbidden(format!(
-                    "{local}: {reason}"
-                )));
-            }
-        }
+        Err((local, fs::LocalProblem::Forbidden(reason))) => Some(
+            EngineError::DestinationForbidden(format!("{}: {reason}", local.display())),
+        ),
     }
-    None
 }

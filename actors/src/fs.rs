@@ -344,15 +344,45 @@ pub(crate) enum LocalProblem {
     Forbidden(String),
 }
 
-/// Checks, with the rights of `access`, that `local` can be published: its
-/// directory is reached (without symlinks when strict, pinning it), the
-/// user may create files in it, and the name is not a directory.
-pub(crate) fn check_local(access: &Access, local: &Path) -> Result<(), LocalProblem> {
-    let invalid = |reason: String| LocalProblem::Invalid(reason);
-    let (dir, name) = split(local).map_err(|err| invalid(err.to_string()))?;
-    let _as = access
-        .enter()
-        .map_err(|err| LocalProblem::Forbidden(err.to_string()))?;
+/// Checks, with the rights of `access`, that each of `locals` can be
+/// published: its directory is reached (without symlinks when strict,
+/// pinning it), the user may create files in it, and the name is not a
+/// directory. A directory is opened and checked once for a run of locals
+/// in it (a job's files mostly share one). The first problem, and whose.
+pub(crate) fn check_locals<'a>(
+    access: &Access,
+    locals: impl IntoIterator<Item = &'a Path>,
+) -> Result<(), (&'a Path, LocalProblem)> {
+    let mut entered = None;
+    let mut open: Option<(&Path, OwnedFd)> = None;
+    for local in locals {
+        if entered.is_none() {
+            let guard = access
+                .enter()
+                .map_err(|err| (local, LocalProblem::Forbidden(err.to_string())))?;
+            entered = Some(guard);
+        }
+        let (dir, name) = split(local).map_err(|err| (local, invalid(err.to_string())))?;
+        let dir_fd = match open.take() {
+            Some((known, fd)) if known == dir => (known, fd),
+            _ => (
+                dir,
+                check_dir(access, dir).map_err(|problem| (local, problem))?,
+            ),
+        };
+        check_name(&dir_fd.1, local, name).map_err(|problem| (local, problem))?;
+        open = Some(dir_fd);
+    }
+    Ok(())
+}
+
+fn invalid(reason: String) -> LocalProblem {
+    LocalProblem::Invalid(reason)
+}
+
+/// The directory `dir`, opened as `access` (entered), if files may be
+/// created in it.
+fn check_dir(access: &Access, dir: &Path) -> Result<OwnedFd, LocalProblem> {
     let dir_fd = access
         .open_dir(dir, false)
         .map_err(|err| match err.kind() {
@@ -368,19 +398,20 @@ pub(crate) fn check_local(access: &Access, local: &Path) -> Result<(), LocalProb
         rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
         AtFlags::EACCESS,
     ) {
-        Ok(()) | Err(Errno::NOSYS) => {}
-        Err(Errno::ACCESS | Errno::PERM) => {
-            return Err(LocalProblem::Forbidden(format!(
-                "{}: may not create files there",
-                dir.display()
-            )));
-        }
-        Err(Errno::ROFS) => {
-            return Err(invalid(format!("{}: read-only filesystem", dir.display())));
-        }
-        Err(err) => return Err(invalid(at(dir, err).to_string())),
+        Ok(()) | Err(Errno::NOSYS) => Ok(dir_fd),
+        Err(Errno::ACCESS | Errno::PERM) => Err(LocalProblem::Forbidden(format!(
+            "{}: may not create files there",
+            dir.display()
+        ))),
+        Err(Errno::ROFS) => Err(invalid(format!("{}: read-only filesystem", dir.display()))),
+        Err(err) => Err(invalid(at(dir, err).to_string())),
     }
-    match kind_in(&dir_fd, name) {
+}
+
+/// Whether `name` in the directory may be published over: nothing there,
+/// or a regular file.
+fn check_name(dir_fd: &OwnedFd, local: &Path, name: &OsStr) -> Result<(), LocalProblem> {
+    match kind_in(dir_fd, name) {
         Ok(Some((FileType::Directory, _))) => Err(invalid("is a directory".into())),
         // Publishing replaces only a regular file (never follows a link).
         Ok(Some((kind, _))) if kind != FileType::RegularFile => Err(invalid(

@@ -74,6 +74,17 @@ async fn bad_files_are_refused_and_change_nothing() {
         code(h.engine.add_files(&alice(), job, twice).await),
         "duplicate_local_name"
     );
+    // A bad name after good ones: in the directory already checked for
+    // them, and in another one.
+    for bad in [format!("{dir}/sub"), format!("{dir}/nowhere/x")] {
+        let files = vec![
+            FileSpec::new(&url, format!("{dir}/y")),
+            FileSpec::new(&url, format!("{dir}/z")),
+            FileSpec::new(&url, bad.clone()),
+        ];
+        let got = code(h.engine.add_files(&alice(), job, files).await);
+        assert_eq!(got, "invalid_local_name", "{bad}");
+    }
     assert_eq!(h.engine.files(&alice(), job).await.unwrap().len(), 1);
 }
 
