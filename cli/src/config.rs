@@ -53,6 +53,12 @@ pub struct ServeConfig {
     /// BITS's quotas instead of the two above: 60 jobs per owner, 200 files
     /// per job (admins exempt).
     pub bits_quotas: bool,
+    /// Small files transferred at once on one filesystem from which one
+    /// syncfs makes them durable instead of an fdatasync each (a group
+    /// commit; ext4, XFS and btrfs on Linux 5.17 or later only); 0: never,
+    /// for a filesystem shared with programs whose dirty data a syncfs
+    /// should not write back early.
+    pub syncfs_batch: usize,
     /// Extra bearer tokens for the TCP listener.
     pub tokens: Vec<TokenConfig>,
 }
@@ -150,6 +156,7 @@ impl Default for ServeConfig {
             max_jobs_per_owner: ferry_core::config::DEFAULT_MAX_JOBS_PER_OWNER,
             max_files_per_job: ferry_core::config::DEFAULT_MAX_FILES_PER_JOB,
             bits_quotas: false,
+            syncfs_batch: ferry_actors::EngineConfig::new("").syncfs_batch,
             tokens: Vec::new(),
         }
     }
@@ -312,6 +319,7 @@ impl ServeConfig {
         if self.bits_quotas {
             engine.bits_quotas();
         }
+        engine.syncfs_batch = self.syncfs_batch;
         engine
     }
 }
@@ -364,10 +372,14 @@ mod tests {
         let config = ServeConfig::from_file(&path, false).unwrap();
         assert_eq!(config.max_transfers, 3);
         assert_eq!(config.max_transfers_per_host, 8);
+        assert_eq!(config.engine().syncfs_batch, 8);
         assert_eq!(config.tokens.len(), 1);
         assert!(!config.to_toml().contains("0123456789abcdef"));
         let system = ServeConfig::from_file(&path, true).unwrap();
         assert_eq!(system.socket, PathBuf::from(SYSTEM_SOCKET));
+        std::fs::write(&path, "syncfs_batch = 0\n").unwrap();
+        let never = ServeConfig::from_file(&path, false).unwrap();
+        assert_eq!(never.engine().syncfs_batch, 0);
     }
 
     #[test]
