@@ -61,7 +61,8 @@ pub struct EngineConfig {
     /// one batch syncs, the next gathers. Only on ext4, XFS and btrfs, on
     /// Linux 5.17 or later (elsewhere a syncfs may sync less than an
     /// fdatasync, or not report it). A syncfs also writes back other
-    /// programs' dirty data on that filesystem.
+    /// programs' dirty data on that filesystem; one slower than 0.5 s sends
+    /// that filesystem's files to fdatasyncs for a minute.
     pub syncfs_batch: usize,
     /// Root certificates (DER) trusted for https besides the bundled web PKI
     /// roots: a private or corporate CA.

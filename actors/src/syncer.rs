@@ -22,7 +22,10 @@
 //!   first file was opened (the others were opened after it, by the same
 //!   thread) makes the `syncfs` fail, and so does a failed commit; then,
 //!   or if the filesystem turned read-only meanwhile, the group falls back
-//!   to one fdatasync per file, each with its own answer.
+//!   to one fdatasync per file, each with its own answer. A syncfs slower
+//!   than [`SLOW_SYNCFS`] (a busy filesystem: it writes back other
+//!   programs' dirty data too) sends that filesystem's files to fdatasyncs,
+//!   which write only their own data, for [`SLOW_FOR`].
 //! - **Otherwise** (a few files, other filesystems, or files the transfer
 //!   opened itself, whose earlier errors a `syncfs` through another file
 //!   would not see): their
@@ -60,7 +63,13 @@
 //! the answer before it writes that file again or reports its end: the
 //! syncer is the file actor's hand, not a second writer.
 
-use std::{fs::File, path::PathBuf, sync::Arc, thread, time::Duration};
+use std::{
+    fs::File,
+    path::PathBuf,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use crossbeam_channel as channel;
 
@@ -290,6 +299,15 @@ const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// Others (FUSE, vfat, overlayfs, NFS...) get one fdatasync per file.
 const SYNCFS_FILESYSTEMS: [u64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
 
+/// A syncfs slower than this (other programs' dirty data to write back, on
+/// a busy filesystem) sends its filesystem's files to fdatasyncs, which
+/// write only their own data, for [`SLOW_FOR`].
+const SLOW_SYNCFS: Duration = Duration::from_millis(500);
+const SLOW_FOR: Duration = Duration::from_secs(60);
+
+/// Filesystems (`st_dev`) whose last syncfs was slow, and until when.
+type Slow = Arc<std::sync::Mutex<Vec<(u64, Instant)>>>;
+
 /// The batcher thread: makes written files durable, every file waiting at
 /// once (see the module's doc).
 struct Batcher {
@@ -303,6 +321,9 @@ struct Batcher {
     syncfs_reports_errors: bool,
     /// The syncfs call (tests make it fail).
     syncfs: fn(&File) -> std::io::Result<()>,
+    slow: Slow,
+    /// [`SLOW_SYNCFS`] (tests lower it).
+    slow_syncfs: Duration,
 }
 
 impl Batcher {
@@ -313,7 +334,20 @@ impl Batcher {
             syncfs_batches,
             syncfs_reports_errors: kernel_at_least(5, 17),
             syncfs: |file| rustix::fs::syncfs(file).map_err(std::io::Error::from),
+            slow: Slow::default(),
+            slow_syncfs: SLOW_SYNCFS,
         }
+    }
+
+    /// Whether the filesystem `dev` had a slow syncfs lately.
+    fn is_slow(&self, dev: u64) -> bool {
+        let mut slow = self
+            .slow
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        slow.retain(|(_, until)| *until > now);
+        slow.iter().any(|(d, _)| *d == dev)
     }
 
     fn run(&self, rx: &channel::Receiver<Written>) {
@@ -355,20 +389,36 @@ impl Batcher {
         }
         let (finished, wait) = channel::unbounded::<()>();
         let mut sent = 0;
-        for (_, group) in groups {
+        for (dev, group) in groups {
             let Some(first) = group.first() else {
                 continue;
             };
-            if group.len() < self.syncfs_batch || !syncfs_is_enough(&first.file) {
+            if group.len() < self.syncfs_batch
+                || self.is_slow(dev)
+                || !syncfs_is_enough(&first.file)
+            {
                 each.extend(group);
                 continue;
             }
             let (syncfs, counter, finished) =
                 (self.syncfs, self.syncfs_batches.clone(), finished.clone());
+            let (slow, slow_syncfs) = (self.slow.clone(), self.slow_syncfs);
             sent += 1;
             // If the sync threads are gone, the dropped answers say so.
             let _ = self.work.send(Box::new(move || {
+                let started = Instant::now();
                 sync_group(group, syncfs, &counter);
+                let took = started.elapsed();
+                if took > slow_syncfs {
+                    tracing::info!(
+                        message = "A batch syncfs was slow: this filesystem's files get fdatasyncs for a while.",
+                        dev,
+                        took_ms = took.as_millis()
+                    );
+                    let mut slow = slow.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    slow.retain(|(d, _)| *d != dev);
+                    slow.push((dev, Instant::now() + SLOW_FOR));
+                }
                 let _ = finished.send(());
             }));
         }
@@ -388,7 +438,7 @@ impl Batcher {
             }));
         }
         drop(finished);
-        let deadline = std::time::Instant::now() + BATCH_WAIT;
+        let deadline = Instant::now() + BATCH_WAIT;
         for _ in 0..sent {
             // Also ends when every work item has run or was dropped.
             if wait.recv_deadline(deadline).is_err() {
@@ -577,6 +627,26 @@ mod tests {
         batcher.make_durable(batch);
         assert_eq!(answers(waits), vec![true; 10]);
         assert_eq!(batcher.syncfs_batches.get(), 0);
+    }
+
+    #[test]
+    fn a_slow_syncfs_sends_its_filesystem_to_fdatasyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = u64::from(syncfs_applies(dir.path()));
+        let mut batcher = batcher(8);
+        // Every syncfs counts as slow.
+        batcher.slow_syncfs = Duration::ZERO;
+        let (batch, waits) = written(dir.path(), 8, true);
+        batcher.make_durable(batch);
+        assert_eq!(answers(waits), vec![true; 8]);
+        assert_eq!(batcher.syncfs_batches.get(), expected);
+        // The next batch of that filesystem: one fdatasync each.
+        let second = dir.path().join("second");
+        std::fs::create_dir(&second).unwrap();
+        let (batch, waits) = written(&second, 10, true);
+        batcher.make_durable(batch);
+        assert_eq!(answers(waits), vec![true; 10]);
+        assert_eq!(batcher.syncfs_batches.get(), expected);
     }
 
     #[test]
