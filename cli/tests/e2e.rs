@@ -396,8 +396,22 @@ fn get_resumes_the_same_job_after_being_killed_and_then_prints_the_stored_answer
     let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
 
     origin.release("/one.bin");
-    let second = get(&args).output().unwrap();
+    // The same command line (flags are not part of the job's tag).
+    let second = get(&[&args[..], &["--timings"]].concat()).output().unwrap();
     assert!(second.status.success(), "{}", text(&second.stderr));
+    // "ferry: transferred after X s, complete after Y s", X <= Y.
+    let err = text(&second.stderr);
+    let timings: Vec<f64> = err
+        .lines()
+        .find(|l| l.starts_with("ferry: transferred after "))
+        .unwrap_or_else(|| panic!("no timings: {err}"))
+        .split(' ')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        timings.len() == 2 && timings[0] <= timings[1],
+        "{timings:?} in {err}"
+    );
     assert!(
         text(&second.stderr).contains(&format!("resuming job {id}")),
         "{}",
