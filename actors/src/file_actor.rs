@@ -388,18 +388,11 @@ impl Pipe {
         debug_assert!(self.write.is_none());
         let injected = offset >= 2 << 20 && crate::failpoint::active_for("file::write", remote);
         self.write = Some(actix_rt::task::spawn_blocking(move || {
-            let file = target.open(&access)?;
             if injected {
                 return Err(Failed::Write(std::io::Error::other("injected")));
             }
-            fs::write_at(&access, &file, &data, offset).map_err(Failed::Write)?;
-            // Advice only: if it fails, a later fdatasync still syncs.
-            let _ = rustix::fs::fadvise(
-                &*file,
-                offset.saturating_sub(ADVISE_BEHIND),
-                None,
-                rustix::fs::Advice::DontNeed,
-            );
+            let file = target.write(&access, &data, offset)?;
+            fs::start_writeback(&file, offset.saturating_sub(ADVISE_BEHIND));
             Ok(file)
         }));
     }
@@ -990,10 +983,7 @@ impl Transfer {
         let len = data.len() as u64;
         let access = self.access.clone();
         let written = blocking(move || {
-            Ok(target.open(&access).and_then(|file| {
-                if !data.is_empty() {
-                    fs::write_at(&access, &file, &data, offset).map_err(Failed::Write)?;
-                }
+            Ok(target.write(&access, &data, offset).and_then(|file| {
                 if sync {
                     file.sync_data().map_err(Failed::Write)?;
                 }

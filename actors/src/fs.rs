@@ -137,6 +137,14 @@ pub(crate) fn write_at(access: &Access, file: &File, data: &[u8], offset: u64) -
     file.write_all_at(data, offset)
 }
 
+/// Starts writing back `file`'s dirty pages from `from` on, and drops its
+/// pages already written back from the cache (`posix_fadvise(DONTNEED)`;
+/// pages being written are kept). Advice only: if it fails, a later
+/// fdatasync still syncs.
+pub(crate) fn start_writeback(file: &File, from: u64) {
+    let _ = rustix::fs::fadvise(file, from, None, rustix::fs::Advice::DontNeed);
+}
+
 /// A publish that worked: the file is at its final name and its temp name
 /// is gone (rename moves it, so nothing is left behind).
 #[derive(Debug)]

@@ -100,6 +100,21 @@ impl Target {
                 .map_err(Failed::Open),
         }
     }
+
+    /// The file, opened as [`Target::open`] does, with `data` (maybe
+    /// nothing) written at `offset`. Blocking, likewise.
+    pub(crate) fn write(
+        &self,
+        access: &Access,
+        data: &[u8],
+        offset: u64,
+    ) -> Result<Arc<File>, Failed> {
+        let file = self.open(access)?;
+        if !data.is_empty() {
+            fs::write_at(access, &file, data, offset).map_err(Failed::Write)?;
+        }
+        Ok(file)
+    }
 }
 
 /// Why a request failed.
@@ -260,14 +275,10 @@ fn write_one(request: Request, written: &channel::Sender<Written>) {
         }
     }
     let created = matches!(request.target, Target::Create(_));
-    let outcome = request.target.open(&request.access).and_then(|file| {
-        if !request.data.is_empty() {
-            fs::write_at(&request.access, &file, &request.data, request.offset)
-                .map_err(Failed::Write)?;
-        }
-        Ok(file)
-    });
-    match outcome {
+    match request
+        .target
+        .write(&request.access, &request.data, request.offset)
+    {
         Ok(file) => {
             let file = Written {
                 file,
@@ -278,7 +289,7 @@ fn write_one(request: Request, written: &channel::Sender<Written>) {
             // A file its transfer opened is fdatasynced on its own: its
             // writeback starts at once, while it waits for the batcher.
             if !created {
-                advise_writeback(&file);
+                file.start_writeback();
             }
             // If the batcher is gone, the dropped answer says so.
             let _ = written.send(file);
@@ -430,14 +441,12 @@ impl Batcher {
             if written.created {
                 // Started now for the files the writer left to us (their
                 // blocks join the running journal transaction together).
-                advise_writeback(&written);
+                written.start_writeback();
             }
             let finished = finished.clone();
             sent += 1;
             let _ = self.work.send(Box::new(move || {
-                let _ = written
-                    .done
-                    .send(written.file.sync_data().map_err(Failed::Write));
+                written.sync();
                 let _ = finished.send(());
             }));
         }
@@ -469,9 +478,7 @@ fn sync_group(group: Vec<Written>, syncfs: fn(&File) -> std::io::Result<()>, cou
         return;
     }
     for written in group {
-        let _ = written
-            .done
-            .send(written.file.sync_data().map_err(Failed::Write));
+        written.sync();
     }
 }
 
@@ -489,15 +496,16 @@ fn read_only(file: &File) -> bool {
     })
 }
 
-/// Starts the writeback of a file's unsynced bytes (advice only: if it
-/// fails, the fdatasync still syncs).
-fn advise_writeback(written: &Written) {
-    let _ = rustix::fs::fadvise(
-        &*written.file,
-        written.unsynced,
-        None,
-        rustix::fs::Advice::DontNeed,
-    );
+impl Written {
+    /// Starts the writeback of its unsynced bytes.
+    fn start_writeback(&self) {
+        fs::start_writeback(&self.file, self.unsynced);
+    }
+
+    /// fdatasyncs it and answers.
+    fn sync(self) {
+        let _ = self.done.send(self.file.sync_data().map_err(Failed::Write));
+    }
 }
 
 /// Whether the running kernel is at least `major.minor`.

@@ -485,6 +485,25 @@ async fn sigkill_between_renames_rolls_forward() {
     engine.shutdown().await.unwrap();
 }
 
+/// Resumes `job` with the failpoint `point` aimed at files whose URL holds
+/// `name`: the job must stop in ERROR with the local file's error on its
+/// first file, counted neither transferred nor transferring; then, the
+/// point removed, a resume must bring it to TRANSFERRED.
+async fn write_fails_then_resume(engine: &Engine, job: JobId, point: &str, name: &str) {
+    fail::cfg(point, &format!("return({name})")).unwrap();
+    engine.resume(&alice(), job).await.unwrap();
+    until_state(engine, job, JobState::Error).await;
+    fail::remove(point);
+    let view = engine.job(&alice(), job).await.unwrap();
+    let error = view.error.expect("the job's error");
+    assert_eq!(error.code, "write_failed");
+    assert_eq!(error.file, Some(ferry_core::FileId(0)));
+    let first = &engine.files(&alice(), job).await.unwrap()[0];
+    assert!(!first.transferred && !first.transferring, "{first:?}");
+    engine.resume(&alice(), job).await.unwrap();
+    until_state(engine, job, JobState::Transferred).await;
+}
+
 #[actix_rt::test]
 async fn a_write_failing_after_the_body_arrived_fails_the_job_and_a_resume_finishes_it() {
     // The body of `sync-fails` arrives whole (its slot is given back) and
@@ -507,18 +526,7 @@ async fn a_write_failing_after_the_body_arrived_fails_the_job_and_a_resume_finis
         })
         .collect();
     engine.add_files(&alice(), job, files).await.unwrap();
-    fail::cfg("file::final_write", "return(sync-fails)").unwrap();
-    engine.resume(&alice(), job).await.unwrap();
-    until_state(&engine, job, JobState::Error).await;
-    fail::remove("file::final_write");
-    let view = engine.job(&alice(), job).await.unwrap();
-    let error = view.error.expect("the job's error");
-    assert_eq!(error.code, "write_failed");
-    assert_eq!(error.file, Some(ferry_core::FileId(0)));
-    let first = &engine.files(&alice(), job).await.unwrap()[0];
-    assert!(!first.transferred && !first.transferring, "{first:?}");
-    engine.resume(&alice(), job).await.unwrap();
-    until_state(&engine, job, JobState::Transferred).await;
+    write_fails_then_resume(&engine, job, "file::final_write", "sync-fails").await;
     let answer = engine.complete(&alice(), job).await.unwrap();
     assert_eq!(answer.result, CompleteResult::Complete);
     run.assert_file("sync-fails");
@@ -546,18 +554,7 @@ async fn a_write_failing_mid_body_fails_the_job_and_a_resume_continues_from_its_
         local.to_string_lossy().into_owned(),
     );
     engine.add_files(&alice(), job, vec![file]).await.unwrap();
-    fail::cfg("file::write", "return(write-fails)").unwrap();
-    engine.resume(&alice(), job).await.unwrap();
-    until_state(&engine, job, JobState::Error).await;
-    fail::remove("file::write");
-    let view = engine.job(&alice(), job).await.unwrap();
-    let error = view.error.expect("the job's error");
-    assert_eq!(error.code, "write_failed");
-    assert_eq!(error.file, Some(ferry_core::FileId(0)));
-    let first = &engine.files(&alice(), job).await.unwrap()[0];
-    assert!(!first.transferred && !first.transferring, "{first:?}");
-    engine.resume(&alice(), job).await.unwrap();
-    until_state(&engine, job, JobState::Transferred).await;
+    write_fails_then_resume(&engine, job, "file::write", "write-fails").await;
     let requests = run.origin.requests_of("/write-fails");
     assert_eq!(requests.len(), 2, "{requests:?}");
     let from: u64 = requests[1]
