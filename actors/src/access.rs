@@ -421,24 +421,27 @@ pub(crate) fn ids(identity: &FsIdentity) -> (Uid, Gid) {
     (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid))
 }
 
+/// Tests' users: every name is `nobody` (65534).
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Nobody;
+
+#[cfg(test)]
+impl Identities for Nobody {
+    fn identity(&self, _: &str) -> io::Result<FsIdentity> {
+        Ok(FsIdentity {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534],
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
-
-    #[derive(Debug)]
-    struct Nobody;
-
-    impl Identities for Nobody {
-        fn identity(&self, _: &str) -> io::Result<FsIdentity> {
-            Ok(FsIdentity {
-                uid: 65534,
-                gid: 65534,
-                groups: vec![65534],
-            })
-        }
-    }
 
     fn fs_ids() -> (u32, u32) {
         (set_fsuid(u32::MAX), set_fsgid(u32::MAX))

@@ -52,9 +52,6 @@ pub struct EngineConfig {
     pub progress_interval: Duration,
     /// How often temp files whose deletion failed are deleted again.
     pub sweep_interval: Duration,
-    /// Publishes in one Complete from which one syncfs replaces the per-file
-    /// fsyncs.
-    pub syncfs_threshold: usize,
     /// Files created by the syncer on one filesystem and waiting at once to
     /// be made durable (the ends of small bodies) from which one syncfs
     /// replaces their fdatasyncs; 0: never. It is a group commit: while
@@ -103,7 +100,6 @@ impl EngineConfig {
             checkpoint_interval: Duration::from_secs(1),
             progress_interval: Duration::from_millis(250),
             sweep_interval: Duration::from_secs(600),
-            syncfs_threshold: 64,
             syncfs_batch: 8,
             tls_roots: Vec::new(),
             identities: None,

@@ -116,7 +116,6 @@ pub(crate) struct Publish {
     pub(crate) local: PathBuf,
     pub(crate) modified: Option<UtcTime>,
     pub(crate) size: Option<u64>,
-    pub(crate) fsync: bool,
 }
 
 /// Delete the temp file.
@@ -294,7 +293,6 @@ impl Handler<Publish> for FileActor {
                         &msg.local,
                         msg.modified,
                         msg.size,
-                        msg.fsync,
                     )
                 })
                 .await
@@ -594,8 +592,19 @@ impl Transfer {
                             // 0 (`http::unsatisfiable` asks for bytes on
                             // disk), so the temp file is open; should that
                             // rule change, it must exist to be published.
-                            if sink.file.is_none() {
-                                self.write(&mut sink, BytesMut::new(), true).await?;
+                            match &sink.file {
+                                None => self.write(&mut sink, BytesMut::new(), true).await?,
+                                // Its bytes are durable (a checkpoint's),
+                                // but not maybe its cut back length or a
+                                // time set before a failed sync; every
+                                // transfer ends synced, as publish relies
+                                // on.
+                                Some(file) => {
+                                    let file = file.clone();
+                                    blocking(move || file.sync_all())
+                                        .await
+                                        .map_err(|err| write_error(&err))?;
+                                }
                             }
                             self.event(TransferEvent::Responded {
                                 offset: sink.offset,
@@ -625,11 +634,12 @@ impl Transfer {
             };
             let etag = text(header::ETAG);
             let last_modified = text(header::LAST_MODIFIED);
+            let modified = last_modified.as_deref().and_then(http::parse_http_date);
             self.event(TransferEvent::Responded {
                 offset: sink.offset,
                 size,
                 validator: http::validator(etag.as_deref(), last_modified.as_deref()),
-                modified: last_modified.as_deref().and_then(http::parse_http_date),
+                modified,
                 // Servers may take ranges without saying so: only an
                 // explicit `Accept-Ranges: none`, or a ranged request
                 // answered with the whole entity, says they do not.
@@ -637,7 +647,7 @@ impl Transfer {
                     || text(header::ACCEPT_RANGES)
                         .is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))),
             });
-            return self.body(&mut response, &mut sink, size).await;
+            return self.body(&mut response, &mut sink, size, modified).await;
         }
     }
 
@@ -748,12 +758,15 @@ impl Transfer {
         Ok(())
     }
 
-    /// Streams the body into the temp file.
+    /// Streams the body into the temp file; once it is whole, the file gets
+    /// `modified` as its modification time (made durable with its bytes, so
+    /// that Complete only renames).
     async fn body(
         &mut self,
         response: &mut Response,
         sink: &mut Sink,
         size: Option<u64>,
+        modified: Option<UtcTime>,
     ) -> Result<u64, Failure> {
         let mut buf = Coalescer::new(WRITE_SIZE);
         let mut pipe = Pipe::default();
@@ -893,7 +906,14 @@ impl Transfer {
             let len = rest.len() as u64;
             let target = self.target(sink);
             self.syncer
-                .write_and_sync(self.access.clone(), target, rest, sink.offset, sink.durable)
+                .write_and_sync(
+                    self.access.clone(),
+                    target,
+                    rest,
+                    sink.offset,
+                    sink.durable,
+                    modified.map(fs::file_time),
+                )
                 .await
                 .map_err(failed_error)?;
             sink.advance(len, true);

@@ -106,7 +106,9 @@ pub(crate) fn open_temp(access: &Access, path: &Path, offset: u64) -> io::Result
         return Err(not_a_file(path));
     }
     let resume = if meta.len() >= offset { offset } else { 0 };
-    file.set_len(resume)?;
+    if meta.len() > resume {
+        file.set_len(resume)?;
+    }
     Ok((file, resume))
 }
 
@@ -145,6 +147,13 @@ pub(crate) fn start_writeback(file: &File, from: u64) {
     let _ = rustix::fs::fadvise(file, from, None, rustix::fs::Advice::DontNeed);
 }
 
+/// The modification time a published file gets: the server's
+/// `Last-Modified` (whole milliseconds; before 1970 counts as 1970).
+pub(crate) fn file_time(modified: UtcTime) -> SystemTime {
+    let millis = u64::try_from(modified.unix_millis()).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
+}
+
 /// A publish that worked: the file is at its final name and its temp name
 /// is gone (rename moves it, so nothing is left behind).
 #[derive(Debug)]
@@ -152,15 +161,19 @@ pub(crate) enum Published {
     Done,
 }
 
-/// Publishes a transferred temp file at `local`: fsync it (unless the caller
-/// synced the whole filesystem already), refuse a final name that is a
-/// directory or another non-file, set its modification time, give it to
-/// `committer` if that is another user than the owner (BITS makes whoever
-/// calls Complete the owner of the files), and rename it over the final name
-/// (atomically replacing a regular file). Every name is looked up and
-/// changed with the rights of `access` (the job's owner: an admin who
-/// completes a job gains no say over the owner's directories). The caller
-/// fsyncs the directory afterwards ([`sync_dir`]).
+/// Publishes a transferred temp file at `local`: refuse a final name that
+/// is a directory or another non-file, give the file its modification time
+/// if it does not have it yet (and fsync that), give it to `committer` if
+/// that is another user than the owner (BITS makes whoever calls Complete
+/// the owner of the files), and rename it over the final name (atomically
+/// replacing a regular file). Every name is looked up and changed with the
+/// rights of `access` (the job's owner: an admin who completes a job gains
+/// no say over the owner's directories). The caller fsyncs the directory
+/// afterwards ([`sync_dir`]).
+///
+/// The file's bytes are durable already (a file is transferred only once
+/// they are), and so is its time when the syncer set it with them at the
+/// end of the body ([`file_time`]): the common publish is a rename only.
 ///
 /// Idempotent: if the temp file is gone and `local` holds a file of the
 /// expected size, an earlier publish got there first.
@@ -171,7 +184,6 @@ pub(crate) fn publish(
     local: &Path,
     modified: Option<UtcTime>,
     size: Option<u64>,
-    fsync: bool,
 ) -> io::Result<Published> {
     let (dir, temp_name) = split(temp)?;
     let (local_dir, local_name) = split(local)?;
@@ -229,13 +241,15 @@ pub(crate) fn publish(
         Some(owner) => committer.identity()?.filter(|to| to.uid != owner.uid),
         None => None,
     };
-    if fsync {
-        file.sync_all()?;
-    }
-    if let Some(modified) = modified {
-        let millis = u64::try_from(modified.unix_millis()).unwrap_or(0);
-        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(millis);
+    // Set (and made durable) with the bytes, unless that failed, the
+    // recorded time came from another response than the last body's (a
+    // resume that found every byte there, one without Last-Modified), or
+    // the body ended in an older version of ferry.
+    if let Some(time) = modified.map(file_time)
+        && meta.modified().ok() != Some(time)
+    {
         file.set_modified(time)?;
+        file.sync_all()?;
     }
     {
         let _as = access.enter()?;
@@ -271,13 +285,6 @@ pub(crate) fn publish(
 pub(crate) fn sync_dir(access: &Access, dir: &Path) -> io::Result<()> {
     let fd = access.open_dir(dir, true)?;
     rustix::fs::fsync(&fd).map_err(|err| at(dir, err))
-}
-
-/// fsyncs the whole filesystem holding `path` (one call instead of one fsync
-/// per file when a job publishes many).
-pub(crate) fn sync_filesystem(access: &Access, dir: &Path) -> io::Result<()> {
-    let fd = access.open_dir(dir, true)?;
-    rustix::fs::syncfs(&fd).map_err(io::Error::from)
 }
 
 /// Deletes a temp file; a file already gone counts as deleted.

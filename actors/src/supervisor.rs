@@ -585,10 +585,11 @@ impl JobSupervisor {
             && let Some(file) = self.job.next_transfer()
             && let Some(view) = self.job.file_view(file)
         {
+            let host = host_of(&view.remote);
             self.slot_requested = true;
             self.to_manager(RequestSlot {
                 job: self.id,
-                host: host_of(&view.remote),
+                host,
                 priority: self.job.priority(),
             });
         }
@@ -680,32 +681,16 @@ fn commit_actor(shared: &Shared, file: FileId) -> Addr<FileActor> {
 }
 
 /// Carries out a group of commit steps: file actors publish and delete
-/// concurrently (after one syncfs when there are many publishes), then each
-/// touched directory is fsynced once, then the results are reported. Each
-/// result may name a temp file to remember as pending delete.
+/// concurrently (a transferred file's bytes are durable: a publish is
+/// mostly a rename), then each touched directory is fsynced once, then the
+/// results are reported. Each result may name a temp file to remember as
+/// pending delete.
 async fn run_steps(
     steps: Vec<Step>,
     shared: Arc<Shared>,
     access: Access,
     committer: Access,
 ) -> Vec<(FileId, FileEvent, Option<String>)> {
-    let publishes = steps
-        .iter()
-        .filter(|s| matches!(s, Step::Publish { .. }))
-        .count();
-    let mut per_file_fsync = true;
-    if publishes >= shared.config.syncfs_threshold.max(1) {
-        let dir = steps.iter().find_map(|s| match s {
-            Step::Publish { local, .. } => Path::new(local).parent().map(Path::to_path_buf),
-            Step::Delete { .. } => None,
-        });
-        if let Some(dir) = dir {
-            let access = access.clone();
-            per_file_fsync = file_actor::blocking(move || fs::sync_filesystem(&access, &dir))
-                .await
-                .is_err();
-        }
-    }
     crate::failpoint::crash("commit::before_publish");
     let mut dirs = BTreeSet::new();
     let work = steps.into_iter().map(|step| {
@@ -729,7 +714,6 @@ async fn run_steps(
                         local: PathBuf::from(&local),
                         modified,
                         size,
-                        fsync: per_file_fsync,
                     };
                     let result = actor
                         .send(request)

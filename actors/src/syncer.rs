@@ -6,8 +6,10 @@
 //! then each waited for its own journal commit and each woke its arbiter,
 //! and the thread hand-offs, not the disk, bounded the rate.
 //!
-//! Here a *writer* thread (`ferry-write`) creates the temp file where asked
-//! and writes the bytes, then passes the file on to the *batcher*
+//! Here a *writer* thread (`ferry-write`) creates the temp file where asked,
+//! writes the bytes and gives the file the server's modification time (so
+//! that it is durable with the bytes, and Complete only renames), then
+//! passes the file on to the *batcher*
 //! (`ferry-durable`), which makes durable at once every file waiting:
 //!
 //! - **Many files it created on one filesystem** (at least `syncfs_batch`,
@@ -68,7 +70,7 @@ use std::{
     path::PathBuf,
     sync::Arc,
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use crossbeam_channel as channel;
@@ -126,14 +128,16 @@ pub(crate) enum Failed {
     Write(std::io::Error),
 }
 
-/// Write `data` at `offset` into the target, then fdatasync it; its bytes
-/// from `unsynced` on were not synced before.
+/// Write `data` at `offset` into the target, give it `modified` as its
+/// modification time, then fdatasync it (fsync if it got a time); its
+/// bytes from `unsynced` on were not synced before.
 struct Request {
     access: Access,
     target: Target,
     data: BytesMut,
     offset: u64,
     unsynced: u64,
+    modified: Option<SystemTime>,
     done: oneshot::Sender<Result<(), Failed>>,
 }
 
@@ -159,6 +163,9 @@ struct Written {
     created: bool,
     /// Its bytes from here on were not synced before.
     unsynced: u64,
+    /// Its modification time was set: an fsync, not an fdatasync, makes
+    /// it durable.
+    timed: bool,
     done: oneshot::Sender<Result<(), Failed>>,
 }
 
@@ -222,9 +229,10 @@ impl Syncer {
             .map_err(|_| std::io::Error::other("a sync thread dropped its work"))?
     }
 
-    /// Writes `data` at `offset` into `target` as `access`, then
-    /// fdatasyncs the file, whose bytes before `unsynced` are durable
-    /// already; resolves once both are done.
+    /// Writes `data` at `offset` into `target` as `access`, gives the file
+    /// `modified` as its modification time (if that fails, Complete sets it
+    /// again and reports it), then makes it durable (its bytes before
+    /// `unsynced` are already); resolves once all is done.
     pub(crate) async fn write_and_sync(
         &self,
         access: Access,
@@ -232,6 +240,7 @@ impl Syncer {
         data: BytesMut,
         offset: u64,
         unsynced: u64,
+        modified: Option<SystemTime>,
     ) -> Result<(), Failed> {
         // Waits for room (the file's transfer slot is free meanwhile).
         let _permit = self
@@ -247,6 +256,7 @@ impl Syncer {
                 data,
                 offset,
                 unsynced,
+                modified,
                 done,
             })
             .map_err(|_| Failed::Write(std::io::Error::other("the sync thread has stopped")))?;
@@ -280,10 +290,21 @@ fn write_one(request: Request, written: &channel::Sender<Written>) {
         .write(&request.access, &request.data, request.offset)
     {
         Ok(file) => {
+            // After the last write (a write would change it again), as
+            // the owner, like the write: the engine's rights are used on a
+            // job's file only once it is checked to be the owner's own
+            // (at publish), and this may be a link the user planted.
+            let timed = request.modified.is_some_and(|time| {
+                request
+                    .access
+                    .enter()
+                    .is_ok_and(|_as| file.set_modified(time).is_ok())
+            });
             let file = Written {
                 file,
                 created,
                 unsynced: request.unsynced,
+                timed,
                 done: request.done,
             };
             // A file its transfer opened is fdatasynced on its own: its
@@ -502,9 +523,14 @@ impl Written {
         fs::start_writeback(&self.file, self.unsynced);
     }
 
-    /// fdatasyncs it and answers.
+    /// fdatasyncs it (fsyncs it if its time was set) and answers.
     fn sync(self) {
-        let _ = self.done.send(self.file.sync_data().map_err(Failed::Write));
+        let synced = if self.timed {
+            self.file.sync_all()
+        } else {
+            self.file.sync_data()
+        };
+        let _ = self.done.send(synced.map_err(Failed::Write));
     }
 }
 
@@ -539,14 +565,96 @@ mod tests {
             file.write_all_at(&[i; 3], 0).unwrap();
             files.push((path, i));
             let data = BytesMut::from(&[i; 5][..]);
-            waits.push(syncer.write_and_sync(Access::engine(), Target::File(file), data, 3, 0));
+            // Every other file gets the server's time with its last bytes.
+            let modified = (i % 2 == 0).then(|| time_of(i));
+            waits.push(syncer.write_and_sync(
+                Access::engine(),
+                Target::File(file),
+                data,
+                3,
+                0,
+                modified,
+            ));
+        }
+        // And files the writer creates (the batched ends of small bodies).
+        for i in 40..80u8 {
+            let path = dir.path().join(format!("f{i}"));
+            files.push((path.clone(), i));
+            let modified = (i % 2 == 0).then(|| time_of(i));
+            waits.push(syncer.write_and_sync(
+                Access::engine(),
+                Target::Create(path),
+                BytesMut::from(&[i; 8][..]),
+                0,
+                0,
+                modified,
+            ));
         }
         for result in futures_util::future::join_all(waits).await {
             assert!(result.is_ok(), "{result:?}");
         }
         for (path, i) in files {
-            assert_eq!(std::fs::read(path).unwrap(), vec![i; 8]);
+            assert_eq!(std::fs::read(&path).unwrap(), vec![i; 8]);
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            if i % 2 == 0 {
+                assert_eq!(mtime, time_of(i), "{}", path.display());
+            } else {
+                assert!(mtime > time_of(u8::MAX), "{}", path.display());
+            }
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_time_is_set_as_the_owner_never_on_a_file_it_does_not_own() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: acting as another user needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Root's file that anyone may write, at a temp file's name (as a
+        // hard link planted there would be).
+        let planted = dir.path().join("planted");
+        std::fs::write(&planted, b"root's").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let own = dir.path().join("own");
+        let identities: Arc<dyn crate::access::Identities> = Arc::new(crate::access::Nobody);
+        let access = Access::of(Some(&identities), "nobody", &Arc::default());
+        let syncer = Syncer::start(8, Counter::default()).unwrap();
+        let (a, b) = futures_util::future::join(
+            syncer.write_and_sync(
+                access.clone(),
+                Target::Create(planted.clone()),
+                BytesMut::from(&b"x"[..]),
+                0,
+                0,
+                Some(time_of(1)),
+            ),
+            syncer.write_and_sync(
+                access,
+                Target::Create(own.clone()),
+                BytesMut::from(&b"y"[..]),
+                0,
+                0,
+                Some(time_of(2)),
+            ),
+        )
+        .await;
+        assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+        // The user may write it (its mode says so), not set its time.
+        assert_eq!(std::fs::read(&planted).unwrap(), b"x");
+        let planted_meta = std::fs::metadata(&planted).unwrap();
+        assert_eq!(planted_meta.uid(), 0);
+        assert_ne!(planted_meta.modified().unwrap(), time_of(1));
+        let own_meta = std::fs::metadata(&own).unwrap();
+        assert_eq!(own_meta.uid(), 65534);
+        assert_eq!(own_meta.modified().unwrap(), time_of(2));
+    }
+
+    /// A server time in 2001, `i` days apart.
+    fn time_of(i: u8) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(978_307_200 + u64::from(i) * 86_400)
     }
 
     /// A batcher whose work runs on one sync thread of its own.
@@ -590,6 +698,7 @@ mod tests {
                     file: Arc::new(file),
                     created,
                     unsynced: 0,
+                    timed: false,
                     done,
                 };
                 (written, answer)
@@ -673,7 +782,14 @@ mod tests {
         let syncer = Syncer::start(8, Counter::default()).unwrap();
         let waits = (0..IN_FLIGHT + 20).map(|i| {
             let target = Target::Create(dir.path().join(format!("f{i}")));
-            syncer.write_and_sync(Access::engine(), target, BytesMut::from(&b"x"[..]), 0, 0)
+            syncer.write_and_sync(
+                Access::engine(),
+                target,
+                BytesMut::from(&b"x"[..]),
+                0,
+                0,
+                None,
+            )
         });
         let results = futures_util::future::join_all(waits).await;
         assert!(results.iter().all(Result::is_ok));
@@ -700,6 +816,7 @@ mod tests {
                 BytesMut::from(&b"x"[..]),
                 0,
                 0,
+                None,
             ),
             syncer.write_and_sync(
                 Access::engine(),
@@ -707,6 +824,7 @@ mod tests {
                 BytesMut::from(&b"ok"[..]),
                 0,
                 0,
+                None,
             ),
         )
         .await;
@@ -731,6 +849,7 @@ mod tests {
                 BytesMut::from(&b"fresh"[..]),
                 0,
                 0,
+                None,
             ),
             syncer.write_and_sync(
                 Access::engine(),
@@ -738,6 +857,7 @@ mod tests {
                 BytesMut::from(&b"new"[..]),
                 0,
                 0,
+                None,
             ),
             syncer.write_and_sync(
                 Access::engine(),
@@ -745,6 +865,7 @@ mod tests {
                 BytesMut::from(&b"x"[..]),
                 0,
                 0,
+                None,
             ),
         )
         .await;

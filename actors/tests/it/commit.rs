@@ -147,21 +147,42 @@ async fn after_cancel_every_command_is_invalid_state_and_no_temp_file_remains() 
 #[actix_rt::test]
 async fn published_files_get_the_servers_modification_time_and_default_mode() {
     use std::os::unix::fs::PermissionsExt as _;
+    // The origin's Last-Modified: 1,780,000,000 s after the epoch.
+    let server_time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
     let mut h = Harness::new().await;
-    let job = h.job(&[("a", 10)]).await;
+    // A small body (created and written by the syncer) and one written by
+    // its transfer, whose last bytes the syncer writes.
+    let job = h.job(&[("a", 10), ("b", 3 << 20)]).await;
     h.engine.resume(&alice(), job).await.unwrap();
     h.transferred(job).await;
-    h.engine.complete(&alice(), job).await.unwrap();
-    let meta = std::fs::metadata(h.local("a")).unwrap();
-    // The origin's Last-Modified: 1,780,000,000 s after the epoch.
-    let mtime = meta
-        .modified()
+    // The temp files have the server's time already, made durable with
+    // their bytes: Complete only renames them.
+    let temps = h.listing();
+    assert_eq!(temps.len(), 2, "{temps:?}");
+    for temp in &temps {
+        let mtime = std::fs::metadata(h.local(temp))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(mtime, server_time, "{temp}");
+    }
+    // One that lost it (as if its body had ended in an older version)
+    // still gets it at Complete.
+    let other = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(h.local(&temps[0]))
         .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
+        .set_modified(other)
         .unwrap();
-    assert_eq!(mtime.as_secs(), 1_780_000_000);
-    let umask = current_umask();
-    assert_eq!(meta.permissions().mode() & 0o777, 0o666 & !umask);
+    h.engine.complete(&alice(), job).await.unwrap();
+    assert_eq!(h.listing(), ["a", "b"]);
+    for name in ["a", "b"] {
+        let meta = std::fs::metadata(h.local(name)).unwrap();
+        assert_eq!(meta.modified().unwrap(), server_time, "{name}");
+        let umask = current_umask();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o666 & !umask);
+    }
 }
 
 /// The process umask, read from /proc (reading it with umask(2) would change
@@ -187,7 +208,6 @@ async fn complete_of_many_files_publishes_them_all() {
         .unwrap();
     h.engine.resume(&alice(), job).await.unwrap();
     h.transferred(job).await;
-    // Above the syncfs threshold (64): one syncfs instead of 80 fsyncs.
     let answer = h.engine.complete(&alice(), job).await.unwrap();
     assert_eq!(answer.result, CompleteResult::Complete);
     assert_eq!(answer.saved.len(), 80);
