@@ -116,6 +116,8 @@ pub(crate) struct JobSupervisor {
     /// that user's); `None` after a restart, when a commit rolls forward
     /// and the files stay the owner's.
     committer: Option<String>,
+    /// The host of the last URL looked up (most jobs' files share one).
+    hosts: HostCache,
 }
 
 impl std::fmt::Debug for JobSupervisor {
@@ -159,6 +161,7 @@ impl JobSupervisor {
             pins,
             committer: None,
             lazy: None,
+            hosts: HostCache::default(),
         }
     }
 
@@ -423,7 +426,7 @@ impl JobSupervisor {
         // one), or, if the core restarted a file whose slot was already
         // released, one taken from the manager (counted even if over the
         // limit: the accounting stays balanced).
-        let wanted = host_of(&order.remote);
+        let wanted = self.hosts.host_of(&order.remote);
         let host = match self.spare_slots.iter().position(|h| *h == wanted) {
             Some(i) => self.spare_slots.swap_remove(i),
             None => match self.spare_slots.pop() {
@@ -585,7 +588,7 @@ impl JobSupervisor {
             && let Some(file) = self.job.next_transfer()
             && let Some(view) = self.job.file_view(file)
         {
-            let host = host_of(&view.remote);
+            let host = self.hosts.host_of(&view.remote);
             self.slot_requested = true;
             self.to_manager(RequestSlot {
                 job: self.id,
@@ -669,6 +672,43 @@ pub(crate) fn host_of(remote: &str) -> String {
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// [`host_of`] for many URLs of a few origins: the URL is parsed only when
+/// its part before the path differs from the last one's (a full parse per
+/// file cost about 1.5% of the daemon's CPU on 2,000 small files).
+#[derive(Default)]
+struct HostCache {
+    /// The scheme and authority part of the last URL, and its host.
+    last: Option<(String, String)>,
+}
+
+impl HostCache {
+    fn host_of(&mut self, remote: &str) -> String {
+        let origin = origin_part(remote);
+        match &self.last {
+            Some((last, host)) if last == origin => host.clone(),
+            _ => {
+                // The part alone has the same host as the whole URL.
+                let host = host_of(origin);
+                self.last = Some((origin.to_owned(), host.clone()));
+                host
+            }
+        }
+    }
+}
+
+/// `remote` up to the end of its authority: cut at the first `/`, `?` or
+/// `#` after `://` (a parser ends the authority there or sooner, at a `\`,
+/// so the part holds the whole authority and has the URL's host).
+fn origin_part(remote: &str) -> &str {
+    let Some(start) = remote.find("://").map(|i| i + 3) else {
+        return remote;
+    };
+    match remote[start..].find(['/', '?', '#']) {
+        Some(end) => &remote[..start + end],
+        None => remote,
+    }
 }
 
 /// A file actor for a commit step of `file`, on the next file arbiter.
@@ -1124,5 +1164,44 @@ impl Handler<OwnerAccess> for JobSupervisor {
 
     fn handle(&mut self, _: OwnerAccess, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.access(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_cache_agrees_with_a_full_parse() {
+        let urls = [
+            "http://a.example/f1",
+            "http://a.example/f2?x=1",
+            "http://A.EXAMPLE:8080/f",
+            "https://a.example/f",
+            "http://b.example?q=/c",
+            "http://b.example#/frag",
+            "http://b.example",
+            "http://user:pw@c.example/f",
+            "http://user@d.example:81/f",
+            "http://[::1]:8080/f",
+            "http://e.example\\path/x",
+            "http://e.example\\other",
+            "http://bücher.example/f",
+            "http://xn--bcher-kva.example/g",
+            "http://127.0.0.1:28080/small/f1",
+            "http://127.0.0.1:28080/small/f2",
+            "not a url",
+            "",
+        ];
+        let mut cache = HostCache::default();
+        // Each URL after each other one: a hit must never be stale.
+        for a in urls {
+            for b in urls {
+                assert_eq!(cache.host_of(a), host_of(a), "{a}");
+                assert_eq!(cache.host_of(b), host_of(b), "{b} after {a}");
+            }
+        }
+        assert_eq!(cache.host_of("http://a.example/f1"), "a.example");
+        assert_eq!(cache.host_of("http://e.example\\path/x"), "e.example");
     }
 }
