@@ -106,11 +106,11 @@ pub(crate) struct JobSupervisor {
     reported_state: Option<JobState>,
     /// The directories this job's files were added in (see `access.rs`).
     pins: Arc<Pins>,
-    /// Lazy records not yet handed to the store: gathered while the
-    /// messages that are already here are handled (a burst of file reports
-    /// becomes one store write, not one wake-up of its thread each), handed
-    /// over before any synced write, Barrier or shutdown, so the store
-    /// still sees every record in the order the core made them.
+    /// Lazy records not yet handed to the store: gathered for
+    /// [`LAZY_GATHER`] (a burst of file reports becomes one store write,
+    /// not one wake-up of its thread each), handed over sooner before any
+    /// synced write, answer, Barrier or shutdown, so the store still sees
+    /// every record in the order the core made them.
     lazy: Option<StoreBatch>,
     /// Who asked for the commit under way (the published files become
     /// that user's); `None` after a restart, when a commit rolls forward
@@ -292,13 +292,9 @@ impl JobSupervisor {
                         Some(pending) => pending.append_puts(write),
                         None => {
                             self.lazy = Some(write);
-                            // Handed over once this turn's messages are
-                            // handled.
-                            ctx.spawn(
-                                actix_rt::task::yield_now()
-                                    .into_actor(self)
-                                    .map(|(), act, ctx| act.flush_lazy(ctx)),
-                            );
+                            // Handed over after `LAZY_GATHER`, with
+                            // every record gathered meanwhile.
+                            ctx.run_later(LAZY_GATHER, |act, ctx| act.flush_lazy(ctx));
                         }
                     },
                     Durability::Sync => {
@@ -665,6 +661,12 @@ fn step(effect: Effect) -> Option<Step> {
         _ => return None,
     })
 }
+
+/// How long lazy records (progress, a file's end) gather before they are
+/// handed to the store as one write, unless a synced write, an answer or a
+/// stop hands them over sooner. A crash loses at most this much more
+/// progress, which only means a resume from an earlier offset.
+const LAZY_GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The host of a URL, for per-host limits.
 pub(crate) fn host_of(remote: &str) -> String {
