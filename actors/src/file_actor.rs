@@ -20,7 +20,6 @@ use awc::{
     Client,
     http::{StatusCode, header},
 };
-use bytes::BytesMut;
 use ferry_core::{
     ErrorContext, FileEvent, FileId, TransferError, TransferEvent, TransferOrder, UtcTime,
     http::{self, ContentRange, Unsatisfiable},
@@ -30,7 +29,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::{
     access::Access,
-    chunks::{Coalescer, WRITE_SIZE},
+    chunks::{Coalescer, Gathered, WRITE_SIZE},
     config::EngineConfig,
     fs,
     limits::Caps,
@@ -379,7 +378,7 @@ impl Pipe {
         &mut self,
         access: Access,
         target: Target,
-        data: BytesMut,
+        data: Gathered,
         offset: u64,
         remote: &str,
     ) {
@@ -593,7 +592,7 @@ impl Transfer {
                             // disk), so the temp file is open; should that
                             // rule change, it must exist to be published.
                             match &sink.file {
-                                None => self.write(&mut sink, BytesMut::new(), true).await?,
+                                None => self.write(&mut sink, Gathered::default(), true).await?,
                                 // Its bytes are durable (a checkpoint's),
                                 // but not maybe its cut back length or a
                                 // time set before a failed sync; every
@@ -770,9 +769,6 @@ impl Transfer {
     ) -> Result<u64, Failure> {
         let mut buf = Coalescer::new(WRITE_SIZE);
         let mut pipe = Pipe::default();
-        if let Some(size) = size {
-            buf.expect(size.saturating_sub(sink.offset));
-        }
         let mut stopped = false;
         // The last chunk's arrival (the idle timeout counts from it) and
         // the last offset reported as progress.
@@ -856,11 +852,12 @@ impl Transfer {
                     "the body is longer than announced",
                 ));
             }
-            self.metrics.received(chunk.len());
-            let full = buf.push(&chunk);
+            let chunk_len = chunk.len();
+            self.metrics.received(chunk_len);
+            let full = buf.push(chunk);
             // The bandwidth cap: pause before reading on (the sender is
             // held back through TCP). Our own pause is not server silence.
-            let pause = self.throttle.take(chunk.len() as u64);
+            let pause = self.throttle.take(chunk_len as u64);
             if !pause.is_zero() {
                 let mut stop = self.stop.clone();
                 if until_stopped(&mut stop, actix_rt::time::sleep(pause))
@@ -884,9 +881,6 @@ impl Transfer {
                     // durable is reported: a retry resumes from there).
                     let _ = self.settle(&mut pipe, sink).await;
                     return Err(Failure::Error(error));
-                }
-                if let Some(size) = size {
-                    buf.expect(size.saturating_sub(sink.offset));
                 }
                 last_chunk += io.elapsed();
             }
@@ -961,7 +955,7 @@ impl Transfer {
         &self,
         pipe: &mut Pipe,
         sink: &mut Sink,
-        data: BytesMut,
+        data: Gathered,
     ) -> Result<(), TransferError> {
         pipe.finish_write(sink).await?;
         if pipe.finish_sync(sink, false).await? {
@@ -995,7 +989,7 @@ impl Transfer {
     async fn write(
         &self,
         sink: &mut Sink,
-        data: BytesMut,
+        data: Gathered,
         sync: bool,
     ) -> Result<(), TransferError> {
         let target = self.target(sink);

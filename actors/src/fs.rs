@@ -14,10 +14,7 @@ use std::{
     ffi::OsStr,
     fs::File,
     io,
-    os::{
-        fd::{AsFd, OwnedFd},
-        unix::fs::FileExt as _,
-    },
+    os::fd::{AsFd, OwnedFd},
     path::Path,
     time::{Duration, SystemTime},
 };
@@ -134,9 +131,14 @@ pub(crate) fn truncate_temp(access: &Access, path: &Path, len: u64) -> io::Resul
 }
 
 /// Writes `data` at `offset`, as the user (whose disk quota applies).
-pub(crate) fn write_at(access: &Access, file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+pub(crate) fn write_at(
+    access: &Access,
+    file: &File,
+    data: &crate::chunks::Gathered,
+    offset: u64,
+) -> io::Result<()> {
     let _as = access.enter()?;
-    file.write_all_at(data, offset)
+    data.write_all_at(file, offset)
 }
 
 /// Starts writing back `file`'s dirty pages from `from` on, and drops its

@@ -75,11 +75,10 @@ use std::{
 
 use crossbeam_channel as channel;
 
-use bytes::BytesMut;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 
-use crate::{access::Access, fs};
+use crate::{access::Access, chunks::Gathered, fs};
 
 /// Which file a request writes.
 #[derive(Debug)]
@@ -108,7 +107,7 @@ impl Target {
     pub(crate) fn write(
         &self,
         access: &Access,
-        data: &[u8],
+        data: &Gathered,
         offset: u64,
     ) -> Result<Arc<File>, Failed> {
         let file = self.open(access)?;
@@ -134,7 +133,7 @@ pub(crate) enum Failed {
 struct Request {
     access: Access,
     target: Target,
-    data: BytesMut,
+    data: Gathered,
     offset: u64,
     unsynced: u64,
     modified: Option<SystemTime>,
@@ -237,7 +236,7 @@ impl Syncer {
         &self,
         access: Access,
         target: Target,
-        data: BytesMut,
+        data: Gathered,
         offset: u64,
         unsynced: u64,
         modified: Option<SystemTime>,
@@ -564,7 +563,7 @@ mod tests {
             let file = Arc::new(File::create(&path).unwrap());
             file.write_all_at(&[i; 3], 0).unwrap();
             files.push((path, i));
-            let data = BytesMut::from(&[i; 5][..]);
+            let data = Gathered::from(&[i; 5][..]);
             // Every other file gets the server's time with its last bytes.
             let modified = (i % 2 == 0).then(|| time_of(i));
             waits.push(syncer.write_and_sync(
@@ -584,7 +583,7 @@ mod tests {
             waits.push(syncer.write_and_sync(
                 Access::engine(),
                 Target::Create(path),
-                BytesMut::from(&[i; 8][..]),
+                Gathered::from(&[i; 8][..]),
                 0,
                 0,
                 modified,
@@ -626,7 +625,7 @@ mod tests {
             syncer.write_and_sync(
                 access.clone(),
                 Target::Create(planted.clone()),
-                BytesMut::from(&b"x"[..]),
+                Gathered::from(&b"x"[..]),
                 0,
                 0,
                 Some(time_of(1)),
@@ -634,7 +633,7 @@ mod tests {
             syncer.write_and_sync(
                 access,
                 Target::Create(own.clone()),
-                BytesMut::from(&b"y"[..]),
+                Gathered::from(&b"y"[..]),
                 0,
                 0,
                 Some(time_of(2)),
@@ -785,7 +784,7 @@ mod tests {
             syncer.write_and_sync(
                 Access::engine(),
                 target,
-                BytesMut::from(&b"x"[..]),
+                Gathered::from(&b"x"[..]),
                 0,
                 0,
                 None,
@@ -813,7 +812,7 @@ mod tests {
             syncer.write_and_sync(
                 Access::engine(),
                 Target::File(bad),
-                BytesMut::from(&b"x"[..]),
+                Gathered::from(&b"x"[..]),
                 0,
                 0,
                 None,
@@ -821,7 +820,7 @@ mod tests {
             syncer.write_and_sync(
                 Access::engine(),
                 Target::File(good),
-                BytesMut::from(&b"ok"[..]),
+                Gathered::from(&b"ok"[..]),
                 0,
                 0,
                 None,
@@ -846,7 +845,7 @@ mod tests {
             syncer.write_and_sync(
                 Access::engine(),
                 Target::Create(new.clone()),
-                BytesMut::from(&b"fresh"[..]),
+                Gathered::from(&b"fresh"[..]),
                 0,
                 0,
                 None,
@@ -854,7 +853,7 @@ mod tests {
             syncer.write_and_sync(
                 Access::engine(),
                 Target::Create(old.clone()),
-                BytesMut::from(&b"new"[..]),
+                Gathered::from(&b"new"[..]),
                 0,
                 0,
                 None,
@@ -862,7 +861,7 @@ mod tests {
             syncer.write_and_sync(
                 Access::engine(),
                 Target::Create(missing_dir.clone()),
-                BytesMut::from(&b"x"[..]),
+                Gathered::from(&b"x"[..]),
                 0,
                 0,
                 None,

@@ -171,13 +171,13 @@ fn chunk_coalescing(c: &mut Criterion) {
                 ferry_actors::chunks::Coalescer::new(ferry_actors::chunks::WRITE_SIZE);
             let mut offset = 0u64;
             for chunk in &chunks {
-                if let Some(data) = coalescer.push(chunk) {
-                    file.write_all_at(&data, offset).unwrap();
+                if let Some(data) = coalescer.push(chunk.clone()) {
+                    data.write_all_at(&file, offset).unwrap();
                     offset += data.len() as u64;
                 }
             }
             let rest = coalescer.take();
-            file.write_all_at(&rest, offset).unwrap();
+            rest.write_all_at(&file, offset).unwrap();
         });
     });
     group.bench_function("64MiB_in_16KiB_chunks/one_write_per_chunk", |b| {
