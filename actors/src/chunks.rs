@@ -3,10 +3,12 @@
 //! [`WRITE_SIZE`] bytes at a time at explicit offsets, so a transfer costs
 //! one `pwritev` (and one trip to the blocking pool) per MiB, not one
 //! `pwrite` per chunk. The chunks are kept as they came (reference-counted
-//! slices of the HTTP client's read buffers) and written from there: no
-//! byte is copied on its way to the kernel (a 64 KiB body arrives in 3
-//! chunks; copying them into one buffer was about 2% of the daemon's CPU
-//! on 2,000 such files). Public but hidden from the docs: only for
+//! slices of the HTTP client's read buffers) and written from there, with
+//! no copy (a 64 KiB body arrives in 3 chunks; copying every chunk into one
+//! buffer was about 2% of the daemon's CPU on 2,000 such files). Chunks
+//! under 8 KiB are copied together instead, and a write is handed over
+//! before its chunks may hold 2 MiB of read buffers: a chunk keeps its
+//! whole read buffer alive. Public but hidden from the docs: only for
 //! bench/'s micro-benchmark.
 
 use std::{
@@ -14,14 +16,13 @@ use std::{
     io::{self, IoSlice},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Bytes gathered before one write.
 pub const WRITE_SIZE: usize = 1 << 20;
 
-/// Chunks gathered before one write, at most: one `pwritev` takes at most
-/// `IOV_MAX` (1,024 on Linux) of them, and a body that trickles in tiny
-/// chunks is written every so many.
+/// Chunks kept for one write, at most (each is one `iovec`; one `pwritev`
+/// takes up to `IOV_MAX`, 1,024 on Linux).
 pub const MAX_CHUNKS: usize = 256;
 
 /// Bytes gathered for one write: the body's chunks, in order, uncopied.
@@ -89,10 +90,29 @@ impl From<&[u8]> for Gathered {
     }
 }
 
+/// Chunks smaller than this are copied (into one buffer with their
+/// neighbours) rather than kept: a chunk is a slice of the HTTP client's
+/// read buffer and keeps all of it alive, and a server can frame a body in
+/// tiny chunks (chunked encoding with long extensions) so that each one
+/// holds a buffer of its own.
+pub const SMALL_CHUNK: usize = 8 << 10;
+
+/// The memory a kept chunk is counted as holding at least: the size of the
+/// read buffers it is cut from (actix-http reserves about 32 KiB).
+const READ_BUFFER: usize = 32 << 10;
+
+/// The memory the chunks of one write may hold, counted so: a write is
+/// handed over when its chunks may hold this much, whatever their size.
+pub const MAX_HELD: usize = 2 * WRITE_SIZE;
+
 /// Gathers chunks until a write's worth is there.
 #[derive(Debug)]
 pub struct Coalescer {
     buf: Gathered,
+    /// Small chunks copied together, not yet in `buf`.
+    tail: BytesMut,
+    /// The memory `buf`'s chunks may hold (see [`READ_BUFFER`]).
+    held: usize,
     size: usize,
 }
 
@@ -101,31 +121,55 @@ impl Coalescer {
     pub fn new(size: usize) -> Self {
         Self {
             buf: Gathered::default(),
+            tail: BytesMut::new(),
+            held: 0,
             size: size.max(1),
         }
     }
 
-    /// Appends `chunk`; once `size` bytes or more (or [`MAX_CHUNKS`]
-    /// chunks) are gathered, hands them all over for one write and starts
-    /// again empty.
+    /// Appends `chunk`; once `size` bytes or more are gathered (or the
+    /// chunks may hold [`MAX_HELD`] bytes, or there are [`MAX_CHUNKS`] of
+    /// them), hands them all over for one write and starts again empty.
     pub fn push(&mut self, chunk: Bytes) -> Option<Gathered> {
-        self.buf.push(chunk);
-        (self.buf.len() >= self.size || self.buf.chunks.len() >= MAX_CHUNKS).then(|| self.take())
+        if chunk.len() < SMALL_CHUNK {
+            self.tail.extend_from_slice(&chunk);
+            if self.tail.len() >= SMALL_CHUNK {
+                self.keep_tail();
+            }
+        } else {
+            // In order: what was copied before it comes first.
+            self.keep_tail();
+            self.held += chunk.len().max(READ_BUFFER);
+            self.buf.push(chunk);
+        }
+        (self.len() >= self.size || self.held >= MAX_HELD || self.buf.chunks.len() >= MAX_CHUNKS)
+            .then(|| self.take())
+    }
+
+    /// Moves the copied small chunks into the write, as one chunk.
+    fn keep_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail).freeze();
+            self.held += tail.len();
+            self.buf.push(tail);
+        }
     }
 
     /// What is gathered (maybe nothing), leaving it empty.
     pub fn take(&mut self) -> Gathered {
+        self.keep_tail();
+        self.held = 0;
         std::mem::take(&mut self.buf)
     }
 
     /// Bytes gathered and not yet handed over.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.tail.len()
     }
 
     /// Nothing gathered.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len() == 0
     }
 }
 
@@ -157,16 +201,50 @@ mod tests {
     }
 
     #[test]
-    fn a_trickle_of_tiny_chunks_is_written_every_max_chunks() {
+    fn tiny_chunks_are_copied_together_and_large_ones_kept() {
         let mut c = Coalescer::new(WRITE_SIZE);
+        // A trickle of 1-byte chunks: copied into one buffer, not kept one
+        // by one (each would hold a read buffer of its own).
+        for i in 0..SMALL_CHUNK * 2 + 3 {
+            assert!(
+                c.push(Bytes::from(vec![u8::try_from(i % 256).unwrap()]))
+                    .is_none()
+            );
+        }
+        assert_eq!(c.buf.chunks.len(), 2);
+        assert_eq!(c.len(), SMALL_CHUNK * 2 + 3);
+        // A large chunk after it comes after it.
+        assert!(c.push(Bytes::from(vec![7; SMALL_CHUNK])).is_none());
+        let got = c.take().to_vec();
+        assert_eq!(got.len(), SMALL_CHUNK * 3 + 3);
+        assert!(
+            got[..SMALL_CHUNK * 2 + 3]
+                .iter()
+                .enumerate()
+                .all(|(i, b)| usize::from(*b) == i % 256)
+        );
+        assert!(got[SMALL_CHUNK * 2 + 3..].iter().all(|b| *b == 7));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_write_is_handed_over_before_its_chunks_may_hold_too_much() {
+        let mut c = Coalescer::new(WRITE_SIZE);
+        // Chunks just above the small size, each counted as holding a read
+        // buffer: handed over at MAX_HELD, long before WRITE_SIZE bytes.
         let mut writes = Vec::new();
-        for i in 0..MAX_CHUNKS * 2 + 3 {
-            if let Some(full) = c.push(Bytes::from(vec![u8::try_from(i % 256).unwrap()])) {
-                writes.push(full.len());
+        for _ in 0..200 {
+            if let Some(full) = c.push(Bytes::from(vec![1; SMALL_CHUNK + 1])) {
+                writes.push(full.chunks.len());
             }
         }
-        assert_eq!(writes, vec![MAX_CHUNKS, MAX_CHUNKS]);
-        assert_eq!(c.len(), 3);
+        let per_write = MAX_HELD / READ_BUFFER;
+        assert_eq!(writes, vec![per_write; 200 / per_write]);
+        assert!(per_write * (SMALL_CHUNK + 1) < WRITE_SIZE);
+        // Chunks of 64 KiB fill a write by size.
+        let mut c = Coalescer::new(WRITE_SIZE);
+        let full = (0..16).find_map(|_| c.push(Bytes::from(vec![2; 64 << 10])));
+        assert_eq!(full.map(|g| g.len()), Some(WRITE_SIZE));
     }
 
     #[test]
@@ -182,14 +260,15 @@ mod tests {
         file.write_all_at(b"0123456789", 0).unwrap();
         let mut g = Gathered::default();
         let mut want = Vec::new();
-        for i in 0..300u32 {
+        // More chunks than one pwritev takes (IOV_MAX, 1,024): the rest
+        // goes in a second call, from where the first ended.
+        for i in 0..1500u32 {
             let chunk: Vec<u8> = (0..i % 7 + 1)
                 .map(|j| u8::try_from((i + j) % 251).unwrap())
                 .collect();
             want.extend_from_slice(&chunk);
             g.push(Bytes::from(chunk));
         }
-        // More chunks than the writer gathers at once still write whole.
         g.write_all_at(&file, 4).unwrap();
         let mut got = vec![0; 4 + want.len()];
         file.read_exact_at(&mut got, 0).unwrap();
