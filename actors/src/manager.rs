@@ -4,7 +4,7 @@
 //! job's own parallel-files limit, enforced by the core), the event bus, and
 //! the retry of temp files whose deletion failed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use actix::prelude::*;
 use ferry_core::{
@@ -36,6 +36,10 @@ struct Entry {
 pub(crate) struct Manager {
     shared: std::sync::Arc<Shared>,
     jobs: HashMap<JobId, Entry>,
+    /// The jobs in TRANSIENT_ERROR (told when a host answers again): kept
+    /// apart so that a response, which every transfer reports, costs no
+    /// pass over every job.
+    transient: HashSet<JobId>,
     /// The slot policy (ferry-core's pure scheduler): requests, held
     /// slots, budgets, and why waiting jobs wait.
     slots: Scheduler,
@@ -80,6 +84,7 @@ impl Manager {
         Self {
             shared,
             jobs: HashMap::new(),
+            transient: HashSet::new(),
             slots,
             event_seq: 0,
             subscribers: Vec::new(),
@@ -274,6 +279,7 @@ impl Handler<Register> for Manager {
                 state: msg.state,
             },
         );
+        self.note_state(msg.job, msg.state);
     }
 }
 
@@ -288,6 +294,15 @@ pub(crate) struct Admit {
 }
 
 impl Manager {
+    /// Keeps [`Manager::transient`] up to date with a job's state.
+    fn note_state(&mut self, job: JobId, state: JobState) {
+        if state == JobState::TransientError {
+            self.transient.insert(job);
+        } else {
+            self.transient.remove(&job);
+        }
+    }
+
     fn unfinished_jobs_of(&self, owner: &str) -> usize {
         self.jobs
             .values()
@@ -402,6 +417,7 @@ impl Handler<Unregister> for Manager {
 
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
         self.jobs.remove(&msg.0);
+        self.transient.remove(&msg.0);
         let grants = self.slots.at(self.shared.clock.now().mono).forget(msg.0);
         self.grant(grants);
     }
@@ -457,6 +473,7 @@ impl Handler<JobInfo> for Manager {
         if let Some(entry) = self.jobs.get_mut(&msg.job) {
             entry.owner = msg.owner;
             entry.state = msg.state;
+            self.note_state(msg.job, msg.state);
         }
     }
 }
@@ -554,8 +571,8 @@ impl Handler<HostReachable> for Manager {
     type Result = ();
 
     fn handle(&mut self, msg: HostReachable, _: &mut Context<Self>) {
-        for entry in self.jobs.values() {
-            if entry.state == JobState::TransientError {
+        for job in &self.transient {
+            if let Some(entry) = self.jobs.get(job) {
                 entry.addr.do_send(HostUp(msg.0.clone()));
             }
         }
@@ -573,6 +590,7 @@ impl Handler<Emit> for Manager {
     fn handle(&mut self, msg: Emit, _: &mut Context<Self>) {
         if let Some(entry) = self.jobs.get_mut(&msg.0.job) {
             entry.state = msg.0.state;
+            self.note_state(msg.0.job, msg.0.state);
         }
         self.emit(msg.0);
     }
