@@ -498,6 +498,9 @@ async fn add_files(
         .map(|f| FileSpec::new(f.remote, f.local))
         .collect();
     let ids = api.engine().add_files(&who, id, specs).await?;
+    // A set: a list's `contains` made adding n files to a job cost n
+    // times its file count.
+    let ids: std::collections::HashSet<_> = ids.into_iter().collect();
     let all = api.engine().files(&who, id).await?;
     let files = all
         .iter()
