@@ -1125,10 +1125,17 @@ async fn add_get_files(
         })
         .collect();
     let path = Client::job_path(id, "")?;
-    let _: json::FileList = client.post(&format!("{path}/files"), &specs).await?;
-    let _: json::Job = client
-        .patch(&path, &json!({"parallel_files": parallel.clamp(1, 64)}))
-        .await?;
+    let files_path = format!("{path}/files");
+    let parallel = json!({"parallel_files": parallel.clamp(1, 64)});
+    // Both at once: independent, and their synced writes can share one
+    // fsync in the daemon's store.
+    let (added, set) = futures_util::future::join(
+        client.post::<_, json::FileList>(&files_path, &specs),
+        client.patch::<_, json::Job>(&path, &parallel),
+    )
+    .await;
+    added?;
+    set?;
     Ok(())
 }
 
