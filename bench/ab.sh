@@ -23,23 +23,9 @@ shift
 FILES="${FERRY_AB_FILES:-2000}"
 SIZE="${FERRY_AB_SIZE:-65536}"
 PARALLEL=8
-command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
-
-WORK="$(mktemp -d "${FERRY_COMPARE_DIR:-/var/tmp}/ferry-ab.XXXXXX")"
-chmod 755 "$WORK"
-DAEMON=
-cleanup() {
-  [[ -f "$WORK/nginx.pid" ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  if [[ -n "$DAEMON" ]]; then kill "$DAEMON" 2>/dev/null || true; wait "$DAEMON" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-mkdir -p "$WORK/www/d"
-for i in $(seq 0 $((FILES - 1))); do head -c "$SIZE" /dev/urandom >"$WORK/www/d/f$i"; done
 # shellcheck source=bench/nginx.sh
 source bench/nginx.sh
-start_nginx
+serve_random_files ab
 mapfile -t list < <(for i in $(seq 0 $((FILES - 1))); do echo "http://127.0.0.1:$PORT/d/f$i"; done)
 
 # Context switches and CPU ticks of every live thread of process $1.

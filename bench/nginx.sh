@@ -1,6 +1,31 @@
-# Sourced by compare.sh and ab.sh: serves $WORK/www from an nginx on
-# loopback (sendfile, keep-alive), at a random port left in $PORT; its pid
-# file is $WORK/nginx.pid (the caller kills it).
+# Sourced by compare.sh, ab.sh and phases.sh.
+
+# serve_random_files NAME: installs nginx if missing, makes $WORK (a new
+# dir named after NAME under $FERRY_COMPARE_DIR, default /var/tmp; removed
+# on exit, after nginx and the daemon whose pid the caller leaves in
+# $DAEMON are killed), fills $WORK/www/d with $FILES files f0, f1, ... of
+# $SIZE random bytes and serves them (start_nginx; the port is in $PORT).
+serve_random_files() {
+  command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+  WORK="$(mktemp -d "${FERRY_COMPARE_DIR:-/var/tmp}/ferry-$1.XXXXXX")"
+  chmod 755 "$WORK"
+  DAEMON=
+  trap stop_served EXIT
+  mkdir -p "$WORK/www/d"
+  for i in $(seq 0 $((FILES - 1))); do head -c "$SIZE" /dev/urandom >"$WORK/www/d/f$i"; done
+  start_nginx
+}
+
+# The EXIT trap of serve_random_files.
+stop_served() {
+  [[ -f "$WORK/nginx.pid" ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  if [[ -n "$DAEMON" ]]; then kill "$DAEMON" 2>/dev/null || true; wait "$DAEMON" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+
+# start_nginx: serves $WORK/www from an nginx on loopback (sendfile,
+# keep-alive), at a random port left in $PORT; its pid file is
+# $WORK/nginx.pid (the caller kills it).
 start_nginx() {
   PORT=$((20000 + RANDOM % 20000))
   mkdir -p "$WORK/tmp"

@@ -23,23 +23,9 @@ else
   cargo build --release --locked -p ferry --bin ferry >&2
   FERRY="$CARGO_TARGET_DIR/release/ferry"
 fi
-command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
-
-WORK="$(mktemp -d "${FERRY_COMPARE_DIR:-/var/tmp}/ferry-phases.XXXXXX")"
-chmod 755 "$WORK"
-DAEMON=
-cleanup() {
-  [[ -f "$WORK/nginx.pid" ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  if [[ -n "$DAEMON" ]]; then kill "$DAEMON" 2>/dev/null || true; wait "$DAEMON" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-mkdir -p "$WORK/www/d"
-for i in $(seq 0 $((FILES - 1))); do head -c "$SIZE" /dev/urandom >"$WORK/www/d/f$i"; done
 # shellcheck source=bench/nginx.sh
 source bench/nginx.sh
-start_nginx
+serve_random_files phases
 
 "$FERRY" serve --data-dir "$WORK/ferry" --socket "$WORK/ferry.sock" --max-transfers 8 2>"$WORK/ferry.log" &
 DAEMON=$!

@@ -70,8 +70,9 @@ impl Gathered {
         Ok(())
     }
 
-    /// The bytes in one buffer (a copy; for tests and checks).
-    pub fn to_vec(&self) -> Vec<u8> {
+    /// The bytes in one buffer (a copy).
+    #[cfg(test)]
+    fn to_vec(&self) -> Vec<u8> {
         self.chunks.iter().flat_map(|c| c.iter().copied()).collect()
     }
 }
