@@ -35,7 +35,11 @@ pub struct EngineConfig {
     /// `too_many_jobs`. Files per job are `core.max_files_per_job`.
     /// [`EngineConfig::bits_quotas`] sets BITS's values.
     pub max_jobs_per_owner: usize,
-    /// Arbiters (threads) the file actors spread over; default one per core.
+    /// Arbiters (threads) besides the engine's own (its *home*) that jobs'
+    /// transfers are placed on: a job's transfers run on one arbiter, the
+    /// one with the fewest jobs transferring, home first among equals;
+    /// commit steps spread over these. Default one per core; 0 runs all on
+    /// the home arbiter.
     pub arbiters: usize,
     /// Connecting, sending the request and receiving the response head.
     pub connect_timeout: Duration,

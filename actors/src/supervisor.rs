@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     access::{Access, Pins},
-    engine::{EngineError, Event, EventKind, Outcome, Shared},
+    engine::{EngineError, Event, EventKind, Outcome, Placed, Shared},
     file_actor::{self, Delete, FileActor, Publish, Report, Stop},
     fs,
     manager::{JobInfo, Manager, ReleaseSlot, RequestSlot},
@@ -118,6 +118,9 @@ pub(crate) struct JobSupervisor {
     committer: Option<String>,
     /// The host of the last URL looked up (most jobs' files share one).
     hosts: HostCache,
+    /// The arbiter this job's transfers run on, while it has any (see
+    /// [`crate::engine::Placement::place`]).
+    placed: Option<Placed>,
 }
 
 impl std::fmt::Debug for JobSupervisor {
@@ -162,6 +165,7 @@ impl JobSupervisor {
             committer: None,
             lazy: None,
             hosts: HostCache::default(),
+            placed: None,
         }
     }
 
@@ -447,7 +451,6 @@ impl JobSupervisor {
             // writer is told to stop all the same.
             old.do_send(Stop);
         }
-        let arbiter = self.shared.arbiter();
         let config = self.shared.config.clone();
         let metrics = self.shared.metrics.clone();
         let throttle = crate::limits::Caps {
@@ -457,9 +460,16 @@ impl JobSupervisor {
         let report = ctx.address().downgrade().recipient();
         let access = self.access(None);
         let syncer = self.shared.syncer.clone();
-        let actor = FileActor::start_in_arbiter(&arbiter, move |_| {
+        let actor = move |_: &mut Context<FileActor>| {
             FileActor::transfer(order, access, config, metrics, throttle, syncer, report)
-        });
+        };
+        let placed = self
+            .placed
+            .get_or_insert_with(|| self.shared.placement.place());
+        let actor = match placed.arbiter() {
+            Some(arbiter) => FileActor::start_in_arbiter(arbiter, actor),
+            None => FileActor::create(actor),
+        };
         self.transfers.insert(
             file,
             Running {
@@ -549,6 +559,10 @@ impl JobSupervisor {
     fn idle(&mut self, ctx: &mut Context<Self>) {
         for host in std::mem::take(&mut self.spare_slots) {
             self.release_slot(host);
+        }
+        if self.transfers.is_empty() && self.syncing.is_empty() {
+            // Placed again with its next transfer: where fewest jobs run then.
+            self.placed = None;
         }
         if self.stopping || self.failed {
             return;
