@@ -37,9 +37,10 @@ pub struct EngineConfig {
     pub max_jobs_per_owner: usize,
     /// Arbiters (threads) besides the engine's own (its *home*) that jobs'
     /// transfers are placed on: a job's transfers run on one arbiter, the
-    /// one with the fewest jobs transferring, home first among equals;
-    /// commit steps spread over these. Default one per core; 0 runs all on
-    /// the home arbiter.
+    /// one with the fewest jobs placed (transferring or syncing), home
+    /// first among equals; commit steps spread over these. Default one
+    /// per core (so one more thread than cores may run transfers, home
+    /// included); 0 runs all on the home arbiter.
     pub arbiters: usize,
     /// Connecting, sending the request and receiving the response head.
     pub connect_timeout: Duration,

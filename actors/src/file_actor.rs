@@ -3,9 +3,11 @@
 //! A file actor exists only while its file holds a transfer slot or a
 //! publish/delete request: queued files are rows in the core job, not actors.
 //! It alone writes its temp file; it publishes or deletes it only when its
-//! supervisor asks. It runs on one of the engine's file arbiters, with that
-//! arbiter's awc client (awc values never cross arbiters), and reports to its
-//! supervisor through a weak recipient (no strong parent address).
+//! supervisor asks. A transfer runs on its job's arbiter (see
+//! [`crate::engine::Placement`]: the engine's home arbiter or a file
+//! arbiter), with that arbiter's awc client (awc values never cross
+//! arbiters), and reports to its supervisor through a weak recipient (no
+//! strong parent address).
 //!
 //! All file I/O runs on the blocking pool (`spawn_blocking`) or the syncer.
 //! A body is written while it is read on: one write in flight, awaited
@@ -31,6 +33,7 @@ use crate::{
     access::Access,
     chunks::{Coalescer, Gathered, WRITE_SIZE},
     config::EngineConfig,
+    engine::{Shared, Tie},
     fs,
     limits::Caps,
     metrics::Metrics,
@@ -40,29 +43,44 @@ use crate::{
 type Response = awc::ClientResponse;
 
 thread_local! {
-    /// One awc client per arbiter thread (awc's advice), built on first use.
-    static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
+    /// One awc client per arbiter thread (awc's advice), built on first
+    /// use, for the engine whose config it was built from. The home
+    /// arbiter's thread belongs to the embedder and may outlive the engine
+    /// (or run the next one): a client of another engine is replaced, and
+    /// [`drop_client`] drops it with its pooled connections at shutdown.
+    static CLIENT: RefCell<Option<(std::sync::Weak<EngineConfig>, Client)>> =
+        const { RefCell::new(None) };
 }
 
-fn client(config: &EngineConfig) -> Client {
+fn client(config: &Arc<EngineConfig>) -> Client {
     CLIENT.with(|cell| {
-        cell.borrow_mut()
-            .get_or_insert_with(|| {
-                let connector = awc::Connector::new()
-                    .timeout(config.connect_timeout)
-                    // The engine's scheduler caps concurrency; awc's own limit
-                    // would count pool waits against the request timeout.
-                    .limit(0);
-                #[cfg(feature = "rustls")]
-                let connector = connector.rustls_0_23(tls_config(config));
-                Client::builder()
-                    .connector(connector)
-                    .disable_redirects()
-                    .timeout(config.connect_timeout)
-                    .finish()
-            })
-            .clone()
+        let mut cell = cell.borrow_mut();
+        if let Some((owner, client)) = cell.as_ref()
+            && std::sync::Weak::ptr_eq(owner, &Arc::downgrade(config))
+        {
+            return client.clone();
+        }
+        let connector = awc::Connector::new()
+            .timeout(config.connect_timeout)
+            // The engine's scheduler caps concurrency; awc's own limit
+            // would count pool waits against the request timeout.
+            .limit(0);
+        #[cfg(feature = "rustls")]
+        let connector = connector.rustls_0_23(tls_config(config));
+        let client = Client::builder()
+            .connector(connector)
+            .disable_redirects()
+            .timeout(config.connect_timeout)
+            .finish();
+        *cell = Some((Arc::downgrade(config), client.clone()));
+        client
     })
+}
+
+/// Drops this thread's awc client (and its idle connections), if any.
+pub(crate) fn drop_client() {
+    let client = CLIENT.with(|cell| cell.borrow_mut().take());
+    drop(client);
 }
 
 /// The TLS client settings: the web PKI roots plus the configured ones,
@@ -142,6 +160,8 @@ pub(crate) struct FileActor {
     /// Who waits for the stopped transfer's durable offset.
     stopped: Option<oneshot::Sender<Option<u64>>>,
     running: bool,
+    /// A transfer's tie to the engine: it stops when the engine ends.
+    tie: Option<Tie>,
 }
 
 impl std::fmt::Debug for FileActor {
@@ -157,24 +177,24 @@ impl FileActor {
     pub(crate) fn transfer(
         order: TransferOrder,
         access: Access,
-        config: Arc<EngineConfig>,
-        metrics: Arc<Metrics>,
         throttle: Caps,
-        syncer: Syncer,
         report: WeakRecipient<Report>,
+        shared: &Shared,
+        tie: Tie,
     ) -> Self {
         Self {
             file: order.file,
             order: Some(order),
             access,
-            config,
-            metrics: Some(metrics),
+            config: shared.config.clone(),
+            metrics: Some(shared.metrics.clone()),
             throttle: Some(throttle),
-            syncer,
+            syncer: shared.syncer.clone(),
             report: Some(report),
             stop: watch::channel(false).0,
             stopped: None,
             running: false,
+            tie: Some(tie),
         }
     }
 
@@ -192,6 +212,7 @@ impl FileActor {
             stop: watch::channel(false).0,
             stopped: None,
             running: false,
+            tie: None,
         }
     }
 }
@@ -200,6 +221,17 @@ impl Actor for FileActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(tie) = &self.tie {
+            // The engine ended: stop here, as stopping the arbiter would.
+            let mut ended = tie.ended();
+            ctx.spawn(
+                async move {
+                    let _ = ended.wait_for(|ended| *ended).await;
+                }
+                .into_actor(self)
+                .map(|(), _, ctx| ctx.stop()),
+            );
+        }
         let syncer = self.syncer.clone();
         let (Some(order), Some(report), Some(metrics), Some(throttle)) = (
             self.order.take(),

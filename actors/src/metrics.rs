@@ -22,6 +22,11 @@ struct StateLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ArbiterLabels {
+    arbiter: u64,
+}
+
 /// Every metric of one engine.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -32,6 +37,7 @@ pub(crate) struct Metrics {
     active: Gauge,
     store_writes: Histogram,
     jobs: Family<StateLabels, Gauge>,
+    placed: Family<ArbiterLabels, Gauge>,
     /// Batches of files made durable by one syncfs (the syncer adds).
     pub(crate) syncfs_batches: Counter,
 }
@@ -82,6 +88,12 @@ impl Metrics {
         );
         let jobs = Family::<StateLabels, Gauge>::default();
         registry.register("jobs", "Jobs by state (final jobs excluded)", jobs.clone());
+        let placed = Family::<ArbiterLabels, Gauge>::default();
+        registry.register(
+            "placed_jobs",
+            "Jobs whose transfers run on each arbiter (0: the engine's home)",
+            placed.clone(),
+        );
         let syncfs_batches = Counter::default();
         registry.register(
             "syncfs_batches",
@@ -96,8 +108,18 @@ impl Metrics {
             active,
             store_writes,
             jobs,
+            placed,
             syncfs_batches,
         }
+    }
+
+    /// The gauge of the jobs placed on arbiter `index` (0: home).
+    pub(crate) fn placed(&self, index: usize) -> Gauge {
+        self.placed
+            .get_or_create(&ArbiterLabels {
+                arbiter: index as u64,
+            })
+            .clone()
     }
 
     pub(crate) fn received(&self, bytes: usize) {

@@ -451,18 +451,20 @@ impl JobSupervisor {
             // writer is told to stop all the same.
             old.do_send(Stop);
         }
-        let config = self.shared.config.clone();
-        let metrics = self.shared.metrics.clone();
         let throttle = crate::limits::Caps {
             engine: self.shared.throttle.clone(),
             job: self.throttle.clone(),
         };
         let report = ctx.address().downgrade().recipient();
         let access = self.access(None);
-        let syncer = self.shared.syncer.clone();
+        let shared = self.shared.clone();
+        let tie = self.shared.lifeline.tie();
         let actor = move |_: &mut Context<FileActor>| {
-            FileActor::transfer(order, access, config, metrics, throttle, syncer, report)
+            FileActor::transfer(order, access, throttle, report, &shared, tie)
         };
+        // A job placed at home starts its actors on the current arbiter:
+        // this must be the home one.
+        debug_assert_eq!(std::thread::current().id(), self.shared.home_thread);
         let placed = self
             .placed
             .get_or_insert_with(|| self.shared.placement.place());

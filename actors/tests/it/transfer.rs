@@ -739,3 +739,80 @@ async fn a_foreground_job_takes_a_busy_hosts_slot_from_a_background_one() {
     assert_eq!(h.origin.verify("/a", &h.local("a")).unwrap(), None);
     h.engine.clone().shutdown().await.unwrap();
 }
+
+/// The jobs placed on each arbiter (0: home), from the metrics.
+async fn placed(h: &Harness) -> Vec<u64> {
+    let text = h.engine.metrics_text().await.unwrap();
+    (0..3)
+        .map(|i| {
+            let name = format!("ferry_placed_jobs{{arbiter=\"{i}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&name))
+                .map_or(0, |n| n.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Polls until the placement is `want`.
+async fn placed_becomes(h: &Harness, want: &[u64]) {
+    let start = std::time::Instant::now();
+    loop {
+        let now = placed(h).await;
+        if now == want {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "placed {now:?}, not {want:?}");
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_job_alone_runs_at_home_the_next_elsewhere_and_places_are_given_back() {
+    let h = Harness::new().await;
+    // Nothing is placed before anything transfers.
+    assert_eq!(placed(&h).await, [0, 0, 0]);
+    let first = h.held_job("a", 400_000).await;
+    assert_eq!(placed(&h).await, [1, 0, 0]);
+    let second = h.held_job("b", 400_000).await;
+    assert_eq!(placed(&h).await, [1, 1, 0]);
+    h.origin.release("/a");
+    h.in_state(first, JobState::Transferred).await;
+    placed_becomes(&h, &[0, 1, 0]).await;
+    // Home is free again: the next job goes there.
+    let third = h.held_job("c", 400_000).await;
+    assert_eq!(placed(&h).await, [1, 1, 0]);
+    h.origin.release("/b");
+    h.origin.release("/c");
+    h.in_state(second, JobState::Transferred).await;
+    h.in_state(third, JobState::Transferred).await;
+    placed_becomes(&h, &[0, 0, 0]).await;
+    for job in [first, second, third] {
+        h.engine.complete(&alice(), job).await.unwrap();
+    }
+    for name in ["a", "b", "c"] {
+        h.assert_file(name);
+    }
+}
+
+#[actix_rt::test]
+async fn without_file_arbiters_everything_runs_at_home_and_survives_a_restart() {
+    let mut h = Harness::with(|c| c.arbiters = 0).await;
+    let job = h.job(&[("a", 300_000), ("b", 10), ("c", 70_000)]).await;
+    h.engine
+        .set(&alice(), job, Property::ParallelFiles(3))
+        .await
+        .unwrap();
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+    h.engine.complete(&alice(), job).await.unwrap();
+    for name in ["a", "b", "c"] {
+        h.assert_file(name);
+    }
+    // A transfer under way at home when the engine stops resumes after.
+    let held = h.held_job("d", 600_000).await;
+    h.restart().await;
+    h.origin.release("/d");
+    h.transferred(held).await;
+    h.engine.complete(&alice(), held).await.unwrap();
+    h.assert_file("d");
+}
