@@ -244,6 +244,13 @@ impl Access {
         }
     }
 
+    /// Whether paths are resolved as usual ([`Access::engine`]): a file
+    /// may then be opened by its whole path, with no handle of its
+    /// directory first (what [`Access::open_dir`] would check is nothing).
+    pub(crate) fn resolves_paths(&self) -> bool {
+        self.caller.is_none()
+    }
+
     /// Opens directory `dir` for lookups relative to it (`O_PATH`: no read
     /// permission needed), or for reading and fsync when `read`, with the
     /// current thread's identity (inside [`Access::enter`] to act as the

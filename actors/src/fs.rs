@@ -83,18 +83,25 @@ fn not_a_file(path: &Path) -> io::Error {
 pub(crate) fn open_temp(access: &Access, path: &Path, offset: u64) -> io::Result<(File, u64)> {
     let (dir, name) = split(path)?;
     let _as = access.enter()?;
-    let dir_fd = access.open_dir(dir, false)?;
+    // With paths resolved as usual, the whole path in one open (a new temp
+    // file per transfer: two system calls fewer than a handle of the
+    // directory first, opened and closed).
+    let dir_fd = if access.resolves_paths() {
+        None
+    } else {
+        Some(access.open_dir(dir, false)?)
+    };
+    let open = |flags: OFlags, mode: Mode| match &dir_fd {
+        Some(dir_fd) => open_in(dir_fd, name, flags, mode),
+        None => open_in(rustix::fs::CWD, path.as_os_str(), flags, mode),
+    };
     let flags = OFlags::WRONLY;
-    let file = match open_in(
-        &dir_fd,
-        name,
+    let file = match open(
         flags | OFlags::CREATE | OFlags::EXCL,
         Mode::from_raw_mode(0o666),
     ) {
         Ok(fd) => return Ok((File::from(fd), 0)),
-        Err(Errno::EXIST) => {
-            open_in(&dir_fd, name, flags, Mode::empty()).map_err(|err| at(path, err))?
-        }
+        Err(Errno::EXIST) => open(flags, Mode::empty()).map_err(|err| at(path, err))?,
         Err(err) => return Err(at(path, err)),
     };
     let file = File::from(file);

@@ -695,11 +695,19 @@ fn print_complete(answer: &json::CompleteResult, as_json: bool) {
         print_json(answer);
         return;
     }
-    println!("{}", answer.result);
+    // One line per file, thousands of them: written in one go, not one
+    // write(2) each (stdout is line-buffered). A closed pipe ends the
+    // listing quietly.
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let _ = writeln!(out, "{}", answer.result);
     for file in &answer.files {
-        println!("  {:<7} {}", file.outcome, file.local);
+        let _ = writeln!(out, "  {:<7} {}", file.outcome, file.local);
     }
-    print_undeleted(&answer.undeleted);
+    for f in &answer.undeleted {
+        let _ = writeln!(out, "  temp file not deleted: {} ({})", f.path, f.cause);
+    }
+    let _ = out.flush();
 }
 
 fn bytes_of(done: u64, total: Option<u64>) -> String {
