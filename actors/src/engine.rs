@@ -272,10 +272,14 @@ impl Drop for Placed {
     }
 }
 
-/// Ties the engine's transfer actors to it: [`Engine::shutdown`] ends those
-/// still running (as stopping their arbiter would, but the home arbiter is
-/// the embedder's and runs on) and waits until none is left, so no actor of
-/// a stopped engine writes on while the next one opens the data dir.
+/// Ties the engine's transfer actors to it: [`Engine::shutdown`] stops those
+/// still running (the supervisors stop and wait for theirs first; these are
+/// the ones left: a job whose store write failed, a replaced attempt) as a
+/// `Stop` does, the writes in flight ended first, and waits until none is
+/// left. Stopping the file arbiters would not reach the home arbiter's
+/// actors (it is the embedder's and runs on), nor wait for their writes; so
+/// no actor of a stopped engine writes on while the next one opens the data
+/// dir.
 pub(crate) struct Lifeline {
     ended: watch::Sender<bool>,
     alive: Arc<Alive>,
@@ -862,11 +866,15 @@ impl Engine {
     pub async fn shutdown(self) -> Result<(), EngineError> {
         let _ = self.manager.send(ShutdownAll).await;
         // Transfers the supervisors did not stop and wait for (a job whose
-        // store write failed, a replaced attempt) end now.
+        // store write failed, a replaced attempt) stop now, their writes
+        // in flight ended.
         self.shared.lifeline.end().await;
         // The home thread outlives the engine: its awc client and pooled
         // connections go now.
-        self.shared.home.spawn_fn(crate::file_actor::drop_client);
+        let config = self.shared.config.clone();
+        self.shared
+            .home
+            .spawn_fn(move || crate::file_actor::drop_client(&config));
         let flushed = self.shared.store.flush().await;
         // Closing releases the data dir's lock: a new engine may open it.
         self.shared.store.close().await;

@@ -43,23 +43,26 @@ use crate::{
 type Response = awc::ClientResponse;
 
 thread_local! {
-    /// One awc client per arbiter thread (awc's advice), built on first
-    /// use, for the engine whose config it was built from. The home
-    /// arbiter's thread belongs to the embedder and may outlive the engine
-    /// (or run the next one): a client of another engine is replaced, and
-    /// [`drop_client`] drops it with its pooled connections at shutdown.
-    static CLIENT: RefCell<Option<(std::sync::Weak<EngineConfig>, Client)>> =
-        const { RefCell::new(None) };
+    /// One awc client per arbiter thread and engine (awc's advice: one per
+    /// thread), built on first use. The home arbiter's thread belongs to
+    /// the embedder and may outlive an engine, or run two at once: each
+    /// engine has its own (by its config), and [`drop_client`] drops an
+    /// engine's with its pooled connections at shutdown.
+    static CLIENTS: RefCell<Vec<(std::sync::Weak<EngineConfig>, Client)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 fn client(config: &Arc<EngineConfig>) -> Client {
-    CLIENT.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if let Some((owner, client)) = cell.as_ref()
-            && std::sync::Weak::ptr_eq(owner, &Arc::downgrade(config))
+    CLIENTS.with(|cell| {
+        let mut clients = cell.borrow_mut();
+        if let Some((_, client)) = clients
+            .iter()
+            .find(|(owner, _)| std::ptr::eq(owner.as_ptr(), Arc::as_ptr(config)))
         {
             return client.clone();
         }
+        // Engines gone without a shutdown leave theirs behind: dropped now.
+        clients.retain(|(owner, _)| owner.strong_count() > 0);
         let connector = awc::Connector::new()
             .timeout(config.connect_timeout)
             // The engine's scheduler caps concurrency; awc's own limit
@@ -72,15 +75,23 @@ fn client(config: &Arc<EngineConfig>) -> Client {
             .disable_redirects()
             .timeout(config.connect_timeout)
             .finish();
-        *cell = Some((Arc::downgrade(config), client.clone()));
+        clients.push((Arc::downgrade(config), client.clone()));
         client
     })
 }
 
-/// Drops this thread's awc client (and its idle connections), if any.
-pub(crate) fn drop_client() {
-    let client = CLIENT.with(|cell| cell.borrow_mut().take());
-    drop(client);
+/// Drops this thread's awc client of the engine with `config` (and its
+/// idle connections), if any.
+pub(crate) fn drop_client(config: &Arc<EngineConfig>) {
+    let dropped: Vec<_> = CLIENTS.with(|cell| {
+        let mut clients = cell.borrow_mut();
+        let (mine, others) = std::mem::take(&mut *clients)
+            .into_iter()
+            .partition(|(owner, _)| std::ptr::eq(owner.as_ptr(), Arc::as_ptr(config)));
+        *clients = others;
+        mine
+    });
+    drop(dropped);
 }
 
 /// The TLS client settings: the web PKI roots plus the configured ones,
@@ -222,14 +233,21 @@ impl Actor for FileActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(tie) = &self.tie {
-            // The engine ended: stop here, as stopping the arbiter would.
+            // The engine ended: stop as a `Stop` does (the writes in flight
+            // end first, so none lands after the engine is gone).
             let mut ended = tie.ended();
             ctx.spawn(
                 async move {
                     let _ = ended.wait_for(|ended| *ended).await;
                 }
                 .into_actor(self)
-                .map(|(), _, ctx| ctx.stop()),
+                .map(|(), act, ctx| {
+                    if act.running {
+                        act.stop.send_replace(true);
+                    } else {
+                        ctx.stop();
+                    }
+                }),
             );
         }
         let syncer = self.syncer.clone();

@@ -5,9 +5,10 @@
 //! ferry-core, which validated them (absolute, normalised). Every operation
 //! takes an [`Access`]: whose rights it uses and how the directory is
 //! reached (see `access.rs`). Files are then named relative to their
-//! directory's handle by a single component, never followed if a symlink,
-//! and opened non-blocking (a FIFO planted at a temp name cannot hang a
-//! pool thread).
+//! directory's handle by a single component (a new temp file with the
+//! engine's own rights by its whole path, which resolves the same way),
+//! never followed if a symlink, and opened non-blocking (a FIFO planted at
+//! a temp name cannot hang a pool thread).
 
 use std::{
     collections::HashSet,
@@ -80,13 +81,17 @@ fn not_a_file(path: &Path) -> io::Error {
 /// trust bytes past the last checkpoint). Returns the file and the offset to
 /// resume from, which is 0 when the file held fewer bytes than `offset`
 /// (its data was lost: the transfer starts again).
+/// The longest path opened whole (Linux's `PATH_MAX` counts the NUL).
+const WHOLE_PATH_MAX: usize = 4095;
+
 pub(crate) fn open_temp(access: &Access, path: &Path, offset: u64) -> io::Result<(File, u64)> {
     let (dir, name) = split(path)?;
     let _as = access.enter()?;
     // With paths resolved as usual, the whole path in one open (a new temp
     // file per transfer: two system calls fewer than a handle of the
-    // directory first, opened and closed).
-    let dir_fd = if access.resolves_paths() {
+    // directory first, opened and closed), unless it is too long for one
+    // (a local name near PATH_MAX, which the temp name's suffix passes).
+    let dir_fd = if access.resolves_paths() && path.as_os_str().len() < WHOLE_PATH_MAX {
         None
     } else {
         Some(access.open_dir(dir, false)?)
@@ -377,9 +382,10 @@ pub(crate) fn check_locals<'a>(
     access: &Access,
     locals: impl IntoIterator<Item = &'a Path>,
 ) -> Result<(), (&'a Path, LocalProblem)> {
+    let locals: Vec<&Path> = locals.into_iter().collect();
     let mut entered = None;
     let mut open: Option<Checked<'a>> = None;
-    for local in locals {
+    for (i, local) in locals.iter().copied().enumerate() {
         if entered.is_none() {
             let guard = access
                 .enter()
@@ -387,19 +393,23 @@ pub(crate) fn check_locals<'a>(
             entered = Some(guard);
         }
         let (dir, name) = split(local).map_err(|err| (local, invalid(err.to_string())))?;
-        let mut checked = match open.take() {
+        let checked = match open.take() {
             Some(checked) if checked.dir == dir => checked,
-            _ => Checked {
-                dir,
-                fd: check_dir(access, dir).map_err(|problem| (local, problem))?,
-                names: 0,
-                listing: None,
-            },
+            _ => {
+                let fd = check_dir(access, dir).map_err(|problem| (local, problem))?;
+                // The names in a row in this directory, this one first.
+                let run = locals
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|l| l.parent() == Some(dir))
+                    .count();
+                let listing = (run >= LIST_FROM)
+                    .then(|| listing(&fd, run.saturating_mul(LIST_PER_NAME)))
+                    .flatten();
+                Checked { dir, fd, listing }
+            }
         };
-        checked.names += 1;
-        if checked.names == LIST_FROM {
-            checked.listing = listing(&checked.fd);
-        }
         let listed = checked
             .listing
             .as_ref()
@@ -421,33 +431,43 @@ pub(crate) fn check_locals<'a>(
     Ok(())
 }
 
-/// A directory checked by [`check_locals`], and the names checked in it.
+/// A directory checked by [`check_locals`].
 struct Checked<'a> {
     dir: &'a Path,
     fd: OwnedFd,
-    names: usize,
-    /// What it held, read once from its `LIST_FROM`th name on.
+    /// What it held, if it was listed.
     listing: Option<std::collections::HashMap<std::ffi::OsString, Option<FileType>>>,
 }
 
-/// From this many names in one directory, [`check_locals`] reads the
-/// directory once rather than looking each name up (2,000 files added to
-/// one directory: one listing, not 2,000 `fstatat`s).
+/// From this many names in a row in one directory, [`check_locals`] reads
+/// the directory once rather than looking each name up (2,000 files added
+/// to one directory: one listing, not 2,000 `fstatat`s)...
 const LIST_FROM: usize = 16;
 
-/// Directories larger than this (in `st_size`, about 32 bytes per entry on
-/// ext4) are not listed: each name is looked up instead.
-const LIST_MAX_BYTES: i64 = 1 << 20;
+/// ...if it holds at most this many entries per name checked (a few names
+/// added to a large directory are looked up: the listing would cost more).
+const LIST_PER_NAME: usize = 8;
+
+/// The filesystems whose directories are listed: case-sensitive but for
+/// directories flagged casefold (ext4, btrfs, tmpfs; `statfs` magic). On
+/// others (vfat, exFAT, CIFS, FUSE, ...) a name may match an entry spelled
+/// differently, which only a lookup finds.
+const LISTED_FILESYSTEMS: [u64; 3] = [0xEF53, 0x9123_683E, 0x0102_1994];
+
+/// `FS_CASEFOLD_FL`: a directory whose names match case-insensitively.
+const CASEFOLD: u32 = 0x4000_0000;
 
 /// The names in a directory with their kinds (`None` where the filesystem
-/// does not say), or `None` if it cannot be read (the user may create
-/// files in it without reading it) or is large.
+/// does not say), or `None` if the directory cannot be read (the user may
+/// create files in it without reading it), holds more than `max`
+/// entries, or is on a filesystem where a listing could miss a name.
 fn listing(
     dir_fd: &OwnedFd,
+    max: usize,
 ) -> Option<std::collections::HashMap<std::ffi::OsString, Option<FileType>>> {
     use std::os::unix::ffi::OsStrExt as _;
-    let stat = rustix::fs::fstat(dir_fd).ok()?;
-    if stat.st_size > LIST_MAX_BYTES {
+    let fs = rustix::fs::fstatfs(dir_fd).ok()?;
+    if !u64::try_from(fs.f_type).is_ok_and(|t| LISTED_FILESYSTEMS.contains(&t)) {
         return None;
     }
     let fd = rustix::fs::openat(
@@ -457,12 +477,19 @@ fn listing(
         Mode::empty(),
     )
     .ok()?;
+    let flags = rustix::fs::ioctl_getflags(&fd).ok()?;
+    if flags.bits() & CASEFOLD != 0 {
+        return None;
+    }
     let mut names = std::collections::HashMap::new();
     for entry in rustix::fs::Dir::new(fd).ok()? {
         let entry = entry.ok()?;
         let name = OsStr::from_bytes(entry.file_name().to_bytes());
         if name == "." || name == ".." {
             continue;
+        }
+        if names.len() == max {
+            return None;
         }
         let kind = match entry.file_type() {
             FileType::Unknown => None,
@@ -557,7 +584,7 @@ mod tests {
     #[test]
     fn names_are_checked_alike_by_lookup_and_by_listing() {
         let dir = dir();
-        for before in [0, LIST_FROM - 1, LIST_FROM, 3 * LIST_FROM] {
+        for before in [0, LIST_FROM - 2, LIST_FROM, 3 * LIST_FROM] {
             assert_eq!(first_refused(dir.path(), before, &["file", "absent"]), None);
             assert_eq!(
                 first_refused(dir.path(), before, &["file", "sub"]).as_deref(),
@@ -573,12 +600,16 @@ mod tests {
     }
 
     #[test]
-    fn a_listing_says_what_each_name_is() {
+    fn a_listing_says_what_each_name_is_and_stops_at_its_bound() {
         let dir = dir();
         let fd = Access::engine().open_dir(dir.path(), false).unwrap();
-        let listing = listing(&fd).unwrap();
+        let Some(listing) = listing(&fd, 3) else {
+            // Not a listed filesystem (the temp dir's): nothing to check.
+            let fs = rustix::fs::fstatfs(&fd).unwrap();
+            assert!(!u64::try_from(fs.f_type).is_ok_and(|t| LISTED_FILESYSTEMS.contains(&t)));
+            return;
+        };
         assert_eq!(listing.len(), 3);
-        // ext4, tmpfs and most others fill in the kind.
         for (name, kind) in [
             ("file", FileType::RegularFile),
             ("sub", FileType::Directory),
@@ -588,5 +619,7 @@ mod tests {
                 assert_eq!(listed, kind, "{name}");
             }
         }
+        // One entry more than allowed: no listing (each name is looked up).
+        assert!(super::listing(&fd, 2).is_none());
     }
 }

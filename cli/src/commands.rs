@@ -502,7 +502,7 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
         }
         Command::Complete { job, json } => {
             let answer: json::CompleteResult = client.action(&job, "complete").await?;
-            print_complete(&answer, json);
+            print_complete(&answer, json)?;
             Ok(exit::OK)
         }
         Command::Info { job, json } => {
@@ -690,24 +690,33 @@ fn print_undeleted(undeleted: &[json::Failure]) {
     }
 }
 
-fn print_complete(answer: &json::CompleteResult, as_json: bool) {
+fn print_complete(answer: &json::CompleteResult, as_json: bool) -> Result<(), Failure> {
     if as_json {
         print_json(answer);
-        return;
+        return Ok(());
     }
     // One line per file, thousands of them: written in one go, not one
-    // write(2) each (stdout is line-buffered). A closed pipe ends the
-    // listing quietly.
+    // write(2) each (stdout is line-buffered).
     use std::io::Write as _;
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-    let _ = writeln!(out, "{}", answer.result);
-    for file in &answer.files {
-        let _ = writeln!(out, "  {:<7} {}", file.outcome, file.local);
+    let written = (|| {
+        writeln!(out, "{}", answer.result)?;
+        for file in &answer.files {
+            writeln!(out, "  {:<7} {}", file.outcome, file.local)?;
+        }
+        for f in &answer.undeleted {
+            writeln!(out, "  temp file not deleted: {} ({})", f.path, f.cause)?;
+        }
+        out.flush()
+    })();
+    match written {
+        // A reader that went away (`| head`) ends the listing quietly.
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(
+            exit::FAILED,
+            format!("the listing could not be written: {err}"),
+        )),
+        _ => Ok(()),
     }
-    for f in &answer.undeleted {
-        let _ = writeln!(out, "  temp file not deleted: {} ({})", f.path, f.cause);
-    }
-    let _ = out.flush();
 }
 
 fn bytes_of(done: u64, total: Option<u64>) -> String {
@@ -1055,7 +1064,7 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
         Some(job) if job.state == "acknowledged" => {
             eprintln!("ferry: job {} was already completed", job.id);
             if let Some(json::FinalAnswer::Complete(answer)) = &job.answer {
-                print_complete(answer, args.json);
+                print_complete(answer, args.json)?;
             }
             return Ok(exit::OK);
         }
@@ -1097,12 +1106,12 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
         .action::<json::CompleteResult>(&job.id, "complete")
         .await
     {
-        Ok(answer) => print_complete(&answer, args.json),
+        Ok(answer) => print_complete(&answer, args.json)?,
         // Completed meanwhile (another `ferry complete`): its stored answer.
         Err(err) if err.code() == Some("invalid_state") => {
             let done = client.job(&job.id).await?;
             match &done.answer {
-                Some(json::FinalAnswer::Complete(answer)) => print_complete(answer, args.json),
+                Some(json::FinalAnswer::Complete(answer)) => print_complete(answer, args.json)?,
                 _ => return Err(err.into()),
             }
         }
