@@ -106,6 +106,27 @@ pub struct Batch {
     pub durability: Durability,
 }
 
+impl Batch {
+    /// Adds a later batch of the same job, not yet written: its records
+    /// replace these of the same file or job, and the whole is as durable
+    /// as the more durable of the two.
+    pub fn absorb(&mut self, later: Self) {
+        debug_assert_eq!(self.job, later.job);
+        if later.job_record.is_some() {
+            self.job_record = later.job_record;
+        }
+        if !later.files.is_empty() {
+            let replaced: std::collections::HashSet<_> =
+                later.files.iter().map(|f| f.file).collect();
+            self.files.retain(|f| !replaced.contains(&f.file));
+            self.files.extend(later.files);
+        }
+        if later.durability == Durability::Sync {
+            self.durability = Durability::Sync;
+        }
+    }
+}
+
 /// Events for listeners (BITS's callback interface).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notification {

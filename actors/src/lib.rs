@@ -64,7 +64,7 @@ mod syncer;
 
 pub use access::{FsIdentity, Identities};
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineError, Event, EventKind, Events, Quotas};
+pub use engine::{Engine, EngineError, Event, EventKind, Events, JobSetup, Quotas};
 pub use limits::{BandwidthNow, Limits};
 pub use store::StoreError;
 

@@ -212,6 +212,9 @@ pub(crate) async fn run(
                 kind: None,
                 priority: plan.priorities.get(j).map(|p| p.as_str().to_owned()),
                 description: None,
+                files: None,
+                properties: None,
+                resume: false,
             };
             let client = &client;
             pending.push(async move { (j, client.post::<_, json::Job>("/v1/jobs", &body).await) });

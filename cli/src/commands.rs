@@ -452,6 +452,9 @@ async fn dispatch(client: &Client, command: Command) -> Outcome {
                 kind: None,
                 priority,
                 description,
+                files: None,
+                properties: None,
+                resume: false,
             };
             let job: json::Job = client.post("/v1/jobs", &body).await?;
             if json {
@@ -1060,6 +1063,8 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
         },
         Err(_) => None,
     };
+    // Created here, resumed with its creation.
+    let mut fresh = false;
     let job = match known {
         Some(job) if job.state == "acknowledged" => {
             eprintln!("ferry: job {} was already completed", job.id);
@@ -1079,26 +1084,55 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
             job
         }
         _ => {
-            let body = json::CreateJob {
+            let mut body = json::CreateJob {
                 name: format!("ferry get {}", file_name(&args.urls.join(" "))),
                 kind: None,
                 priority: Some(args.priority.clone()),
                 description: Some(format!("ferry get {tag}")),
+                // Created with its files and parallelism, resumed: one
+                // request and one durable write in the daemon, and never a
+                // job without its files.
+                files: Some(json::AddFiles::Many(add_file_list(&files))),
+                properties: Some(json::PatchJob {
+                    parallel_files: Some(args.parallel.clamp(1, 64)),
+                    ..json::PatchJob::default()
+                }),
+                resume: true,
             };
-            let job: json::Job = client.post("/v1/jobs", &body).await?;
-            // Recorded at once: killed from here on, a rerun finds this job.
-            record_tag(&tag_file, &job.id);
-            if let Err(err) = add_get_files(client, &job.id, &files, args.parallel).await {
-                // Leave nothing half made behind.
-                let _: Result<json::CancelResult, _> = client.action(&job.id, "cancel").await;
-                let _ = std::fs::remove_file(&tag_file);
-                return Err(err);
+            match client.post::<_, json::Job>("/v1/jobs", &body).await {
+                Ok(job) => {
+                    // Recorded once it exists: a rerun finds this job.
+                    record_tag(&tag_file, &job.id);
+                    fresh = true;
+                    job
+                }
+                // A daemon older than this client: the steps one by one.
+                Err(ClientError::Api {
+                    status: 400,
+                    body: refusal,
+                }) if refusal.message.contains("unknown field") => {
+                    (body.files, body.properties, body.resume) = (None, None, false);
+                    let job: json::Job = client.post("/v1/jobs", &body).await?;
+                    // Recorded at once: killed from here on, a rerun finds
+                    // this job.
+                    record_tag(&tag_file, &job.id);
+                    if let Err(err) = add_get_files(client, &job.id, &files, args.parallel).await {
+                        // Leave nothing half made behind.
+                        let _: Result<json::CancelResult, _> =
+                            client.action(&job.id, "cancel").await;
+                        let _ = std::fs::remove_file(&tag_file);
+                        return Err(err);
+                    }
+                    job
+                }
+                Err(err) => return Err(err.into()),
             }
-            job
         }
     };
     if job.state != "transferred" {
-        let _: json::Job = client.action(&job.id, "resume").await?;
+        if !fresh {
+            let _: json::Job = client.action(&job.id, "resume").await?;
+        }
         watch_one(client, &job.id).await?;
     }
     let transferred = start.elapsed();
@@ -1134,13 +1168,7 @@ async fn add_get_files(
     files: &[(String, PathBuf)],
     parallel: u32,
 ) -> Result<(), Failure> {
-    let specs: Vec<json::AddFile> = files
-        .iter()
-        .map(|(url, local)| json::AddFile {
-            remote: url.clone(),
-            local: local.to_string_lossy().into_owned(),
-        })
-        .collect();
+    let specs = add_file_list(files);
     let path = Client::job_path(id, "")?;
     let files_path = format!("{path}/files");
     let parallel = json!({"parallel_files": parallel.clamp(1, 64)});
@@ -1154,6 +1182,17 @@ async fn add_get_files(
     added?;
     set?;
     Ok(())
+}
+
+/// `ferry get`'s files as the API takes them.
+fn add_file_list(files: &[(String, PathBuf)]) -> Vec<json::AddFile> {
+    files
+        .iter()
+        .map(|(url, local)| json::AddFile {
+            remote: url.clone(),
+            local: local.to_string_lossy().into_owned(),
+        })
+        .collect()
 }
 
 /// Writes `ferry get`'s tag file atomically (temp file, then rename).

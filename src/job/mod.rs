@@ -521,6 +521,52 @@ impl Job {
         }
     }
 
+    /// Runs `commands` on a job the shell has not taken effects from yet
+    /// (a job created with its files, properties and resume in one call),
+    /// each as [`Job::handle_command`], in order; the first refusal ends it
+    /// and is returned (the shell then drops the job, which nothing
+    /// recorded). The records they make, with the creation's, go in one
+    /// write.
+    pub fn set_up(
+        &mut self,
+        who: &Principal,
+        commands: Vec<Command>,
+        now: Now,
+    ) -> Result<Vec<Reply>, CommandError> {
+        let replies = commands
+            .into_iter()
+            .map(|command| self.handle_command(who, command, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Persists merge across notifications (which then follow the
+        // whole write: they see durable state), and a notification repeated
+        // in a row is sent once; any other effect ends a merge.
+        let mut merged: VecDeque<Effect> = VecDeque::with_capacity(self.effects.len());
+        let mut persist_at: Option<usize> = None;
+        for effect in self.effects.drain(..) {
+            match effect {
+                Effect::Persist(batch) => match persist_at.and_then(|i| merged.get_mut(i)) {
+                    Some(Effect::Persist(waiting)) => waiting.absorb(batch),
+                    _ => {
+                        persist_at = Some(merged.len());
+                        merged.push_back(Effect::Persist(batch));
+                    }
+                },
+                Effect::Notify(notification) => {
+                    if !matches!(merged.back(), Some(Effect::Notify(last)) if *last == notification)
+                    {
+                        merged.push_back(Effect::Notify(notification));
+                    }
+                }
+                other => {
+                    persist_at = None;
+                    merged.push_back(other);
+                }
+            }
+        }
+        self.effects = merged;
+        Ok(replies)
+    }
+
     /// A caller's command. A refused command changes nothing.
     pub fn handle_command(
         &mut self,
@@ -1745,7 +1791,77 @@ fn splitmix(seed: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used, clippy::indexing_slicing)]
+
     use super::*;
+
+    #[test]
+    fn a_job_set_up_at_creation_is_written_once() {
+        let now = Now::new(
+            MonoTime::from_elapsed(Duration::from_secs(1)),
+            UtcTime::from_unix_millis(1_700_000_000_000),
+        );
+        let alice = Principal::user("alice");
+        let id = JobId(uuid::Uuid::from_u128(7));
+        let mut job = Job::create(
+            id,
+            &alice,
+            JobSpec::download("j"),
+            CoreConfig::default(),
+            now,
+        )
+        .expect("created");
+        let files = (0..3)
+            .map(|i| FileSpec::new(format!("http://h/f{i}"), format!("/d/f{i}")))
+            .collect();
+        let replies = job
+            .set_up(
+                &alice,
+                vec![
+                    Command::AddFiles(files),
+                    Command::Set(Property::ParallelFiles(2)),
+                    Command::Resume,
+                ],
+                now,
+            )
+            .expect("set up");
+        assert!(matches!(replies.first(), Some(Reply::Added(ids)) if ids.len() == 3));
+        let effects: Vec<Effect> = std::iter::from_fn(|| job.poll_effect()).collect();
+        let persists: Vec<&Batch> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Persist(batch) => Some(batch),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(persists.len(), 1, "{effects:?}");
+        let batch = persists[0];
+        assert_eq!(batch.durability, Durability::Sync);
+        assert_eq!(batch.files.len(), 3);
+        let record = batch.job_record.as_deref().expect("the job's record");
+        assert_eq!(record.props.parallel_files, 2);
+        assert_eq!(record.state, JobState::Queued);
+        // The write comes first; the creation's changes are one notification.
+        assert!(matches!(effects.first(), Some(Effect::Persist(_))));
+        let modified = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Notify(Notification::JobModified)))
+            .count();
+        assert_eq!(modified, 1, "{effects:?}");
+        // A refusal is returned as such (the shell drops the job).
+        let mut other = Job::create(
+            id,
+            &alice,
+            JobSpec::download("k"),
+            CoreConfig::default(),
+            now,
+        )
+        .expect("created");
+        assert_eq!(
+            other.set_up(&alice, vec![Command::Resume], now),
+            Err(CommandError::EmptyJob)
+        );
+    }
 
     #[test]
     fn temp_names_are_recognised_only_for_their_engine() {

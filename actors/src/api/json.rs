@@ -229,6 +229,17 @@ pub struct CreateJob {
     /// Description (at most 1,024 characters).
     #[serde(default)]
     pub description: Option<String>,
+    /// Files to add with the job (as `POST /v1/jobs/{id}/files`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<AddFiles>,
+    /// Properties to set (as `PATCH /v1/jobs/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<PatchJob>,
+    /// Queue the job at once (as `POST /v1/jobs/{id}/resume`). The job,
+    /// its files, properties and state are then one durable write, and a
+    /// refusal of any part creates nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
 }
 
 /// A file to add (`POST /v1/jobs/{id}/files`).

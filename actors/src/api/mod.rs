@@ -52,7 +52,7 @@ pub use auth::{
 };
 pub use events::EVENT_BUFFER;
 
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, JobSetup};
 use events::EventLog;
 
 /// The largest request body accepted (413 beyond): room for a job's
@@ -345,7 +345,27 @@ async fn create_job(
         priority,
         description: body.description.unwrap_or_default(),
     };
-    let id = api.engine().create_job(&who, spec).await?;
+    // Created with its files, properties and resume: all or nothing.
+    let files = match body.files {
+        None => Vec::new(),
+        Some(json::AddFiles::One(file)) => vec![file],
+        Some(json::AddFiles::Many(files)) => files,
+    };
+    let files = if files.is_empty() {
+        Vec::new()
+    } else {
+        file_specs(&api, &who, files).await?
+    };
+    let properties = match body.properties {
+        Some(patch) => properties_of(&api, &who, patch, Some(&who.user))?,
+        None => Vec::new(),
+    };
+    let setup = JobSetup {
+        files,
+        properties,
+        resume: body.resume,
+    };
+    let id = api.engine().create_job_with(&who, spec, setup).await?;
     let job = job_json(&api, &who, id).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/jobs/{id}")))
@@ -393,6 +413,26 @@ async fn patch_job(
     let who = api.caller(&req)?;
     let id = job_id(&id)?;
     let patch = body.into_inner();
+    let owner = match patch.notify_command {
+        Some(Some(_)) => Some(api.engine().job(&who, id).await?.owner),
+        _ => None,
+    };
+    let properties = properties_of(&api, &who, patch, owner.as_deref())?;
+    if properties.is_empty() {
+        return Err(bad_argument("nothing to change"));
+    }
+    api.engine().set_all(&who, id, properties).await?;
+    Ok(HttpResponse::Ok().json(job_json(&api, &who, id).await?))
+}
+
+/// The properties a `PatchJob` sets, checked; `owner` (the job's) is needed
+/// only to set a notify command.
+fn properties_of(
+    api: &Api,
+    who: &Principal,
+    patch: json::PatchJob,
+    owner: Option<&str>,
+) -> Result<Vec<Property>, ApiError> {
     let mut properties = Vec::new();
     if let Some(name) = patch.name {
         properties.push(Property::DisplayName(name));
@@ -430,13 +470,7 @@ async fn patch_job(
         properties.push(Property::MaxBytesPerSecond(cap));
     }
     if let Some(notify) = patch.notify_command {
-        let owner = if notify.is_some() {
-            Some(api.engine().job(&who, id).await?.owner)
-        } else {
-            None
-        };
-        if let Some(owner) = owner
-            && !api.inner.auth.may_set_notify(&who, &owner)
+        if notify.is_some() && !owner.is_some_and(|owner| api.inner.auth.may_set_notify(who, owner))
         {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -448,28 +482,16 @@ async fn patch_job(
             notify.as_ref().map(json::Notify::to_core),
         ));
     }
-    if properties.is_empty() {
-        return Err(bad_argument("nothing to change"));
-    }
-    api.engine().set_all(&who, id, properties).await?;
-    Ok(HttpResponse::Ok().json(job_json(&api, &who, id).await?))
+    Ok(properties)
 }
 
-async fn add_files(
-    api: web::Data<Api>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Json<json::AddFiles>,
-) -> Answer {
-    let who = api.caller(&req)?;
-    let id = job_id(&id)?;
-    let files = match body.into_inner() {
-        json::AddFiles::One(file) => vec![file],
-        json::AddFiles::Many(files) => files,
-    };
-    if files.is_empty() {
-        return Err(bad_argument("no files given"));
-    }
+/// The files of a request, with their destinations checked against what
+/// `who` may write.
+async fn file_specs(
+    api: &Api,
+    who: &Principal,
+    files: Vec<json::AddFile>,
+) -> Result<Vec<FileSpec>, ApiError> {
     // The authenticator may look at the filesystem: off the arbiter.
     let (auth, caller) = (api.inner.auth.clone(), who.clone());
     let locals: Vec<String> = files.iter().map(|f| f.local.clone()).collect();
@@ -493,10 +515,28 @@ async fn add_files(
             format!("{local} is outside the destinations this caller may write"),
         ));
     }
-    let specs = files
+    Ok(files
         .into_iter()
         .map(|f| FileSpec::new(f.remote, f.local))
-        .collect();
+        .collect())
+}
+
+async fn add_files(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<json::AddFiles>,
+) -> Answer {
+    let who = api.caller(&req)?;
+    let id = job_id(&id)?;
+    let files = match body.into_inner() {
+        json::AddFiles::One(file) => vec![file],
+        json::AddFiles::Many(files) => files,
+    };
+    if files.is_empty() {
+        return Err(bad_argument("no files given"));
+    }
+    let specs = file_specs(&api, &who, files).await?;
     let ids = api.engine().add_files(&who, id, specs).await?;
     // A set: a list's `contains` made adding n files to a job cost n
     // times its file count.

@@ -980,3 +980,68 @@ async fn limits_are_read_by_all_and_changed_by_admins() {
     );
     s.handle.stop(false).await;
 }
+
+#[actix_rt::test]
+async fn a_job_is_created_with_its_files_and_properties_resumed_or_not_at_all() {
+    let mut h = Harness::new().await;
+    let s = Server::start(&h);
+    h.origin.add("/a", 80_000);
+    h.origin.add("/b", 10);
+    let files = json!([
+        {"remote": h.origin.url("/a"), "local": h.local("a")},
+        {"remote": h.origin.url("/b"), "local": h.local("b")},
+    ]);
+    // Any part refused: no job at all.
+    let refusals = [
+        // A destination that is a directory.
+        json!({"name": "x", "files": [{"remote": h.origin.url("/a"), "local": h.downloads.path()}], "resume": true}),
+        // A relative destination.
+        json!({"name": "x", "files": [{"remote": h.origin.url("/a"), "local": "a"}]}),
+        // A property out of range.
+        json!({"name": "x", "files": files, "properties": {"parallel_files": 0}, "resume": true}),
+        // An unknown property.
+        json!({"name": "x", "files": files, "properties": {"speed": 1}}),
+        // Resumed without files.
+        json!({"name": "x", "resume": true}),
+    ];
+    for body in refusals {
+        let (status, err) = s.post("/v1/jobs", ALICE, body.clone()).await;
+        assert!(status.is_client_error(), "{body}: {status} {err}");
+        let (_, list) = s.get("/v1/jobs", ALICE).await;
+        assert!(
+            list["jobs"].as_array().unwrap().is_empty(),
+            "{body}: {list}"
+        );
+    }
+    let (status, job) = s
+        .post(
+            "/v1/jobs",
+            ALICE,
+            json!({"name": "at once", "files": files, "properties": {"parallel_files": 2}, "resume": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_ne!(job["state"], "suspended");
+    assert_eq!(job["parallel_files"], 2, "{job}");
+    assert_eq!(job["progress"]["files_total"], 2);
+    let id: ferry_core::JobId = job["id"].as_str().unwrap().parse().unwrap();
+    h.transferred(id).await;
+    let (status, answer) = s
+        .post(&format!("/v1/jobs/{id}/complete"), ALICE, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    h.assert_file("a");
+    h.assert_file("b");
+    // Without `resume`, the job waits suspended with its files.
+    let (status, job) = s
+        .post(
+            "/v1/jobs",
+            ALICE,
+            json!({"name": "later", "files": {"remote": h.origin.url("/b"), "local": h.local("c")}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["state"], "suspended");
+    assert_eq!(job["progress"]["files_total"], 1);
+    s.handle.stop(true).await;
+}

@@ -134,3 +134,29 @@ async fn a_data_dir_in_use_by_another_engine_is_a_clear_error() {
     assert_eq!(err.code(), "store_open");
     assert!(err.to_string().to_lowercase().contains("lock"), "{err}");
 }
+
+#[actix_rt::test]
+async fn a_job_created_with_its_files_and_properties_is_durable_in_one_piece() {
+    let mut h = Harness::new().await;
+    h.origin.add("/a", 50_000);
+    let spec = ferry_core::FileSpec::new(
+        h.origin.url("/a"),
+        h.local("a").to_string_lossy().into_owned(),
+    );
+    let setup = ferry_actors::JobSetup::default()
+        .files(vec![spec])
+        .properties(vec![ferry_core::Property::ParallelFiles(3)]);
+    let job = h
+        .engine
+        .create_job_with(&alice(), ferry_core::JobSpec::download("whole"), setup)
+        .await
+        .unwrap();
+    h.restart().await;
+    let view = h.engine.job(&alice(), job).await.unwrap();
+    assert_eq!(view.state, ferry_core::JobState::Suspended);
+    assert_eq!((view.files_total, view.parallel_files), (1, 3));
+    h.engine.resume(&alice(), job).await.unwrap();
+    h.transferred(job).await;
+    h.engine.complete(&alice(), job).await.unwrap();
+    h.assert_file("a");
+}
