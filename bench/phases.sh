@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The phases of one `ferry get`, timed through the API: a daemon's job of N
-# files of SIZE from an nginx on loopback, driven with curl on the daemon's
-# socket step by step (create, add the files, set parallel 8, resume, wait
-# for TRANSFERRED with `ferry watch`, Complete). Prints each round's times
-# and the medians, in seconds.
+# The phases of one job as the API's step-by-step calls make it, timed: a
+# daemon's job of N files of SIZE from an nginx on loopback, driven with curl
+# on the daemon's socket (create, add the files, set parallel 8, resume, wait
+# for TRANSFERRED with `ferry watch`, Complete). `ferry get` itself now
+# creates its job with its files, parallelism and resume in one request; the
+# steps here show what each costs. Prints each round's times and the
+# medians, in seconds.
 #
 #   bench/phases.sh ROUNDS [FERRY_BIN]      (default: a release build of this checkout)
 #

@@ -110,7 +110,7 @@ impl Batch {
     /// Adds a later batch of the same job, not yet written: its records
     /// replace these of the same file or job, and the whole is as durable
     /// as the more durable of the two.
-    pub fn absorb(&mut self, later: Self) {
+    pub(crate) fn absorb(&mut self, later: Self) {
         debug_assert_eq!(self.job, later.job);
         if later.job_record.is_some() {
             self.job_record = later.job_record;

@@ -152,6 +152,23 @@ impl Pins {
         }
     }
 
+    /// The pins made so far.
+    pub(crate) fn entries(&self) -> Vec<(PathBuf, DirId)> {
+        self.map
+            .lock()
+            .map(|pins| pins.iter().map(|(dir, id)| (dir.clone(), *id)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes the pins another (unrecorded) set made as its own, recording
+    /// each: a new job's directories, checked before the job existed.
+    pub(crate) fn adopt(&self, entries: Vec<(PathBuf, DirId)>) -> io::Result<()> {
+        for (dir, id) in entries {
+            self.check(&dir, id)?;
+        }
+        Ok(())
+    }
+
     /// Pins `dir` to `id` if it is not pinned yet; refuses a different
     /// directory at a pinned path.
     fn check(&self, dir: &Path, id: DirId) -> io::Result<()> {

@@ -579,18 +579,9 @@ impl Engine {
         let id = JobId(uuid::Uuid::now_v7());
         let now = self.shared.clock.now();
         let mut job = Job::create(id, who, spec, self.shared.core, now)?;
-        let pins = Arc::new(Pins::recorded(self.shared.store.clone(), id, Vec::new()));
+        let locals: Vec<String> = setup.files.iter().map(|f| f.local.clone()).collect();
         let mut commands = Vec::new();
         if !setup.files.is_empty() {
-            // As `add_files` checks them: with the owner's rights.
-            let access = Access::of(self.shared.config.identities.as_ref(), &who.user, &pins);
-            let locals: Vec<String> = setup.files.iter().map(|f| f.local.clone()).collect();
-            let problem = blocking(move || Ok(check_locals(&access, &locals)))
-                .await
-                .map_err(|err| EngineError::Io(err.to_string()))?;
-            if let Some(err) = problem {
-                return Err(err);
-            }
             commands.push(Command::AddFiles(setup.files));
         }
         if !setup.properties.is_empty() {
@@ -599,7 +590,23 @@ impl Engine {
         if setup.resume {
             commands.push(Command::Resume);
         }
+        // The core's refusals first (quotas, names, properties): pure, so
+        // a refused request touches no filesystem.
         job.set_up(who, commands, now)?;
+        // Then the destinations, as `add_files` checks them: with the
+        // owner's rights, their directories pinned, but in pins of no job
+        // yet (a refused job leaves no record of them).
+        let checked = Arc::new(Pins::default());
+        if !locals.is_empty() {
+            let access = Access::of(self.shared.config.identities.as_ref(), &who.user, &checked);
+            let problem = blocking(move || Ok(check_locals(&access, &locals)))
+                .await
+                .map_err(|err| EngineError::Io(err.to_string()))?;
+            if let Some(err) = problem {
+                return Err(err);
+            }
+        }
+        let pins = Arc::new(Pins::recorded(self.shared.store.clone(), id, Vec::new()));
         let state = job.state();
         // The address exists before the supervisor runs: admission (the
         // owner's job quota) comes first, and a refused job never runs, so
@@ -607,8 +614,12 @@ impl Engine {
         // home arbiter (beside the Manager), whichever thread calls this.
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         let (run_tx, run_rx) = tokio::sync::oneshot::channel::<()>();
-        let supervisor =
-            JobSupervisor::new(job, self.shared.clone(), self.manager.downgrade(), pins);
+        let supervisor = JobSupervisor::new(
+            job,
+            self.shared.clone(),
+            self.manager.downgrade(),
+            pins.clone(),
+        );
         let spawned = self.shared.home.spawn_fn(move || {
             let ctx = actix::Context::<JobSupervisor>::new();
             if addr_tx.send(ctx.address()).is_ok() {
@@ -634,6 +645,10 @@ impl Engine {
             .send(Admit { register, limit })
             .await
             .map_err(|_| EngineError::Stopped)??;
+        // Admitted: its pins are recorded now, before its first (synced)
+        // write, which the store orders after them.
+        pins.adopt(checked.entries())
+            .map_err(|err| EngineError::Io(err.to_string()))?;
         run_tx.send(()).map_err(|()| EngineError::Stopped)?;
         addr.send(Barrier)
             .await

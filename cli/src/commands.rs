@@ -1055,7 +1055,18 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
         .to_string();
     let tag_file = state_dir().join(&tag);
 
+    let description = format!("ferry get {tag}");
     let known = match std::fs::read_to_string(&tag_file) {
+        // A run stopped while its job was being created: the job may
+        // exist, under this command line's description.
+        Ok(id) if id.trim() == CREATING => {
+            let list: json::JobList = client.get("/v1/jobs").await?;
+            let found = list.jobs.into_iter().find(|j| j.description == description);
+            if let Some(job) = &found {
+                record_tag(&tag_file, &job.id);
+            }
+            found
+        }
         Ok(id) => match client.job(id.trim()).await {
             Ok(job) => Some(job),
             Err(ClientError::Api { status: 404, .. } | ClientError::Input(_)) => None,
@@ -1088,7 +1099,7 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
                 name: format!("ferry get {}", file_name(&args.urls.join(" "))),
                 kind: None,
                 priority: Some(args.priority.clone()),
-                description: Some(format!("ferry get {tag}")),
+                description: Some(description.clone()),
                 // Created with its files and parallelism, resumed: one
                 // request and one durable write in the daemon, and never a
                 // job without its files.
@@ -1099,9 +1110,11 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
                 }),
                 resume: true,
             };
+            // Killed from here until the job's id is recorded, a rerun
+            // looks for the job by its description.
+            record_tag(&tag_file, CREATING);
             match client.post::<_, json::Job>("/v1/jobs", &body).await {
                 Ok(job) => {
-                    // Recorded once it exists: a rerun finds this job.
                     record_tag(&tag_file, &job.id);
                     fresh = true;
                     job
@@ -1110,7 +1123,7 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
                 Err(ClientError::Api {
                     status: 400,
                     body: refusal,
-                }) if refusal.message.contains("unknown field") => {
+                }) if refusal.message.contains("unknown field `files`") => {
                     (body.files, body.properties, body.resume) = (None, None, false);
                     let job: json::Job = client.post("/v1/jobs", &body).await?;
                     // Recorded at once: killed from here on, a rerun finds
@@ -1125,7 +1138,13 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
                     }
                     job
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    // Refused: no job was made.
+                    if matches!(err, ClientError::Api { .. }) {
+                        let _ = std::fs::remove_file(&tag_file);
+                    }
+                    return Err(err.into());
+                }
             }
         }
     };
@@ -1183,6 +1202,9 @@ async fn add_get_files(
     set?;
     Ok(())
 }
+
+/// What `ferry get`'s tag file holds while its job is being created.
+const CREATING: &str = "creating";
 
 /// `ferry get`'s files as the API takes them.
 fn add_file_list(files: &[(String, PathBuf)]) -> Vec<json::AddFile> {

@@ -394,6 +394,15 @@ fn get_resumes_the_same_job_after_being_killed_and_then_prints_the_stored_answer
     let jobs = d.json(&["list", "--json"]);
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
     let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    // As if killed while the job was being created, before its id was
+    // recorded: the rerun finds the job by its description.
+    let tags: Vec<_> = std::fs::read_dir(state.path().join("ferry/get"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    assert_eq!(std::fs::read_to_string(&tags[0]).unwrap(), id);
+    std::fs::write(&tags[0], "creating").unwrap();
 
     origin.release("/one.bin");
     // The same command line (flags are not part of the job's tag).
@@ -424,6 +433,8 @@ fn get_resumes_the_same_job_after_being_killed_and_then_prints_the_stored_answer
     );
     assert_same(&origin, "/one.bin", &down.path().join("one.bin"));
     assert_same(&origin, "/two.bin", &down.path().join("two.bin"));
+    // One job only, and its id recorded again.
+    assert_eq!(std::fs::read_to_string(&tags[0]).unwrap(), id);
 
     let third = get(&args).output().unwrap();
     assert!(third.status.success());

@@ -533,6 +533,19 @@ impl Job {
         commands: Vec<Command>,
         now: Now,
     ) -> Result<Vec<Reply>, CommandError> {
+        // Only what sets a job up: a Complete, Cancel or change of owner
+        // has steps or answers of its own, not for a job being made.
+        if let Some(other) = commands.iter().find(|c| {
+            !matches!(
+                c,
+                Command::AddFiles(_) | Command::Set(_) | Command::SetAll(_) | Command::Resume
+            )
+        }) {
+            return Err(CommandError::InvalidArgument(format!(
+                "{} is not part of setting a job up",
+                other.name()
+            )));
+        }
         let replies = commands
             .into_iter()
             .map(|command| self.handle_command(who, command, now))
@@ -1848,6 +1861,11 @@ mod tests {
             .filter(|e| matches!(e, Effect::Notify(Notification::JobModified)))
             .count();
         assert_eq!(modified, 1, "{effects:?}");
+        // Only commands that set a job up.
+        assert!(matches!(
+            job.set_up(&alice, vec![Command::Complete], now),
+            Err(CommandError::InvalidArgument(_))
+        ));
         // A refusal is returned as such (the shell drops the job).
         let mut other = Job::create(
             id,

@@ -346,19 +346,27 @@ async fn create_job(
         description: body.description.unwrap_or_default(),
     };
     // Created with its files, properties and resume: all or nothing.
+    let properties = match body.properties {
+        Some(patch) => {
+            let sets_notify = matches!(patch.notify_command, Some(Some(_)));
+            let properties = properties_of(patch)?;
+            if properties.is_empty() {
+                return Err(bad_argument("no properties given"));
+            }
+            if sets_notify {
+                may_set_notify(&api, &who, &who.user)?;
+            }
+            properties
+        }
+        None => Vec::new(),
+    };
     let files = match body.files {
         None => Vec::new(),
-        Some(json::AddFiles::One(file)) => vec![file],
-        Some(json::AddFiles::Many(files)) => files,
-    };
-    let files = if files.is_empty() {
-        Vec::new()
-    } else {
-        file_specs(&api, &who, files).await?
-    };
-    let properties = match body.properties {
-        Some(patch) => properties_of(&api, &who, patch, Some(&who.user))?,
-        None => Vec::new(),
+        Some(json::AddFiles::One(file)) => file_specs(&api, &who, vec![file]).await?,
+        Some(json::AddFiles::Many(files)) if files.is_empty() => {
+            return Err(bad_argument("no files given"));
+        }
+        Some(json::AddFiles::Many(files)) => file_specs(&api, &who, files).await?,
     };
     let setup = JobSetup {
         files,
@@ -413,26 +421,35 @@ async fn patch_job(
     let who = api.caller(&req)?;
     let id = job_id(&id)?;
     let patch = body.into_inner();
-    let owner = match patch.notify_command {
-        Some(Some(_)) => Some(api.engine().job(&who, id).await?.owner),
-        _ => None,
-    };
-    let properties = properties_of(&api, &who, patch, owner.as_deref())?;
+    let sets_notify = matches!(patch.notify_command, Some(Some(_)));
+    let properties = properties_of(patch)?;
     if properties.is_empty() {
         return Err(bad_argument("nothing to change"));
+    }
+    if sets_notify {
+        let owner = api.engine().job(&who, id).await?.owner;
+        may_set_notify(&api, &who, &owner)?;
     }
     api.engine().set_all(&who, id, properties).await?;
     Ok(HttpResponse::Ok().json(job_json(&api, &who, id).await?))
 }
 
-/// The properties a `PatchJob` sets, checked; `owner` (the job's) is needed
-/// only to set a notify command.
-fn properties_of(
-    api: &Api,
-    who: &Principal,
-    patch: json::PatchJob,
-    owner: Option<&str>,
-) -> Result<Vec<Property>, ApiError> {
+/// Whether `who` may give a job of `owner` a notify command.
+fn may_set_notify(api: &Api, who: &Principal, owner: &str) -> Result<(), ApiError> {
+    if api.inner.auth.may_set_notify(who, owner) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this caller may not set a notify command",
+        ))
+    }
+}
+
+/// The properties a `PatchJob` sets, each checked (who may set a notify
+/// command is the caller's to check).
+fn properties_of(patch: json::PatchJob) -> Result<Vec<Property>, ApiError> {
     let mut properties = Vec::new();
     if let Some(name) = patch.name {
         properties.push(Property::DisplayName(name));
@@ -470,14 +487,6 @@ fn properties_of(
         properties.push(Property::MaxBytesPerSecond(cap));
     }
     if let Some(notify) = patch.notify_command {
-        if notify.is_some() && !owner.is_some_and(|owner| api.inner.auth.may_set_notify(who, owner))
-        {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this caller may not set a notify command",
-            ));
-        }
         properties.push(Property::NotifyCommand(
             notify.as_ref().map(json::Notify::to_core),
         ));

@@ -1003,6 +1003,11 @@ async fn a_job_is_created_with_its_files_and_properties_resumed_or_not_at_all() 
         json!({"name": "x", "files": files, "properties": {"speed": 1}}),
         // Resumed without files.
         json!({"name": "x", "resume": true}),
+        // Empty lists and sets.
+        json!({"name": "x", "files": []}),
+        json!({"name": "x", "files": files, "properties": {}}),
+        // Another command's business.
+        json!({"name": "x", "files": files, "complete": true}),
     ];
     for body in refusals {
         let (status, err) = s.post("/v1/jobs", ALICE, body.clone()).await;
