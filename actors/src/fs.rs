@@ -382,10 +382,9 @@ pub(crate) fn check_locals<'a>(
     access: &Access,
     locals: impl IntoIterator<Item = &'a Path>,
 ) -> Result<(), (&'a Path, LocalProblem)> {
-    let locals: Vec<&Path> = locals.into_iter().collect();
     let mut entered = None;
-    let mut open: Option<Checked<'a>> = None;
-    for (i, local) in locals.iter().copied().enumerate() {
+    let mut open: Option<(&Path, OwnedFd)> = None;
+    for local in locals {
         if entered.is_none() {
             let guard = access
                 .enter()
@@ -393,111 +392,17 @@ pub(crate) fn check_locals<'a>(
             entered = Some(guard);
         }
         let (dir, name) = split(local).map_err(|err| (local, invalid(err.to_string())))?;
-        let checked = match open.take() {
-            Some(checked) if checked.dir == dir => checked,
-            _ => {
-                let fd = check_dir(access, dir).map_err(|problem| (local, problem))?;
-                // The names in a row in this directory, this one first.
-                let run = locals
-                    .get(i..)
-                    .unwrap_or_default()
-                    .iter()
-                    .take_while(|l| l.parent() == Some(dir))
-                    .count();
-                let listing = (run >= LIST_FROM)
-                    .then(|| listing(&fd, run.saturating_mul(LIST_PER_NAME)))
-                    .flatten();
-                Checked { dir, fd, listing }
-            }
+        let dir_fd = match open.take() {
+            Some((known, fd)) if known == dir => (known, fd),
+            _ => (
+                dir,
+                check_dir(access, dir).map_err(|problem| (local, problem))?,
+            ),
         };
-        let listed = checked
-            .listing
-            .as_ref()
-            .and_then(|listing| match listing.get(name) {
-                // Not there when listed.
-                None => Some(None),
-                // There, and the listing says what it is.
-                Some(Some(kind)) => Some(Some(*kind)),
-                // The filesystem did not say: asked below.
-                Some(None) => None,
-            });
-        match listed {
-            Some(kind) => check_kind(kind),
-            None => check_name(&checked.fd, local, name),
-        }
-        .map_err(|problem| (local, problem))?;
-        open = Some(checked);
+        check_name(&dir_fd.1, local, name).map_err(|problem| (local, problem))?;
+        open = Some(dir_fd);
     }
     Ok(())
-}
-
-/// A directory checked by [`check_locals`].
-struct Checked<'a> {
-    dir: &'a Path,
-    fd: OwnedFd,
-    /// What it held, if it was listed.
-    listing: Option<std::collections::HashMap<std::ffi::OsString, Option<FileType>>>,
-}
-
-/// From this many names in a row in one directory, [`check_locals`] reads
-/// the directory once rather than looking each name up (2,000 files added
-/// to one directory: one listing, not 2,000 `fstatat`s)...
-const LIST_FROM: usize = 16;
-
-/// ...if it holds at most this many entries per name checked (a few names
-/// added to a large directory are looked up: the listing would cost more).
-const LIST_PER_NAME: usize = 8;
-
-/// The filesystems whose directories are listed: case-sensitive but for
-/// directories flagged casefold (ext4, btrfs, tmpfs; `statfs` magic). On
-/// others (vfat, exFAT, CIFS, FUSE, ...) a name may match an entry spelled
-/// differently, which only a lookup finds.
-const LISTED_FILESYSTEMS: [u64; 3] = [0xEF53, 0x9123_683E, 0x0102_1994];
-
-/// `FS_CASEFOLD_FL`: a directory whose names match case-insensitively.
-const CASEFOLD: u32 = 0x4000_0000;
-
-/// The names in a directory with their kinds (`None` where the filesystem
-/// does not say), or `None` if the directory cannot be read (the user may
-/// create files in it without reading it), holds more than `max`
-/// entries, or is on a filesystem where a listing could miss a name.
-fn listing(
-    dir_fd: &OwnedFd,
-    max: usize,
-) -> Option<std::collections::HashMap<std::ffi::OsString, Option<FileType>>> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let fs = rustix::fs::fstatfs(dir_fd).ok()?;
-    if !u64::try_from(fs.f_type).is_ok_and(|t| LISTED_FILESYSTEMS.contains(&t)) {
-        return None;
-    }
-    let fd = rustix::fs::openat(
-        dir_fd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    let flags = rustix::fs::ioctl_getflags(&fd).ok()?;
-    if flags.bits() & CASEFOLD != 0 {
-        return None;
-    }
-    let mut names = std::collections::HashMap::new();
-    for entry in rustix::fs::Dir::new(fd).ok()? {
-        let entry = entry.ok()?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes());
-        if name == "." || name == ".." {
-            continue;
-        }
-        if names.len() == max {
-            return None;
-        }
-        let kind = match entry.file_type() {
-            FileType::Unknown => None,
-            kind => Some(kind),
-        };
-        names.insert(name.to_owned(), kind);
-    }
-    Some(names)
 }
 
 fn invalid(reason: String) -> LocalProblem {
@@ -570,8 +475,7 @@ mod tests {
         dir
     }
 
-    /// The first refused name of `names` in `dir`, after `before` new names
-    /// (so that the directory's listing, or each name's lookup, decides).
+    /// The first refused name of `names` in `dir`, after `before` new names.
     fn first_refused(dir: &Path, before: usize, names: &[&str]) -> Option<String> {
         let mut locals: Vec<PathBuf> = (0..before).map(|i| dir.join(format!("new{i}"))).collect();
         locals.extend(names.iter().map(|n| dir.join(n)));
@@ -582,9 +486,9 @@ mod tests {
     }
 
     #[test]
-    fn names_are_checked_alike_by_lookup_and_by_listing() {
+    fn a_destination_may_be_absent_or_a_file_never_a_directory_or_a_link() {
         let dir = dir();
-        for before in [0, LIST_FROM - 2, LIST_FROM, 3 * LIST_FROM] {
+        for before in [0, 20] {
             assert_eq!(first_refused(dir.path(), before, &["file", "absent"]), None);
             assert_eq!(
                 first_refused(dir.path(), before, &["file", "sub"]).as_deref(),
@@ -597,29 +501,5 @@ mod tests {
                 "{before}"
             );
         }
-    }
-
-    #[test]
-    fn a_listing_says_what_each_name_is_and_stops_at_its_bound() {
-        let dir = dir();
-        let fd = Access::engine().open_dir(dir.path(), false).unwrap();
-        let Some(listing) = listing(&fd, 3) else {
-            // Not a listed filesystem (the temp dir's): nothing to check.
-            let fs = rustix::fs::fstatfs(&fd).unwrap();
-            assert!(!u64::try_from(fs.f_type).is_ok_and(|t| LISTED_FILESYSTEMS.contains(&t)));
-            return;
-        };
-        assert_eq!(listing.len(), 3);
-        for (name, kind) in [
-            ("file", FileType::RegularFile),
-            ("sub", FileType::Directory),
-            ("link", FileType::Symlink),
-        ] {
-            if let Some(listed) = listing[OsStr::new(name)] {
-                assert_eq!(listed, kind, "{name}");
-            }
-        }
-        // One entry more than allowed: no listing (each name is looked up).
-        assert!(super::listing(&fd, 2).is_none());
     }
 }
