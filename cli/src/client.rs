@@ -252,6 +252,14 @@ impl Client {
         self.get(&Self::job_path(id, "")?).await
     }
 
+    /// The job without its files (`?files=false`): for polls of its
+    /// state and progress, which a job of thousands of files would make
+    /// hundreds of kilobytes each.
+    pub async fn job_summary(&self, id: &str) -> Result<json::Job, ClientError> {
+        self.get(&format!("{}?files=false", Self::job_path(id, "")?))
+            .await
+    }
+
     /// `/v1/jobs/{id}` plus `suffix`, the id checked.
     pub fn job_path(id: &str, suffix: &str) -> Result<String, ClientError> {
         Ok(format!("/v1/jobs/{}{suffix}", encode(id)?))

@@ -928,7 +928,7 @@ async fn watch_one(client: &Client, id: &str) -> Outcome {
     // if the stream cannot be had.
     let mut events = client.events(id).await.ok();
     loop {
-        let job = client.job(id).await?;
+        let job = client.job_summary(id).await?;
         update_bar(&bar, &job);
         match job.state.as_str() {
             "transferred" | "acknowledged" => {
@@ -1067,7 +1067,7 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
             }
             found
         }
-        Ok(id) => match client.job(id.trim()).await {
+        Ok(id) => match client.job_summary(id.trim()).await {
             Ok(job) => Some(job),
             Err(ClientError::Api { status: 404, .. } | ClientError::Input(_)) => None,
             Err(err) => return Err(err.into()),
@@ -1113,7 +1113,10 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
             // Killed from here until the job's id is recorded, a rerun
             // looks for the job by its description.
             record_tag(&tag_file, CREATING);
-            match client.post::<_, json::Job>("/v1/jobs", &body).await {
+            match client
+                .post::<_, json::Job>("/v1/jobs?files=false", &body)
+                .await
+            {
                 Ok(job) => {
                     record_tag(&tag_file, &job.id);
                     fresh = true;
@@ -1162,7 +1165,7 @@ async fn get(client: &Client, args: GetArgs) -> Outcome {
         Ok(answer) => print_complete(&answer, args.json)?,
         // Completed meanwhile (another `ferry complete`): its stored answer.
         Err(err) if err.code() == Some("invalid_state") => {
-            let done = client.job(&job.id).await?;
+            let done = client.job_summary(&job.id).await?;
             match &done.answer {
                 Some(json::FinalAnswer::Complete(answer)) => print_complete(answer, args.json)?,
                 _ => return Err(err.into()),

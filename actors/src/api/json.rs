@@ -60,7 +60,8 @@ pub struct Job {
     /// a transferring job back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
-    /// The files (only in `GET /v1/jobs/{id}`; lists leave them out).
+    /// The files (in `GET /v1/jobs/{id}` and the answers about one job,
+    /// unless asked with `?files=false`; lists leave them out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<File>>,
 }

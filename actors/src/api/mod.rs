@@ -315,9 +315,41 @@ async fn job_json(api: &Api, who: &Principal, id: JobId) -> Result<json::Job, Ap
     Ok(json::Job::from_view(&view, Some(&files)))
 }
 
+/// `?files=false`: the job document without its `files` (a job of
+/// thousands of files is hundreds of kilobytes with them, built and sent
+/// for every poll of its progress).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobQuery {
+    #[serde(default = "yes")]
+    files: bool,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// The job document, with its files if `files`.
+async fn job_json_with(
+    api: &Api,
+    who: &Principal,
+    id: JobId,
+    files: bool,
+) -> Result<json::Job, ApiError> {
+    if files {
+        job_json(api, who, id).await
+    } else {
+        Ok(json::Job::from_view(
+            &api.engine().job(who, id).await?,
+            None,
+        ))
+    }
+}
+
 async fn create_job(
     api: web::Data<Api>,
     req: HttpRequest,
+    query: web::Query<JobQuery>,
     body: web::Json<json::CreateJob>,
 ) -> Answer {
     let who = api.caller(&req)?;
@@ -374,7 +406,7 @@ async fn create_job(
         resume: body.resume,
     };
     let id = api.engine().create_job_with(&who, spec, setup).await?;
-    let job = job_json(&api, &who, id).await?;
+    let job = job_json_with(&api, &who, id, query.files).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/jobs/{id}")))
         .json(job))
@@ -397,10 +429,15 @@ async fn list_jobs(api: web::Data<Api>, req: HttpRequest, query: web::Query<List
     Ok(HttpResponse::Ok().json(json::JobList { jobs }))
 }
 
-async fn get_job(api: web::Data<Api>, req: HttpRequest, id: web::Path<String>) -> Answer {
+async fn get_job(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<JobQuery>,
+) -> Answer {
     let who = api.caller(&req)?;
     let id = job_id(&id)?;
-    Ok(HttpResponse::Ok().json(job_json(&api, &who, id).await?))
+    Ok(HttpResponse::Ok().json(job_json_with(&api, &who, id, query.files).await?))
 }
 
 fn seconds(field: &str, secs: u64) -> Result<Duration, ApiError> {

@@ -268,6 +268,13 @@ async fn the_whole_lifecycle_over_http() {
     assert!(job["times"]["transfer_completed"].is_string());
     assert_eq!(job["files"].as_array().unwrap().len(), 2);
     assert_eq!(job["files"][0]["transferred"], true);
+    // The same document without its files, on request.
+    let (status, summary) = s.get(&format!("/v1/jobs/{id}?files=false"), ALICE).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(summary.get("files").is_none(), "{summary}");
+    assert_eq!(summary["progress"], job["progress"]);
+    let (status, err) = s.get(&format!("/v1/jobs/{id}?files=maybe"), ALICE).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(job["files"][0]["completed"], false);
 
     let (status, answer) = s
@@ -1047,6 +1054,18 @@ async fn a_job_is_created_with_its_files_and_properties_resumed_or_not_at_all() 
         .await;
     assert_eq!(status, StatusCode::CREATED, "{job}");
     assert_eq!(job["state"], "suspended");
+    assert_eq!(job["progress"]["files_total"], 1);
+    assert_eq!(job["files"].as_array().map(Vec::len), Some(1));
+    // The answer without the files, on request.
+    let (status, job) = s
+        .post(
+            "/v1/jobs?files=false",
+            ALICE,
+            json!({"name": "lean", "files": {"remote": h.origin.url("/b"), "local": h.local("d")}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert!(job.get("files").is_none(), "{job}");
     assert_eq!(job["progress"]["files_total"], 1);
     s.handle.stop(true).await;
 }
