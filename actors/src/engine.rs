@@ -835,6 +835,18 @@ impl Engine {
         self.job_and_files(who, job).await.map(|(_, files)| files)
     }
 
+    /// The job, with the same guarantee as [`Engine::files`]: what it
+    /// shows is in the store when this returns (a state seen here survives
+    /// a crash right after).
+    pub async fn job_recorded(&self, who: &Principal, job: JobId) -> Result<JobView, EngineError> {
+        let (view, _) = self.view(who, job, false).await?;
+        let addr = self.supervisor(job).await?;
+        addr.send(Barrier)
+            .await
+            .map_err(|_| EngineError::Stopped)??;
+        Ok(view)
+    }
+
     /// The job and its files from one snapshot, with the same guarantee as
     /// [`Engine::files`].
     pub async fn job_and_files(

@@ -444,6 +444,13 @@ fn get_resumes_the_same_job_after_being_killed_and_then_prints_the_stored_answer
         text(&third.stderr)
     );
     assert!(text(&third.stdout).starts_with("complete"));
+    // The stored answer names the files.
+    let one = down.path().join("one.bin");
+    assert!(
+        text(&third.stdout).contains(one.to_str().unwrap()),
+        "{}",
+        text(&third.stdout)
+    );
 }
 
 fn sigterm_or_kill_then_restart_finishes(signal: rustix::process::Signal) {

@@ -337,13 +337,19 @@ async fn job_json_with(
     files: bool,
 ) -> Result<json::Job, ApiError> {
     if files {
-        job_json(api, who, id).await
-    } else {
-        Ok(json::Job::from_view(
-            &api.engine().job(who, id).await?,
-            None,
-        ))
+        return job_json(api, who, id).await;
     }
+    // Recorded, as the document with files is: a state seen here survives
+    // a crash right after.
+    let view = api.engine().job_recorded(who, id).await?;
+    if view.answer.is_some() {
+        // A stored answer names its files from them: a final job, read
+        // rarely.
+        let mut job = job_json(api, who, id).await?;
+        job.files = None;
+        return Ok(job);
+    }
+    Ok(json::Job::from_view(&view, None))
 }
 
 async fn create_job(

@@ -299,6 +299,11 @@ async fn the_whole_lifecycle_over_http() {
     assert_eq!(job["answer"]["command"], "complete");
     assert_eq!(job["answer"]["result"], "complete");
     assert_eq!(job["files"][1]["completed"], true);
+    // Without the files, the stored answer still names them.
+    let (status, summary) = s.get(&format!("/v1/jobs/{id}?files=false"), ALICE).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(summary.get("files").is_none(), "{summary}");
+    assert_eq!(summary["answer"], job["answer"]);
     // And nothing more may be done with it.
     let (status, err) = s
         .post(&format!("/v1/jobs/{id}/resume"), ALICE, json!({}))
