@@ -185,18 +185,19 @@ impl Shared {
 
 /// Which arbiter each job's transfers run on.
 pub(crate) struct Placement {
-    /// Jobs placed on each arbiter: the home one first, then `arbiters`.
-    counts: Arc<std::sync::Mutex<Vec<usize>>>,
-    /// The same counts, as metrics.
+    /// Jobs placed on each arbiter, the home one first, then `arbiters`:
+    /// the metrics' gauges are the counts.
     gauges: Vec<Gauge>,
+    /// Held while a place is chosen, so that two choices see each other.
+    choosing: std::sync::Mutex<()>,
     arbiters: Vec<ArbiterHandle>,
 }
 
 impl Placement {
     fn new(arbiters: Vec<ArbiterHandle>, metrics: &Metrics) -> Self {
         Self {
-            counts: Arc::new(std::sync::Mutex::new(vec![0; arbiters.len() + 1])),
             gauges: (0..=arbiters.len()).map(|i| metrics.placed(i)).collect(),
+            choosing: std::sync::Mutex::new(()),
             arbiters,
         }
     }
@@ -212,18 +213,15 @@ impl Placement {
     /// one thread, as curl's and aria2's do; jobs that run at once spread
     /// over the cores.
     pub(crate) fn place(&self) -> Placed {
-        let mut counts = self
-            .counts
+        let _choosing = self
+            .choosing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts: Vec<i64> = self.gauges.iter().map(Gauge::get).collect();
         let index = least_loaded(&counts);
-        if let Some(count) = counts.get_mut(index) {
-            *count += 1;
-        }
         let gauge = self.gauges.get(index).cloned().unwrap_or_default();
         gauge.inc();
         Placed {
-            counts: self.counts.clone(),
             gauge,
             index,
             arbiter: index
@@ -235,7 +233,7 @@ impl Placement {
 }
 
 /// The index of the smallest count, the first among equals (0 if none).
-fn least_loaded(counts: &[usize]) -> usize {
+fn least_loaded(counts: &[i64]) -> usize {
     counts
         .iter()
         .enumerate()
@@ -245,7 +243,7 @@ fn least_loaded(counts: &[usize]) -> usize {
 
 /// A job's place (see [`Placement::place`]); given back when dropped.
 pub(crate) struct Placed {
-    counts: Arc<std::sync::Mutex<Vec<usize>>>,
+    /// Its arbiter's count.
     gauge: Gauge,
     index: usize,
     arbiter: Option<ArbiterHandle>,
@@ -261,13 +259,6 @@ impl Placed {
 
 impl Drop for Placed {
     fn drop(&mut self) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(self.index) {
-            *count = count.saturating_sub(1);
-        }
         self.gauge.dec();
     }
 }
@@ -840,10 +831,7 @@ impl Engine {
     /// a crash right after).
     pub async fn job_recorded(&self, who: &Principal, job: JobId) -> Result<JobView, EngineError> {
         let (view, _) = self.view(who, job, false).await?;
-        let addr = self.supervisor(job).await?;
-        addr.send(Barrier)
-            .await
-            .map_err(|_| EngineError::Stopped)??;
+        self.recorded(job).await?;
         Ok(view)
     }
 
@@ -855,13 +843,18 @@ impl Engine {
         job: JobId,
     ) -> Result<(JobView, Vec<FileView>), EngineError> {
         let snapshot = self.view(who, job, true).await?;
-        // Every persist the snapshot's state produced is queued before this
-        // barrier: once it answers, they are written.
-        let addr = self.supervisor(job).await?;
-        addr.send(Barrier)
-            .await
-            .map_err(|_| EngineError::Stopped)??;
+        self.recorded(job).await?;
         Ok(snapshot)
+    }
+
+    /// Waits until every persist of `job` queued so far is written (a
+    /// snapshot taken before shows nothing the store lacks).
+    async fn recorded(&self, job: JobId) -> Result<(), EngineError> {
+        self.supervisor(job)
+            .await?
+            .send(Barrier)
+            .await
+            .map_err(|_| EngineError::Stopped)?
     }
 
     async fn view(
@@ -1026,7 +1019,7 @@ mod tests {
     async fn places_fill_the_least_loaded_arbiter_and_are_given_back() {
         let metrics = Metrics::new();
         let placement = Placement::new(vec![Arbiter::current(), Arbiter::current()], &metrics);
-        let counts = || placement.counts.lock().unwrap().clone();
+        let counts = || placement.gauges.iter().map(Gauge::get).collect::<Vec<_>>();
         let gauges = || placement.gauges.iter().map(Gauge::get).collect::<Vec<_>>();
         let first = placement.place();
         assert!(first.arbiter().is_none(), "a job alone runs at home");

@@ -75,15 +75,15 @@ fn not_a_file(path: &Path) -> io::Error {
     io::Error::other(format!("{} is not a regular file", path.display()))
 }
 
+/// The longest path opened whole (Linux's `PATH_MAX` counts the NUL).
+const WHOLE_PATH_MAX: usize = 4095;
+
 /// Opens the temp file for writing from `offset`: created with O_EXCL and
 /// O_NOFOLLOW (mode 0666 less the umask) if absent, else opened with
 /// O_NOFOLLOW, checked to be a regular file, and truncated to `offset` (never
 /// trust bytes past the last checkpoint). Returns the file and the offset to
 /// resume from, which is 0 when the file held fewer bytes than `offset`
 /// (its data was lost: the transfer starts again).
-/// The longest path opened whole (Linux's `PATH_MAX` counts the NUL).
-const WHOLE_PATH_MAX: usize = 4095;
-
 pub(crate) fn open_temp(access: &Access, path: &Path, offset: u64) -> io::Result<(File, u64)> {
     let (dir, name) = split(path)?;
     let _as = access.enter()?;
@@ -441,20 +441,13 @@ fn check_dir(access: &Access, dir: &Path) -> Result<OwnedFd, LocalProblem> {
 /// or a regular file.
 fn check_name(dir_fd: &OwnedFd, local: &Path, name: &OsStr) -> Result<(), LocalProblem> {
     match kind_in(dir_fd, name) {
-        Ok(found) => check_kind(found.map(|(kind, _)| kind)),
-        Err(err) => Err(invalid(at(local, err).to_string())),
-    }
-}
-
-/// Whether a name holding `kind` (`None`: nothing) may be published over.
-fn check_kind(kind: Option<FileType>) -> Result<(), LocalProblem> {
-    match kind {
-        Some(FileType::Directory) => Err(invalid("is a directory".into())),
+        Ok(Some((FileType::Directory, _))) => Err(invalid("is a directory".into())),
         // Publishing replaces only a regular file (never follows a link).
-        Some(kind) if kind != FileType::RegularFile => Err(invalid(
+        Ok(Some((kind, _))) if kind != FileType::RegularFile => Err(invalid(
             "exists and is not a regular file (a symbolic link, a device, ...)".into(),
         )),
-        _ => Ok(()),
+        Ok(_) => Ok(()),
+        Err(err) => Err(invalid(at(local, err).to_string())),
     }
 }
 

@@ -400,11 +400,7 @@ async fn create_job(
     };
     let files = match body.files {
         None => Vec::new(),
-        Some(json::AddFiles::One(file)) => file_specs(&api, &who, vec![file]).await?,
-        Some(json::AddFiles::Many(files)) if files.is_empty() => {
-            return Err(bad_argument("no files given"));
-        }
-        Some(json::AddFiles::Many(files)) => file_specs(&api, &who, files).await?,
+        Some(files) => file_specs(&api, &who, file_list(files)?).await?,
     };
     let setup = JobSetup {
         files,
@@ -537,6 +533,18 @@ fn properties_of(patch: json::PatchJob) -> Result<Vec<Property>, ApiError> {
     Ok(properties)
 }
 
+/// The files of a request as a list: one at least.
+fn file_list(files: json::AddFiles) -> Result<Vec<json::AddFile>, ApiError> {
+    let files = match files {
+        json::AddFiles::One(file) => vec![file],
+        json::AddFiles::Many(files) => files,
+    };
+    if files.is_empty() {
+        return Err(bad_argument("no files given"));
+    }
+    Ok(files)
+}
+
 /// The files of a request, with their destinations checked against what
 /// `who` may write.
 async fn file_specs(
@@ -581,14 +589,7 @@ async fn add_files(
 ) -> Answer {
     let who = api.caller(&req)?;
     let id = job_id(&id)?;
-    let files = match body.into_inner() {
-        json::AddFiles::One(file) => vec![file],
-        json::AddFiles::Many(files) => files,
-    };
-    if files.is_empty() {
-        return Err(bad_argument("no files given"));
-    }
-    let specs = file_specs(&api, &who, files).await?;
+    let specs = file_specs(&api, &who, file_list(body.into_inner())?).await?;
     let ids = api.engine().add_files(&who, id, specs).await?;
     // A set: a list's `contains` made adding n files to a job cost n
     // times its file count.
