@@ -12,7 +12,9 @@
 //! makes the last write of a whole body fail (after `Drained`) for files
 //! whose URL contains NAME; `file::write=return(NAME)` makes the writes
 //! of a body from its 2 MiB on fail (while it is read on) for files whose
-//! URL contains NAME; `syncer::hold=return(PATH)` holds the syncer's
+//! URL contains NAME; `file::slow_checkpoint=return(NAME)` makes the
+//! checkpoint fdatasyncs of such files take a quarter second more (a busy
+//! disk); `syncer::hold=return(PATH)` holds the syncer's
 //! writer before it creates a temp file whose path contains PATH, until the
 //! point is removed.
 

@@ -458,9 +458,16 @@ impl Pipe {
 
     /// Starts an fdatasync of `file`, whose bytes before `offset` are
     /// written.
-    fn start_sync(&mut self, file: Arc<File>, offset: u64) {
+    /// With `slow` (a test's failpoint) it takes a quarter second more, as
+    /// on a busy disk.
+    fn start_sync(&mut self, file: Arc<File>, offset: u64, slow: bool) {
         debug_assert!(self.sync.is_none());
-        let sync = actix_rt::task::spawn_blocking(move || file.sync_data());
+        let sync = actix_rt::task::spawn_blocking(move || {
+            if slow {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            file.sync_data()
+        });
         self.sync = Some((sync, offset));
     }
 
@@ -927,9 +934,11 @@ impl Transfer {
             if let Some(data) = full {
                 let io = Instant::now();
                 if let Err(error) = self.pipe_write(&mut pipe, sink, data).await {
-                    // The checkpoint in flight ends first (what it made
-                    // durable is reported: a retry resumes from there).
-                    let _ = self.settle(&mut pipe, sink).await;
+                    // The checkpoint in flight ends first, and what it made
+                    // durable is reported: a retry resumes from there.
+                    if let Ok(true) = self.settle(&mut pipe, sink).await {
+                        self.report_checkpoint(sink);
+                    }
                     return Err(Failure::Error(error));
                 }
                 last_chunk += io.elapsed();
@@ -943,7 +952,11 @@ impl Transfer {
             // starts meanwhile), by the syncer, which makes the ends of
             // many files durable in one round.
             self.event(TransferEvent::Drained { size: end });
-            self.settle(&mut pipe, sink).await?;
+            // A checkpoint that ends here is reported: should the last
+            // write fail, a retry resumes from there.
+            if self.settle(&mut pipe, sink).await? {
+                self.report_checkpoint(sink);
+            }
             if crate::failpoint::active_for("file::final_write", &self.order.remote) {
                 return Err(Failure::Error(local_error("write_failed", "injected")));
             }
@@ -964,8 +977,13 @@ impl Transfer {
             return Ok(sink.offset);
         }
         // Keep what arrived, even when the body broke off or we stop.
-        self.settle(&mut pipe, sink).await?;
-        self.write(sink, rest, true).await?;
+        let settled = self.settle(&mut pipe, sink).await?;
+        if let Err(error) = self.write(sink, rest, true).await {
+            if settled {
+                self.report_checkpoint(sink);
+            }
+            return Err(Failure::Error(error));
+        }
         if stopped {
             return Err(Failure::Stopped(sink.durable));
         }
@@ -1018,7 +1036,8 @@ impl Transfer {
             && sink.offset > sink.durable
             && let Some(file) = &sink.file
         {
-            pipe.start_sync(file.clone(), sink.offset);
+            let slow = crate::failpoint::active_for("file::slow_checkpoint", &self.order.remote);
+            pipe.start_sync(file.clone(), sink.offset, slow);
             sink.last_checkpoint = Instant::now();
         }
         let len = data.len() as u64;

@@ -554,7 +554,12 @@ async fn a_write_failing_mid_body_fails_the_job_and_a_resume_continues_from_its_
         local.to_string_lossy().into_owned(),
     );
     engine.add_files(&alice(), job, vec![file]).await.unwrap();
+    // A slow disk: the checkpoint before the failing write is still under
+    // way when that write fails, and what it made durable must still be
+    // reported.
+    fail::cfg("file::slow_checkpoint", "return(write-fails)").unwrap();
     write_fails_then_resume(&engine, job, "file::write", "write-fails").await;
+    fail::remove("file::slow_checkpoint");
     let requests = run.origin.requests_of("/write-fails");
     assert_eq!(requests.len(), 2, "{requests:?}");
     let from: u64 = requests[1]
