@@ -10,7 +10,7 @@
 #
 # FERRY_AB_FILES (2000) and FERRY_AB_SIZE (65536 bytes) pick the dataset;
 # FERRY_COMPARE_DIR, FERRY_COMPARE_DEST and FERRY_COMPARE_BEFORE_EACH mean
-# what they mean for compare.sh, e.g.
+# what they mean for compare.sh (and FERRY_COMPARE_TLS=1 serves https), e.g.
 #
 #   FERRY_COMPARE_DEST=/mnt/ferry-bench FERRY_COMPARE_BEFORE_EACH=bench/freshfs.sh \
 #     FERRY_COMPARE_DIR=/var/tmp bench/ab.sh 6 /tmp/ferry-old /tmp/ferry-new
@@ -26,7 +26,7 @@ PARALLEL=8
 # shellcheck source=bench/nginx.sh
 source bench/nginx.sh
 serve_random_files ab
-mapfile -t list < <(for i in $(seq 0 $((FILES - 1))); do echo "http://127.0.0.1:$PORT/d/f$i"; done)
+mapfile -t list < <(for i in $(seq 0 $((FILES - 1))); do echo "$BASE/d/f$i"; done)
 
 # Context switches and CPU ticks of every live thread of process $1.
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
@@ -41,7 +41,7 @@ for round in $(seq 1 "$ROUNDS"); do
     rm -rf "$WORK/ferry" "$WORK/ferry.sock" "$WORK/state"
     export XDG_STATE_HOME="$WORK/state" FERRY_ADDR="unix:$WORK/ferry.sock"
     "$bin" serve --data-dir "$WORK/ferry" --socket "$WORK/ferry.sock" \
-      --max-transfers "$PARALLEL" 2>"$WORK/ferry.log" &
+      --max-transfers "$PARALLEL" "${FERRY_TLS[@]}" 2>"$WORK/ferry.log" &
     DAEMON=$!
     for _ in $(seq 1 200); do [[ -S "$WORK/ferry.sock" ]] && break; sleep 0.05; done
     dest="${FERRY_COMPARE_DEST:-$WORK}/dl"

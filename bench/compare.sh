@@ -12,6 +12,8 @@
 # on another filesystem, and FERRY_COMPARE_BEFORE_EACH is a command run before
 # every download (e.g. one that makes a fresh filesystem at FERRY_COMPARE_DEST,
 # so that no tool pays for the deletions of the one before it).
+# FERRY_COMPARE_TLS=1 serves https instead (nginx.sh: a CA made for the
+# run, given to each tool).
 #
 # Installs aria2 and nginx-light from Debian's packages if missing, builds
 # `ferry` in release, serves three datasets from a temp dir (1 x 1 GiB,
@@ -61,7 +63,7 @@ start_nginx
 
 # ferry's daemon, user mode, its own data dir and socket.
 "$FERRY" serve --data-dir "$WORK/ferry" --socket "$WORK/ferry.sock" \
-  --max-transfers "$PARALLEL" 2>"$WORK/ferry.log" &
+  --max-transfers "$PARALLEL" "${FERRY_TLS[@]}" 2>"$WORK/ferry.log" &
 DAEMON=$!
 export FERRY_ADDR="unix:$WORK/ferry.sock"
 for _ in $(seq 1 100); do
@@ -70,7 +72,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-urls() { for f in "$WORK/www/$1"/*; do echo "http://127.0.0.1:$PORT/$1/$(basename "$f")"; done; }
+urls() { for f in "$WORK/www/$1"/*; do echo "$BASE/$1/$(basename "$f")"; done; }
 
 now() { date +%s.%N; }
 
@@ -90,11 +92,11 @@ run() {
   case $tool in
     curl)
       printf 'url = "%s"\n' "${list[@]}" >"$WORK/curl.cfg"
-      (cd "$dest" && curl -s --fail --parallel --parallel-max "$PARALLEL" --remote-name-all -K "$WORK/curl.cfg")
+      (cd "$dest" && curl -s --fail "${CURL_TLS[@]}" --parallel --parallel-max "$PARALLEL" --remote-name-all -K "$WORK/curl.cfg")
       ;;
     aria2)
       printf '%s\n' "${list[@]}" >"$WORK/aria2.txt"
-      aria2c -q -j "$PARALLEL" -x 1 -d "$dest" -i "$WORK/aria2.txt" \
+      aria2c -q "${ARIA2_TLS[@]}" -j "$PARALLEL" -x 1 -d "$dest" -i "$WORK/aria2.txt" \
         --allow-overwrite=true --auto-file-renaming=false --file-allocation=none
       ;;
     ferry)

@@ -235,6 +235,11 @@ struct ServeArgs {
     /// human or json.
     #[arg(long, env = "FERRY_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// A PEM file of root certificates trusted for https besides the
+    /// bundled web PKI roots (a private CA); repeatable, added to the
+    /// config file's `tls_roots`.
+    #[arg(long = "tls-root", value_name = "PEM")]
+    tls_roots: Vec<PathBuf>,
     /// Print the effective settings and exit.
     #[arg(long)]
     print_config: bool,
@@ -422,6 +427,7 @@ async fn serve_command(args: ServeArgs) -> Outcome {
     if let Some(format) = args.log_format {
         config.log_format = format;
     }
+    config.tls_roots.extend(args.tls_roots);
     config.data_dir = absolute(&config.data_dir);
     config.socket = absolute(&config.socket);
     if args.print_config {

@@ -59,6 +59,10 @@ pub struct ServeConfig {
     /// for a filesystem shared with programs whose dirty data a syncfs
     /// should not write back early.
     pub syncfs_batch: usize,
+    /// PEM files of root certificates trusted for https besides the bundled
+    /// web PKI roots: a private or corporate CA, or the system's bundle
+    /// (`/etc/ssl/certs/ca-certificates.crt` on Debian).
+    pub tls_roots: Vec<PathBuf>,
     /// Extra bearer tokens for the TCP listener.
     pub tokens: Vec<TokenConfig>,
 }
@@ -157,6 +161,7 @@ impl Default for ServeConfig {
             max_files_per_job: ferry_core::config::DEFAULT_MAX_FILES_PER_JOB,
             bits_quotas: false,
             syncfs_batch: ferry_actors::EngineConfig::new("").syncfs_batch,
+            tls_roots: Vec::new(),
             tokens: Vec::new(),
         }
     }
@@ -298,7 +303,34 @@ impl ServeConfig {
         toml::to_string(&shown).unwrap_or_default()
     }
 
-    /// The engine's settings.
+    /// The certificates of `tls_roots` (DER), read now: a file that cannot
+    /// be read, holds no certificate or one that is not well formed is an
+    /// error naming it, so a daemon never starts without a root it was
+    /// given.
+    pub fn read_tls_roots(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let mut roots = Vec::new();
+        for path in &self.tls_roots {
+            let before = roots.len();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ConfigError::Invalid(format!("tls_roots: {}: {e}", path.display())))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| {
+                    ConfigError::Invalid(format!("tls_roots: {}: {e}", path.display()))
+                })?;
+                roots.push(cert.as_ref().to_vec());
+            }
+            if roots.len() == before {
+                return Err(ConfigError::Invalid(format!(
+                    "tls_roots: {}: no PEM certificate in it",
+                    path.display()
+                )));
+            }
+        }
+        Ok(roots)
+    }
+
+    /// The engine's settings (`tls_roots` aside: `read_tls_roots`).
     pub fn engine(&self) -> ferry_actors::EngineConfig {
         let mut engine = ferry_actors::EngineConfig::new(self.data_dir.join("store"));
         engine.max_transfers = self.max_transfers;
@@ -415,5 +447,46 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("bandwidth_schedule"), "{err}");
+    }
+
+    #[test]
+    fn tls_roots_are_read_from_pem_bundles_and_unusable_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = rcgen::generate_simple_self_signed(vec!["a.test".to_owned()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b.test".to_owned()]).unwrap();
+        let bundle = dir.path().join("bundle.pem");
+        let pem = |der: &[u8]| {
+            use base64::Engine as _;
+            let text = base64::engine::general_purpose::STANDARD.encode(der);
+            format!("-----BEGIN CERTIFICATE-----\n{text}\n-----END CERTIFICATE-----\n")
+        };
+        std::fs::write(
+            &bundle,
+            format!("{}\n{}", pem(a.cert.der()), pem(b.cert.der())),
+        )
+        .unwrap();
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, format!("tls_roots = [{:?}]\n", bundle.display())).unwrap();
+        let config = ServeConfig::from_file(&path, false).unwrap();
+        assert_eq!(
+            config.read_tls_roots().unwrap(),
+            vec![a.cert.der().to_vec(), b.cert.der().to_vec()]
+        );
+        assert!(ServeConfig::default().read_tls_roots().unwrap().is_empty());
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let mut config = ServeConfig {
+            tls_roots: vec![bundle, empty],
+            ..ServeConfig::default()
+        };
+        let err = config.read_tls_roots().unwrap_err().to_string();
+        assert!(
+            err.contains("empty.pem") && err.contains("no PEM certificate"),
+            "{err}"
+        );
+        config.tls_roots = vec![dir.path().join("absent.pem")];
+        let err = config.read_tls_roots().unwrap_err().to_string();
+        assert!(err.contains("absent.pem"), "{err}");
     }
 }

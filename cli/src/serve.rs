@@ -282,6 +282,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     config
         .validate()
         .map_err(|err| ServeError::Config(err.to_string()))?;
+    let tls_roots = config
+        .read_tls_roots()
+        .map_err(|err| ServeError::Config(err.to_string()))?;
     // Signals are caught from the very start (a SIGTERM while the store
     // opens must not kill the process half set up).
     let mut signals = Signals::new();
@@ -300,6 +303,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     raise_file_limit();
     let daemon_uid = rustix::process::getuid().as_raw();
     let mut engine_config = config.engine();
+    engine_config.tls_roots = tls_roots;
     engine_config.identities = identities(&config, daemon_uid)?;
     let engine = {
         let start = std::pin::pin!(Engine::start(engine_config));

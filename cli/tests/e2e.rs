@@ -1455,3 +1455,96 @@ fn limits_quotas_and_a_jobs_bandwidth_cap_from_the_cli() {
     d.ok(&["limits", "--no-windows"]);
     d.wait_state(&job, "transferred");
 }
+
+/// A certificate in PEM.
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// An https origin whose certificate only a root given to `ferry serve
+/// --tls-root` makes trusted; the origin runs on its own thread's System.
+fn tls_origin() -> (Origin, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = pem_of(cert.cert.der());
+    let (der, key) = (cert.cert.der().to_vec(), cert.signing_key.serialize_der());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let origin = Origin::start_tls(vec![der], key).unwrap();
+            tx.send(origin).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    (rx.recv().unwrap(), pem)
+}
+
+#[test]
+fn serve_trusts_the_roots_given_with_tls_root_and_refuses_unusable_ones() {
+    let (origin, pem) = tls_origin();
+    origin.add("/secure.bin", 400_000);
+    let url = format!("https://localhost:{}/secure.bin", origin.addr().port());
+    let data = TempDir::new().unwrap();
+    let down = TempDir::new().unwrap();
+    let local = down.path().join("secure.bin");
+
+    // Without the root, no request passes the handshake.
+    let mut d = Daemon::start(data.path(), &[]);
+    let job = d.ok(&["create", "secure"]).trim().to_owned();
+    d.ok(&["add", &job, &url, local.to_str().unwrap()]);
+    d.ok(&["resume", &job]);
+    let start = Instant::now();
+    loop {
+        let info = d.json(&["info", &job, "--json"]);
+        if info["state"] == "transient_error" || info["state"] == "error" {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "job never failed: {info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(origin.requests_of("/secure.bin").is_empty());
+    d.signal(rustix::process::Signal::TERM);
+    assert!(d.wait_exit(DEADLINE).success());
+    drop(d);
+
+    // Unusable roots stop the daemon before it starts, naming the file.
+    let missing = down.path().join("missing.pem");
+    let junk = down.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let truncated = down.path().join("truncated.pem");
+    std::fs::write(&truncated, &pem[..pem.len() / 2]).unwrap();
+    for (path, why) in [
+        (&missing, "missing.pem"),
+        (&junk, "no PEM certificate"),
+        (&truncated, "truncated.pem"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(data.path())
+            .arg("--tls-root")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
+    }
+
+    // With it, the same job finishes.
+    let root = down.path().join("ca.pem");
+    std::fs::write(&root, &pem).unwrap();
+    let d = Daemon::start(data.path(), &["--tls-root", root.to_str().unwrap()]);
+    d.ok(&["resume", &job]);
+    let watched = d.ferry(&["watch", &job]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    d.ok(&["complete", &job]);
+    assert_same(&origin, "/secure.bin", &local);
+}
