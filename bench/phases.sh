@@ -29,7 +29,7 @@ fi
 source bench/nginx.sh
 serve_random_files phases
 
-"$FERRY" serve --data-dir "$WORK/ferry" --socket "$WORK/ferry.sock" --max-transfers 8 2>"$WORK/ferry.log" &
+"$FERRY" serve --data-dir "$WORK/ferry" --socket "$WORK/ferry.sock" --max-transfers 8 "${FERRY_TLS[@]}" 2>"$WORK/ferry.log" &
 DAEMON=$!
 for _ in $(seq 1 200); do [[ -S "$WORK/ferry.sock" ]] && break; sleep 0.05; done
 export FERRY_ADDR="unix:$WORK/ferry.sock"
@@ -44,7 +44,7 @@ for round in $(seq 1 "$ROUNDS"); do
   if [[ -n "${FERRY_COMPARE_BEFORE_EACH:-}" ]]; then bash -c "$FERRY_COMPARE_BEFORE_EACH" >&2; fi
   rm -rf "$dest" && mkdir -p "$dest" && sync
   for i in $(seq 0 $((FILES - 1))); do
-    printf '{"remote":"http://127.0.0.1:%s/d/f%s","local":"%s/f%s"}\n' "$PORT" "$i" "$dest" "$i"
+    printf '{"remote":"%s/d/f%s","local":"%s/f%s"}\n' "$BASE" "$i" "$dest" "$i"
   done | paste -sd, | sed 's/^/[/; s/$/]/' >"$WORK/files.json"
   create=$(timed -X POST -d '{"name":"phases"}' http://ferry/v1/jobs)
   id=$(sed 's/.*"id":"\([^"]*\)".*/\1/' "$WORK/body")

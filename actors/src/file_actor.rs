@@ -867,7 +867,13 @@ impl Transfer {
                     let io = Instant::now();
                     let settled = self.settle(&mut pipe, sink).await?;
                     if !buf.is_empty() || sink.offset > sink.durable {
-                        self.write(sink, buf.take(), true).await?;
+                        if let Err(error) = self.write(sink, buf.take(), true).await {
+                            // What the checkpoint made durable still counts.
+                            if settled {
+                                self.report_checkpoint(sink);
+                            }
+                            return Err(Failure::Error(error));
+                        }
                         self.report_checkpoint(sink);
                     } else if settled {
                         self.report_checkpoint(sink);

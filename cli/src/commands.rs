@@ -428,6 +428,7 @@ async fn serve_command(args: ServeArgs) -> Outcome {
         config.log_format = format;
     }
     config.tls_roots.extend(args.tls_roots);
+    config.tls_roots = config.tls_roots.iter().map(|p| absolute(p)).collect();
     config.data_dir = absolute(&config.data_dir);
     config.socket = absolute(&config.socket);
     if args.print_config {

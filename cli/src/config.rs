@@ -304,20 +304,23 @@ impl ServeConfig {
     }
 
     /// The certificates of `tls_roots` (DER), read now: a file that cannot
-    /// be read, holds no certificate or one that is not well formed is an
-    /// error naming it, so a daemon never starts without a root it was
-    /// given.
+    /// be read, holds no certificate, or one that is not a usable trust
+    /// anchor (bad PEM, or not X.509) is an error naming it, so a daemon
+    /// never starts without a root it was given.
     pub fn read_tls_roots(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
-        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
         let mut roots = Vec::new();
         for path in &self.tls_roots {
+            let invalid = |what: String| {
+                ConfigError::Invalid(format!("tls_roots: {}: {what}", path.display()))
+            };
             let before = roots.len();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ConfigError::Invalid(format!("tls_roots: {}: {e}", path.display())))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| {
-                    ConfigError::Invalid(format!("tls_roots: {}: {e}", path.display()))
-                })?;
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))?;
+            for (n, cert) in certs.enumerate() {
+                let cert = cert.map_err(|e| invalid(e.to_string()))?;
+                rustls::RootCertStore::empty()
+                    .add(cert.clone())
+                    .map_err(|e| invalid(format!("certificate {}: {e}", n + 1)))?;
                 roots.push(cert.as_ref().to_vec());
             }
             if roots.len() == before {
@@ -485,6 +488,12 @@ mod tests {
             err.contains("empty.pem") && err.contains("no PEM certificate"),
             "{err}"
         );
+        // Well-formed PEM whose bytes are no X.509 certificate.
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, pem(b"not a certificate")).unwrap();
+        config.tls_roots = vec![junk];
+        let err = config.read_tls_roots().unwrap_err().to_string();
+        assert!(err.contains("junk.pem: certificate 1"), "{err}");
         config.tls_roots = vec![dir.path().join("absent.pem")];
         let err = config.read_tls_roots().unwrap_err().to_string();
         assert!(err.contains("absent.pem"), "{err}");
