@@ -169,6 +169,29 @@ impl Pins {
         Ok(())
     }
 
+    /// The pins of `entries` that these do not hold yet: what a check
+    /// against an unrecorded copy (`Access::checking`) added.
+    pub(crate) fn added(&self, entries: Vec<(PathBuf, DirId)>) -> Vec<(PathBuf, DirId)> {
+        let Ok(pins) = self.map.lock() else {
+            return entries;
+        };
+        entries
+            .into_iter()
+            .filter(|(dir, _)| !pins.contains_key(dir))
+            .collect()
+    }
+
+    /// The first of `entries` that a pin of these refuses (a different
+    /// directory at a pinned path), as the error a check would give.
+    pub(crate) fn conflict(&self, entries: &[(PathBuf, DirId)]) -> Option<io::Error> {
+        let pins = self.map.lock().ok()?;
+        entries.iter().find_map(|(dir, id)| {
+            pins.get(dir)
+                .filter(|pinned| !pinned.same(id))
+                .map(|_| replaced(dir))
+        })
+    }
+
     /// Pins `dir` to `id` if it is not pinned yet; refuses a different
     /// directory at a pinned path.
     fn check(&self, dir: &Path, id: DirId) -> io::Result<()> {
@@ -177,13 +200,7 @@ impl Pins {
             .lock()
             .map_err(|_| io::Error::other("directory pins poisoned"))?;
         match pins.get(dir) {
-            Some(pinned) if !pinned.same(&id) => Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "{} is not the directory it was when the file was added (it was replaced)",
-                    dir.display()
-                ),
-            )),
+            Some(pinned) if !pinned.same(&id) => Err(replaced(dir)),
             Some(_) => Ok(()),
             None => {
                 pins.insert(dir.to_owned(), id);
@@ -196,6 +213,16 @@ impl Pins {
             }
         }
     }
+}
+
+fn replaced(dir: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{} is not the directory it was when the file was added (it was replaced)",
+            dir.display()
+        ),
+    )
 }
 
 /// The rights and path rules of one filesystem operation.
@@ -233,6 +260,34 @@ impl Access {
                 })
             }),
         }
+    }
+
+    /// The same rights for a check that must leave no pin behind if what
+    /// it checks is refused later: directories are checked against a copy
+    /// of the pins that records nothing, returned to adopt what it added
+    /// once accepted (`None` without identities: nothing is pinned).
+    pub(crate) fn checking(&self) -> (Self, Option<Arc<Pins>>) {
+        let Some(caller) = &self.caller else {
+            return (self.clone(), None);
+        };
+        let pins = Arc::new(Pins {
+            map: Mutex::new(caller.pins.entries().into_iter().collect()),
+            record: None,
+        });
+        let access = Self {
+            caller: Some(Arc::new(Caller {
+                user: caller.user.clone(),
+                identities: caller.identities.clone(),
+                pins: pins.clone(),
+            })),
+        };
+        (access, Some(pins))
+    }
+
+    /// The job's pins these rights check against (`None` without
+    /// identities).
+    pub(crate) fn pins(&self) -> Option<&Arc<Pins>> {
+        self.caller.as_ref().map(|caller| &caller.pins)
     }
 
     /// The identity operations run with (`None`: the engine's own).

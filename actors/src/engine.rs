@@ -713,10 +713,22 @@ impl Engine {
         job: JobId,
         command: Command,
     ) -> Result<Outcome, EngineError> {
+        self.exec_pinning(who, job, command, Vec::new()).await
+    }
+
+    /// [`Self::exec`], recording `pins` with the job if it is accepted.
+    async fn exec_pinning(
+        &self,
+        who: &Principal,
+        job: JobId,
+        command: Command,
+        pins: crate::supervisor::NewPins,
+    ) -> Result<Outcome, EngineError> {
         let addr = self.supervisor(job).await?;
         addr.send(Exec {
             who: who.clone(),
             command,
+            pins,
         })
         .await
         .map_err(|_| EngineError::Stopped)?
@@ -744,13 +756,24 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Stopped)?;
         let locals: Vec<String> = files.iter().map(|f| f.local.clone()).collect();
-        let problem = blocking(move || Ok(check_locals(&access, &locals)))
+        // Checked against a copy of the job's pins: the directories it
+        // pins are recorded only if the core accepts the files (a refused
+        // add leaves no pin of a directory the job never used).
+        let (checking, checked) = access.checking();
+        let problem = blocking(move || Ok(check_locals(&checking, &locals)))
             .await
             .map_err(|err| EngineError::Io(err.to_string()))?;
         if let Some(err) = problem {
             return Err(err);
         }
-        match self.exec(who, job, Command::AddFiles(files)).await? {
+        let pins = match (checked, access.pins()) {
+            (Some(checked), Some(job_pins)) => job_pins.added(checked.entries()),
+            _ => Vec::new(),
+        };
+        match self
+            .exec_pinning(who, job, Command::AddFiles(files), pins)
+            .await?
+        {
             Outcome::Reply(Reply::Added(ids)) => Ok(ids),
             _ => Ok(Vec::new()),
         }

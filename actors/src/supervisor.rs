@@ -99,7 +99,7 @@ pub(crate) struct JobSupervisor {
     spare_slots: Vec<String>,
     answer_to: Option<Responder>,
     /// Commands that arrived while a Complete or Cancel ran (`busy`).
-    deferred: VecDeque<(Principal, Command, Responder)>,
+    deferred: VecDeque<(Principal, Command, NewPins, Responder)>,
     timer: Option<SpawnHandle>,
     stopping: bool,
     failed: bool,
@@ -197,14 +197,33 @@ impl JobSupervisor {
         }
     }
 
-    fn exec(&mut self, who: Principal, command: Command, tx: Responder, ctx: &mut Context<Self>) {
+    /// Runs `command`; `pins` are the directory pins its destination check
+    /// added (files being added), recorded only if the core accepts it.
+    fn exec(
+        &mut self,
+        who: Principal,
+        command: Command,
+        pins: NewPins,
+        tx: Responder,
+        ctx: &mut Context<Self>,
+    ) {
         if self.stopping || self.failed {
             let _ = tx.send(Err(EngineError::Stopped));
             return;
         }
+        // A directory pinned since the check (a concurrent add, or a
+        // transfer's first use) must be the one checked.
+        if let Some(err) = self.pins.conflict(&pins) {
+            self.queue.push_back(Item::Reply(
+                tx,
+                Err(EngineError::DestinationForbidden(err.to_string())),
+            ));
+            self.pump(ctx);
+            return;
+        }
         let now = self.shared.clock.now();
         match self.job.handle_command(&who, command.clone(), now) {
-            Err(CommandError::Busy) => self.deferred.push_back((who, command, tx)),
+            Err(CommandError::Busy) => self.deferred.push_back((who, command, pins, tx)),
             Err(err) => self.queue.push_back(Item::Reply(tx, Err(err.into()))),
             Ok(Reply::Pending) => {
                 // Complete or Cancel: BITS makes whoever completes the
@@ -214,6 +233,11 @@ impl JobSupervisor {
                 self.answer_to = Some(tx);
             }
             Ok(reply) => {
+                // Recorded before the command's own synced write, which
+                // the store orders after them (as a new job's are).
+                if let Err(err) = self.pins.adopt(pins) {
+                    tracing::warn!(message = "A directory pin was not recorded.", job = %self.id, error = %err);
+                }
                 self.drain();
                 self.queue
                     .push_back(Item::Reply(tx, Ok(Outcome::Reply(reply))));
@@ -404,8 +428,8 @@ impl JobSupervisor {
                 }
                 // Commands that waited for the commit run now, in order.
                 let deferred = std::mem::take(&mut self.deferred);
-                for (who, command, tx) in deferred {
-                    self.exec(who, command, tx, ctx);
+                for (who, command, pins, tx) in deferred {
+                    self.exec(who, command, pins, tx, ctx);
                 }
             }
             Effect::Forget(job) => {
@@ -857,14 +881,19 @@ impl Actor for JobSupervisor {
 pub(crate) struct Exec {
     pub(crate) who: Principal,
     pub(crate) command: Command,
+    /// Directory pins that the command's destination check added.
+    pub(crate) pins: NewPins,
 }
+
+/// Directory pins made by a check, not yet recorded with the job.
+pub(crate) type NewPins = Vec<(std::path::PathBuf, crate::access::DirId)>;
 
 impl Handler<Exec> for JobSupervisor {
     type Result = ResponseFuture<Result<Outcome, EngineError>>;
 
     fn handle(&mut self, msg: Exec, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.exec(msg.who, msg.command, tx, ctx);
+        self.exec(msg.who, msg.command, msg.pins, tx, ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(EngineError::Stopped)) })
     }
 }

@@ -1548,3 +1548,48 @@ fn serve_trusts_the_roots_given_with_tls_root_and_refuses_unusable_ones() {
     d.ok(&["complete", &job]);
     assert_same(&origin, "/secure.bin", &local);
 }
+
+#[test]
+fn system_mode_a_refused_add_leaves_no_pin_and_pins_still_refuse_a_replaced_directory() {
+    let Some(s) = SystemDaemon::start() else {
+        return;
+    };
+    let origin = origin();
+    origin.add("/q", 10_000);
+    origin.add("/r", 10_000);
+    let dir = s.dir_of("later", NOBODY);
+    let local = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let replace = |aside: &str| {
+        std::fs::rename(&dir, s.dir.path().join(aside)).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    };
+    let job = s.ok_as(NOBODY, &["create", "refused"]);
+    // The destination check passes (and pins `later`), then the core
+    // refuses the URL: nothing of this add may stay with the job.
+    let out = s.as_uid(
+        NOBODY,
+        &["add", &job, "ftp://example.invalid/q", &local("q")],
+    );
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    replace("later.old");
+    s.ok_as(NOBODY, &["add", &job, &origin.url("/q"), &local("q")]);
+
+    // The directory the job now uses, replaced: a further add there is
+    // refused, and so is a transfer.
+    replace("later.2");
+    let out = s.as_uid(NOBODY, &["add", &job, &origin.url("/r"), &local("r")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("replaced"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::rename(s.dir.path().join("later.2"), &dir).unwrap();
+    s.ok_as(NOBODY, &["resume", &job]);
+    s.d.wait_state(&job, "transferred");
+    s.ok_as(NOBODY, &["complete", &job]);
+    assert_same(&origin, "/q", &dir.join("q"));
+    assert_eq!(entries(&dir), vec!["q"]);
+}
