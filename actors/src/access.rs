@@ -162,29 +162,26 @@ impl Pins {
 
     /// Takes the pins another (unrecorded) set made as its own, recording
     /// each: a new job's directories, checked before the job existed.
+    /// One refused (a different directory pinned at its path meanwhile)
+    /// does not stop the others; the first refusal is the answer.
     pub(crate) fn adopt(&self, entries: Vec<(PathBuf, DirId)>) -> io::Result<()> {
+        let mut first = Ok(());
         for (dir, id) in entries {
-            self.check(&dir, id)?;
+            if let Err(err) = self.check(&dir, id)
+                && first.is_ok()
+            {
+                first = Err(err);
+            }
         }
-        Ok(())
-    }
-
-    /// The pins of `entries` that these do not hold yet: what a check
-    /// against an unrecorded copy (`Access::checking`) added.
-    pub(crate) fn added(&self, entries: Vec<(PathBuf, DirId)>) -> Vec<(PathBuf, DirId)> {
-        let Ok(pins) = self.map.lock() else {
-            return entries;
-        };
-        entries
-            .into_iter()
-            .filter(|(dir, _)| !pins.contains_key(dir))
-            .collect()
+        first
     }
 
     /// The first of `entries` that a pin of these refuses (a different
     /// directory at a pinned path), as the error a check would give.
     pub(crate) fn conflict(&self, entries: &[(PathBuf, DirId)]) -> Option<io::Error> {
-        let pins = self.map.lock().ok()?;
+        let Ok(pins) = self.map.lock() else {
+            return Some(io::Error::other("directory pins poisoned"));
+        };
         entries.iter().find_map(|(dir, id)| {
             pins.get(dir)
                 .filter(|pinned| !pinned.same(id))
@@ -282,12 +279,6 @@ impl Access {
             })),
         };
         (access, Some(pins))
-    }
-
-    /// The job's pins these rights check against (`None` without
-    /// identities).
-    pub(crate) fn pins(&self) -> Option<&Arc<Pins>> {
-        self.caller.as_ref().map(|caller| &caller.pins)
     }
 
     /// The identity operations run with (`None`: the engine's own).
@@ -518,7 +509,7 @@ impl Identities for Nobody {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
 
@@ -585,5 +576,36 @@ mod tests {
         let bytes = id(u64::MAX, 3, 9).to_bytes();
         assert_eq!(DirId::from_bytes(&bytes), Some(id(u64::MAX, 3, 9)));
         assert_eq!(DirId::from_bytes(&bytes[..23]), None);
+    }
+
+    #[test]
+    fn pins_checked_apart_are_compared_then_adopted_past_a_refusal() {
+        let id = |dev, ino, born| DirId { dev, ino, born };
+        let pins = Pins::default();
+        pins.check(Path::new("/d"), id(1, 2, 7)).unwrap();
+        // What a check against a copy holds: the job's pins and a new one.
+        let checked = vec![
+            (PathBuf::from("/d"), id(1, 2, 7)),
+            (PathBuf::from("/e"), id(1, 3, 7)),
+        ];
+        assert!(pins.conflict(&checked).is_none());
+        // Another check saw another directory at /e, and one at /f.
+        let other = vec![
+            (PathBuf::from("/e"), id(1, 4, 7)),
+            (PathBuf::from("/f"), id(1, 5, 7)),
+        ];
+        assert!(pins.conflict(&other).is_none(), "/e is not pinned yet");
+        pins.adopt(checked).unwrap();
+        let err = pins.conflict(&other).expect("/e is pinned to another");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        // Adopting goes on past the refused one.
+        assert!(pins.adopt(other).is_err());
+        let mut dirs: Vec<PathBuf> = pins.entries().into_iter().map(|(d, _)| d).collect();
+        dirs.sort();
+        assert_eq!(dirs, ["/d", "/e", "/f"].map(PathBuf::from));
+        assert!(
+            pins.conflict(&[(PathBuf::from("/e"), id(1, 3, 7))])
+                .is_none()
+        );
     }
 }

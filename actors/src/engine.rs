@@ -766,10 +766,10 @@ impl Engine {
         if let Some(err) = problem {
             return Err(err);
         }
-        let pins = match (checked, access.pins()) {
-            (Some(checked), Some(job_pins)) => job_pins.added(checked.entries()),
-            _ => Vec::new(),
-        };
+        // All it holds, the job's own pins included: the supervisor checks
+        // each against the pins of the moment (another add may have pinned
+        // a directory since) and records those it lacks.
+        let pins = checked.map(|checked| checked.entries()).unwrap_or_default();
         match self
             .exec_pinning(who, job, Command::AddFiles(files), pins)
             .await?
