@@ -69,6 +69,10 @@ pub struct EngineConfig {
     /// Root certificates (DER) trusted for https besides the bundled web PKI
     /// roots: a private or corporate CA.
     pub tls_roots: Vec<Vec<u8>>,
+    /// Whether the bundled web PKI roots (Mozilla's, through webpki-roots)
+    /// are trusted too (default); without them only `tls_roots` are, for a
+    /// deployment that must reach its own servers only.
+    pub tls_web_roots: bool,
     /// Act for other users (a system daemon): when set, each job's file
     /// operations run with the filesystem identity of its owner (the caller
     /// of Complete or Cancel for the commit), directories are reached
@@ -107,6 +111,7 @@ impl EngineConfig {
             sweep_interval: Duration::from_secs(600),
             syncfs_batch: 8,
             tls_roots: Vec::new(),
+            tls_web_roots: true,
             identities: None,
         }
     }

@@ -94,24 +94,32 @@ pub(crate) fn drop_client(config: &Arc<EngineConfig>) {
     drop(dropped);
 }
 
-/// The TLS client settings: the web PKI roots plus the configured ones,
-/// HTTP/2 and HTTP/1.1 by ALPN.
+/// The TLS client settings: the trusted roots, HTTP/2 and HTTP/1.1 by
+/// ALPN.
 #[cfg(feature = "rustls")]
 fn tls_config(config: &EngineConfig) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(root_store(config))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(tls)
+}
+
+/// The web PKI roots (unless `tls_web_roots` is off) plus the configured
+/// ones.
+#[cfg(feature = "rustls")]
+fn root_store(config: &EngineConfig) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    if config.tls_web_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
     for der in &config.tls_roots {
         let cert = rustls::pki_types::CertificateDer::from(der.clone());
         if let Err(err) = roots.add(cert) {
             tracing::warn!(message = "Ignored an unusable TLS root certificate.", error = %err);
         }
     }
-    let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(tls)
+    roots
 }
 
 /// What a file actor tells its supervisor.
@@ -1166,5 +1174,25 @@ async fn until_stopped<F: std::future::Future>(
     match futures_util::future::select(work, stopped).await {
         futures_util::future::Either::Left((output, _)) => Some(output),
         futures_util::future::Either::Right(_) => None,
+    }
+}
+
+#[cfg(all(test, feature = "rustls"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_web_roots_are_trusted_unless_turned_off() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let mut config = EngineConfig::new("/nowhere");
+        config.tls_roots = vec![cert.cert.der().to_vec()];
+        let web = webpki_roots::TLS_SERVER_ROOTS.len();
+        assert!(web > 100);
+        assert_eq!(root_store(&config).len(), web + 1);
+        config.tls_web_roots = false;
+        assert_eq!(root_store(&config).len(), 1);
+        config.tls_roots.clear();
+        assert!(root_store(&config).is_empty());
     }
 }

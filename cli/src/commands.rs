@@ -240,6 +240,10 @@ struct ServeArgs {
     /// config file's `tls_roots`.
     #[arg(long = "tls-root", value_name = "PEM")]
     tls_roots: Vec<PathBuf>,
+    /// Trust only the --tls-root (and config) roots, not the bundled web
+    /// PKI roots.
+    #[arg(long)]
+    no_tls_web_roots: bool,
     /// Print the effective settings and exit.
     #[arg(long)]
     print_config: bool,
@@ -428,6 +432,9 @@ async fn serve_command(args: ServeArgs) -> Outcome {
         config.log_format = format;
     }
     config.tls_roots.extend(args.tls_roots);
+    if args.no_tls_web_roots {
+        config.tls_web_roots = false;
+    }
     config.tls_roots = config.tls_roots.iter().map(|p| absolute(p)).collect();
     config.data_dir = absolute(&config.data_dir);
     config.socket = absolute(&config.socket);

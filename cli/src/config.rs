@@ -63,6 +63,9 @@ pub struct ServeConfig {
     /// web PKI roots: a private or corporate CA, or the system's bundle
     /// (`/etc/ssl/certs/ca-certificates.crt` on Debian).
     pub tls_roots: Vec<PathBuf>,
+    /// Whether the bundled web PKI roots are trusted too (default true);
+    /// false: only `tls_roots` (which must then name some).
+    pub tls_web_roots: bool,
     /// Extra bearer tokens for the TCP listener.
     pub tokens: Vec<TokenConfig>,
 }
@@ -162,6 +165,7 @@ impl Default for ServeConfig {
             bits_quotas: false,
             syncfs_batch: ferry_actors::EngineConfig::new("").syncfs_batch,
             tls_roots: Vec::new(),
+            tls_web_roots: true,
             tokens: Vec::new(),
         }
     }
@@ -256,6 +260,11 @@ impl ServeConfig {
             window
                 .parse::<ferry_core::window::Window>()
                 .map_err(|e| ConfigError::Invalid(format!("bandwidth_schedule: {e}")))?;
+        }
+        if !self.tls_web_roots && self.tls_roots.is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls_web_roots = false needs tls_roots: https would trust no server".into(),
+            ));
         }
         if self.max_transfers == 0 || self.max_transfers_per_host == 0 {
             return Err(ConfigError::Invalid(
@@ -355,6 +364,7 @@ impl ServeConfig {
             engine.bits_quotas();
         }
         engine.syncfs_batch = self.syncfs_batch;
+        engine.tls_web_roots = self.tls_web_roots;
         engine
     }
 }
@@ -497,5 +507,23 @@ mod tests {
         config.tls_roots = vec![dir.path().join("absent.pem")];
         let err = config.read_tls_roots().unwrap_err().to_string();
         assert!(err.contains("absent.pem"), "{err}");
+
+        // Only the given roots: some must be given.
+        std::fs::write(&path, "tls_web_roots = false\n").unwrap();
+        let only = ServeConfig::from_file(&path, false).unwrap();
+        let err = only.validate().unwrap_err().to_string();
+        assert!(err.contains("tls_web_roots"), "{err}");
+        std::fs::write(
+            &path,
+            format!(
+                "tls_web_roots = false\ntls_roots = [{:?}]\n",
+                dir.path().join("bundle.pem").display()
+            ),
+        )
+        .unwrap();
+        let only = ServeConfig::from_file(&path, false).unwrap();
+        only.validate().unwrap();
+        assert!(!only.engine().tls_web_roots);
+        assert!(ServeConfig::default().engine().tls_web_roots);
     }
 }

@@ -1538,10 +1538,26 @@ fn serve_trusts_the_roots_given_with_tls_root_and_refuses_unusable_ones() {
         assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
     }
 
-    // With it, the same job finishes.
+    // Only the given roots, and none given: refused.
+    let out = Command::new(BIN)
+        .args(["serve", "--no-tls-web-roots", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("tls_web_roots"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // With it (and it alone), the same job finishes.
     let root = down.path().join("ca.pem");
     std::fs::write(&root, &pem).unwrap();
-    let d = Daemon::start(data.path(), &["--tls-root", root.to_str().unwrap()]);
+    let d = Daemon::start(
+        data.path(),
+        &["--tls-root", root.to_str().unwrap(), "--no-tls-web-roots"],
+    );
     d.ok(&["resume", &job]);
     let watched = d.ferry(&["watch", &job]);
     assert!(watched.status.success(), "{}", text(&watched.stderr));
