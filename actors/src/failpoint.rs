@@ -14,7 +14,9 @@
 //! of a body from its 2 MiB on fail (while it is read on) for files whose
 //! URL contains NAME; `file::slow_checkpoint=return(NAME)` makes the
 //! checkpoint fdatasyncs of such files take a quarter second more (a busy
-//! disk); `syncer::hold=return(PATH)` holds the syncer's
+//! disk); `file::inline_write=return(NAME)` makes the writes of what
+//! arrived before a pause or a break of the body fail for such files;
+//! `syncer::hold=return(PATH)` holds the syncer's
 //! writer before it creates a temp file whose path contains PATH, until the
 //! point is removed.
 

@@ -1075,6 +1075,9 @@ impl Transfer {
         data: Gathered,
         sync: bool,
     ) -> Result<(), TransferError> {
+        if crate::failpoint::active_for("file::inline_write", &self.order.remote) {
+            return Err(local_error("write_failed", "injected"));
+        }
         let target = self.target(sink);
         let offset = sink.offset;
         let len = data.len() as u64;

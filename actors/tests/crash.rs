@@ -535,6 +535,54 @@ async fn a_write_failing_after_the_body_arrived_fails_the_job_and_a_resume_finis
 }
 
 #[actix_rt::test]
+async fn a_write_failing_after_the_body_paused_still_reports_the_checkpoint_before_it() {
+    // The body pauses (its last byte held) while a slow checkpoint of what
+    // came before runs; what arrived since is then written at once, and
+    // that write fails: the checkpoint must still be reported, so that a
+    // resume asks only for the rest.
+    const SIZE: u64 = 6 << 20;
+    let run = Run::new(&[("pause-fails", SIZE)]);
+    run.origin.hold("/pause-fails");
+    let mut config = config(run.data.path());
+    config.checkpoint_interval = Duration::from_millis(300);
+    let engine = Engine::start(config).await.unwrap();
+    let job = engine
+        .create_job(&alice(), JobSpec::download("pause-fails"))
+        .await
+        .unwrap();
+    let local = run.downloads.path().join("pause-fails");
+    let file = FileSpec::new(
+        run.origin.url("/pause-fails"),
+        local.to_string_lossy().into_owned(),
+    );
+    engine.add_files(&alice(), job, vec![file]).await.unwrap();
+    fail::cfg("file::slow_checkpoint", "return(pause-fails)").unwrap();
+    fail::cfg("file::inline_write", "return(pause-fails)").unwrap();
+    engine.resume(&alice(), job).await.unwrap();
+    until_state(&engine, job, JobState::Error).await;
+    fail::remove("file::inline_write");
+    fail::remove("file::slow_checkpoint");
+    let error = engine.job(&alice(), job).await.unwrap().error.unwrap();
+    assert_eq!(error.code, "write_failed");
+    run.origin.release("/pause-fails");
+    engine.resume(&alice(), job).await.unwrap();
+    until_state(&engine, job, JobState::Transferred).await;
+    let requests = run.origin.requests_of("/pause-fails");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let from: u64 = requests[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("the resume asked for no range: {requests:?}"));
+    // The checkpoint started with the second 1 MiB write.
+    assert!((1 << 20..SIZE).contains(&from), "resumed from {from}");
+    let answer = engine.complete(&alice(), job).await.unwrap();
+    assert_eq!(answer.result, CompleteResult::Complete);
+    run.assert_file("pause-fails");
+    engine.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
 async fn a_write_failing_mid_body_fails_the_job_and_a_resume_continues_from_its_checkpoint() {
     // The body is written while it is read on, with checkpoint fdatasyncs
     // beside the writes. A write from byte 2 MiB on fails: the job must
