@@ -534,6 +534,32 @@ async fn a_write_failing_after_the_body_arrived_fails_the_job_and_a_resume_finis
     engine.shutdown().await.unwrap();
 }
 
+/// A job of the origin's `/name`, saved as `name` in the downloads.
+async fn job_of_one(engine: &Engine, run: &Run, name: &str) -> JobId {
+    let job = engine
+        .create_job(&alice(), JobSpec::download(name))
+        .await
+        .unwrap();
+    let local = run.downloads.path().join(name);
+    let file = FileSpec::new(
+        run.origin.url(&format!("/{name}")),
+        local.to_string_lossy().into_owned(),
+    );
+    engine.add_files(&alice(), job, vec![file]).await.unwrap();
+    job
+}
+
+/// Where the second of two requests of `/name` asked to start.
+fn resumed_from(run: &Run, name: &str) -> u64 {
+    let requests = run.origin.requests_of(&format!("/{name}"));
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    requests[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("the resume asked for no range: {requests:?}"))
+}
+
 #[actix_rt::test]
 async fn a_write_failing_after_the_body_paused_still_reports_the_checkpoint_before_it() {
     // The body pauses (its last byte held) while a slow checkpoint of what
@@ -546,16 +572,7 @@ async fn a_write_failing_after_the_body_paused_still_reports_the_checkpoint_befo
     let mut config = config(run.data.path());
     config.checkpoint_interval = Duration::from_millis(300);
     let engine = Engine::start(config).await.unwrap();
-    let job = engine
-        .create_job(&alice(), JobSpec::download("pause-fails"))
-        .await
-        .unwrap();
-    let local = run.downloads.path().join("pause-fails");
-    let file = FileSpec::new(
-        run.origin.url("/pause-fails"),
-        local.to_string_lossy().into_owned(),
-    );
-    engine.add_files(&alice(), job, vec![file]).await.unwrap();
+    let job = job_of_one(&engine, &run, "pause-fails").await;
     fail::cfg("file::slow_checkpoint", "return(pause-fails)").unwrap();
     fail::cfg("file::inline_write", "return(pause-fails)").unwrap();
     engine.resume(&alice(), job).await.unwrap();
@@ -567,13 +584,7 @@ async fn a_write_failing_after_the_body_paused_still_reports_the_checkpoint_befo
     run.origin.release("/pause-fails");
     engine.resume(&alice(), job).await.unwrap();
     until_state(&engine, job, JobState::Transferred).await;
-    let requests = run.origin.requests_of("/pause-fails");
-    assert_eq!(requests.len(), 2, "{requests:?}");
-    let from: u64 = requests[1]
-        .range
-        .as_deref()
-        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
-        .unwrap_or_else(|| panic!("the resume asked for no range: {requests:?}"));
+    let from = resumed_from(&run, "pause-fails");
     // The checkpoint started with the second 1 MiB write.
     assert!((1 << 20..SIZE).contains(&from), "resumed from {from}");
     let answer = engine.complete(&alice(), job).await.unwrap();
@@ -592,36 +603,18 @@ async fn a_write_failing_mid_body_fails_the_job_and_a_resume_continues_from_its_
     const SIZE: u64 = 6 << 20;
     let run = Run::new(&[("write-fails", SIZE)]);
     let engine = Engine::start(config(run.data.path())).await.unwrap();
-    let job = engine
-        .create_job(&alice(), JobSpec::download("write-fails"))
-        .await
-        .unwrap();
-    let local = run.downloads.path().join("write-fails");
-    let file = FileSpec::new(
-        run.origin.url("/write-fails"),
-        local.to_string_lossy().into_owned(),
-    );
-    engine.add_files(&alice(), job, vec![file]).await.unwrap();
+    let job = job_of_one(&engine, &run, "write-fails").await;
     // A slow disk: the checkpoint before the failing write is still under
     // way when that write fails, and what it made durable must still be
     // reported.
     fail::cfg("file::slow_checkpoint", "return(write-fails)").unwrap();
     write_fails_then_resume(&engine, job, "file::write", "write-fails").await;
     fail::remove("file::slow_checkpoint");
-    let requests = run.origin.requests_of("/write-fails");
-    assert_eq!(requests.len(), 2, "{requests:?}");
-    let from: u64 = requests[1]
-        .range
-        .as_deref()
-        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
-        .unwrap_or_else(|| panic!("the resume asked for no range: {requests:?}"));
+    let from = resumed_from(&run, "write-fails");
     // Writes start where 1 MiB was gathered (a chunk past it at most), so
     // the last checkpoint before the failing write is past 1 MiB and
     // short of 3 MiB.
-    assert!(
-        (1 << 20..3 << 20).contains(&from),
-        "resumed from {from}: {requests:?}"
-    );
+    assert!((1 << 20..3 << 20).contains(&from), "resumed from {from}");
     let answer = engine.complete(&alice(), job).await.unwrap();
     assert_eq!(answer.result, CompleteResult::Complete);
     run.assert_file("write-fails");
