@@ -85,23 +85,29 @@ pub(crate) struct StoreBatch {
 impl StoreBatch {
     /// The records of a core `Persist` effect.
     pub(crate) fn from_core(batch: &Batch) -> Self {
+        Self::from_records(batch.job_record.as_deref(), &batch.files)
+    }
+
+    /// Puts of a job record and of file records, encoded.
+    pub(crate) fn from_records<'a>(
+        job: Option<&JobRecord>,
+        files: impl IntoIterator<Item = &'a FileRecord>,
+    ) -> Self {
         let mut out = Self::default();
-        if let Some(job) = &batch.job_record {
+        if let Some(job) = job {
             out.puts.push((CF_JOBS, job.key().to_vec(), job.encode()));
         }
-        for file in &batch.files {
+        for file in files {
             out.puts
                 .push((CF_FILES, file.key().to_vec(), file.encode()));
         }
         out
     }
 
-    /// Appends `later`'s puts after this batch's (two batches of puts only:
-    /// written in one go, the later value of a key wins, as written one
-    /// after the other).
-    pub(crate) fn append_puts(&mut self, later: Self) {
-        debug_assert!(later.deletes.is_empty() && later.forget.is_empty());
-        self.puts.extend(later.puts);
+    /// How many records it puts.
+    #[cfg(test)]
+    pub(crate) fn put_count(&self) -> usize {
+        self.puts.len()
     }
 
     /// Deletes every record of `job`.

@@ -17,9 +17,9 @@ use std::{
 
 use actix::{WeakAddr, prelude::*};
 use ferry_core::{
-    Command, CommandError, Durability, Effect, EventOutcome, FileEvent, FileId, FileView, Job,
-    JobId, JobState, JobView, Notification, Principal, Priority, Reply, TransferEvent,
-    TransferOrder,
+    Batch, Command, CommandError, Durability, Effect, EventOutcome, FileEvent, FileId, FileRecord,
+    FileView, Job, JobId, JobRecord, JobState, JobView, Notification, Principal, Priority, Reply,
+    TransferEvent, TransferOrder,
 };
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
@@ -110,8 +110,9 @@ pub(crate) struct JobSupervisor {
     /// [`LAZY_GATHER`] (a burst of file reports becomes one store write,
     /// not one wake-up of its thread each), handed over sooner before any
     /// synced write, answer, Barrier or shutdown, so the store still sees
-    /// every record in the order the core made them.
-    lazy: Option<StoreBatch>,
+    /// every record in the order the core made them. Only the latest
+    /// record of the job and of each file is kept (see [`LazyRecords`]).
+    lazy: Option<LazyRecords>,
     /// Who asked for the commit under way (the published files become
     /// that user's); `None` after a restart, when a commit rolls forward
     /// and the files stay the owner's.
@@ -314,18 +315,20 @@ impl JobSupervisor {
         }
         match effect {
             Effect::Persist(batch) => {
-                let write = StoreBatch::from_core(&batch);
                 match batch.durability {
                     Durability::Lazy => match &mut self.lazy {
-                        Some(pending) => pending.append_puts(write),
+                        Some(pending) => pending.absorb(batch),
                         None => {
-                            self.lazy = Some(write);
+                            let mut pending = LazyRecords::default();
+                            pending.absorb(batch);
+                            self.lazy = Some(pending);
                             // Handed over after `LAZY_GATHER`, with
                             // every record gathered meanwhile.
                             ctx.run_later(LAZY_GATHER, |act, ctx| act.flush_lazy(ctx));
                         }
                     },
                     Durability::Sync => {
+                        let write = StoreBatch::from_core(&batch);
                         self.flush_lazy(ctx);
                         if batch
                             .job_record
@@ -645,8 +648,8 @@ impl JobSupervisor {
 
     /// Hands the gathered lazy records to the store.
     fn flush_lazy(&mut self, ctx: &mut Context<Self>) {
-        if let Some(write) = self.lazy.take()
-            && let Err(err) = self.shared.store.write_lazy(write)
+        if let Some(lazy) = self.lazy.take()
+            && let Err(err) = self.shared.store.write_lazy(lazy.into_write())
         {
             self.store_failed(&err, ctx);
         }
@@ -700,6 +703,32 @@ fn step(effect: Effect) -> Option<Step> {
         Effect::DeleteTemp { file, temp } => Step::Delete { file, temp },
         _ => return None,
     })
+}
+
+/// Lazy records gathered for one store write, the latest of each: a later
+/// record of the job or of a file replaces the earlier one, as writing both
+/// in one batch would leave it (a burst of small files records the job and
+/// each file several times over within [`LAZY_GATHER`]). Each is encoded
+/// once, when handed to the store.
+#[derive(Debug, Default)]
+struct LazyRecords {
+    job: Option<Box<JobRecord>>,
+    files: HashMap<FileId, FileRecord>,
+}
+
+impl LazyRecords {
+    fn absorb(&mut self, batch: Batch) {
+        if batch.job_record.is_some() {
+            self.job = batch.job_record;
+        }
+        for file in batch.files {
+            self.files.insert(file.file(), file);
+        }
+    }
+
+    fn into_write(self) -> StoreBatch {
+        StoreBatch::from_records(self.job.as_deref(), self.files.values())
+    }
 }
 
 /// How long lazy records (progress, a file's end) gather before they are
@@ -869,8 +898,8 @@ impl Actor for JobSupervisor {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         // Whatever way it stopped, no gathered record stays behind.
-        if let Some(write) = self.lazy.take() {
-            let _ = self.shared.store.write_lazy(write);
+        if let Some(lazy) = self.lazy.take() {
+            let _ = self.shared.store.write_lazy(lazy.into_write());
         }
     }
 }
@@ -1250,5 +1279,64 @@ mod tests {
         }
         assert_eq!(cache.host_of("http://a.example/f1"), "a.example");
         assert_eq!(cache.host_of("http://e.example\\path/x"), "e.example");
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn lazy_records_write_the_latest_of_the_job_and_of_each_file_once() {
+        use ferry_core::{CoreConfig, FileSpec, JobSpec, MonoTime, Now, Property, UtcTime};
+        let owner = Principal::user("alice");
+        let now = Now::new(
+            MonoTime::from_elapsed(std::time::Duration::ZERO),
+            UtcTime::from_unix_millis(1_700_000_000_000),
+        );
+        let id = JobId(uuid::Uuid::now_v7());
+        let mut job = Job::create(
+            id,
+            &owner,
+            JobSpec::download("j"),
+            CoreConfig::default(),
+            now,
+        )
+        .unwrap();
+        let files = ["a", "b"].map(|name| FileSpec {
+            remote: format!("http://h.example/{name}"),
+            local: format!("/srv/dl/{name}"),
+        });
+        job.handle_command(&owner, Command::AddFiles(files.to_vec()), now)
+            .unwrap();
+        let batch = |job: &Job, files: Vec<FileRecord>| Batch {
+            job: id,
+            job_record: Some(Box::new(job.record())),
+            files,
+            durability: Durability::Lazy,
+        };
+        let mut lazy = LazyRecords::default();
+        lazy.absorb(batch(&job, job.file_records()));
+        let before = job.record();
+        let description = Property::Description("later".into());
+        job.handle_command(&owner, Command::Set(description), now)
+            .unwrap();
+        let after = job.record();
+        assert_ne!(before, after);
+        let first = job.file_records().into_iter().take(1).collect();
+        lazy.absorb(batch(&job, first));
+        lazy.absorb(Batch {
+            job_record: None,
+            ..batch(&job, Vec::new())
+        });
+        let write = lazy.into_write();
+        // One put for the job, one per file: not five.
+        assert_eq!(write.put_count(), 3);
+
+        let dir = tempfile::TempDir::new().unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (store, _) = crate::store::Store::open(dir.path(), 1, metrics.clone()).unwrap();
+        store.write_lazy(write).unwrap();
+        actix_rt::System::new().block_on(store.flush()).unwrap();
+        actix_rt::System::new().block_on(store.close());
+        let (store, loaded) = crate::store::Store::open(dir.path(), 1, metrics).unwrap();
+        actix_rt::System::new().block_on(store.close());
+        assert_eq!(loaded.jobs, vec![(after, job.file_records())]);
     }
 }
