@@ -163,6 +163,10 @@ pub(crate) struct Shared {
     pub(crate) lifeline: Lifeline,
     /// The home arbiter's thread.
     pub(crate) home_thread: std::thread::ThreadId,
+    /// How many jobs are in TRANSIENT_ERROR, as the Manager counts them:
+    /// a transfer reports that its host answered only while some job
+    /// waits to hear it (two messages per request saved otherwise).
+    pub(crate) transient_jobs: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -449,6 +453,7 @@ impl Engine {
             placement,
             lifeline: Lifeline::new(),
             home_thread: std::thread::current().id(),
+            transient_jobs: Arc::new(AtomicUsize::new(0)),
         });
 
         // Orphan temp files: this engine's names, in directories that live

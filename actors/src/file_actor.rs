@@ -15,7 +15,16 @@
 //! writeback started at once, and checkpoint fdatasyncs beside the writes
 //! (see [`Pipe`]), so a large file's disk time overlaps its network time.
 
-use std::{cell::RefCell, fs::File, path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    cell::RefCell,
+    fs::File,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Instant,
+};
 
 use actix::{WeakRecipient, prelude::*};
 use awc::{
@@ -181,6 +190,8 @@ pub(crate) struct FileActor {
     running: bool,
     /// A transfer's tie to the engine: it stops when the engine ends.
     tie: Option<Tie>,
+    /// Jobs waiting for a host to answer (see `Shared::transient_jobs`).
+    transient_jobs: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for FileActor {
@@ -214,6 +225,7 @@ impl FileActor {
             stopped: None,
             running: false,
             tie: Some(tie),
+            transient_jobs: shared.transient_jobs.clone(),
         }
     }
 
@@ -232,6 +244,7 @@ impl FileActor {
             stopped: None,
             running: false,
             tie: None,
+            transient_jobs: Arc::default(),
         }
     }
 }
@@ -279,6 +292,7 @@ impl Actor for FileActor {
             syncer,
             report: report.clone(),
             stop: self.stop.subscribe(),
+            transient_jobs: self.transient_jobs.clone(),
         }
         .run();
         self.running = true;
@@ -393,6 +407,8 @@ struct Transfer {
     syncer: Syncer,
     report: WeakRecipient<Report>,
     stop: watch::Receiver<bool>,
+    /// Jobs waiting for a host to answer (see `Shared::transient_jobs`).
+    transient_jobs: Arc<AtomicUsize>,
 }
 
 /// How an attempt ended, if not with the whole file.
@@ -746,7 +762,10 @@ impl Transfer {
                 .send()
                 .await
                 .map_err(|err| send_error(&host, &err))?;
-            send(&self.report, Report::HostReachable(host));
+            // News only for jobs held by connection errors, if any.
+            if self.transient_jobs.load(Ordering::Relaxed) > 0 {
+                send(&self.report, Report::HostReachable(host));
+            }
             let status = response.status();
             if status.is_redirection()
                 && let Some(location) = response

@@ -301,6 +301,15 @@ impl Manager {
         } else {
             self.transient.remove(&job);
         }
+        self.count_transient();
+    }
+
+    /// Publishes how many jobs wait in TRANSIENT_ERROR (see
+    /// [`Shared::transient_jobs`]).
+    fn count_transient(&self) {
+        self.shared
+            .transient_jobs
+            .store(self.transient.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn unfinished_jobs_of(&self, owner: &str) -> usize {
@@ -418,6 +427,7 @@ impl Handler<Unregister> for Manager {
     fn handle(&mut self, msg: Unregister, _: &mut Context<Self>) {
         self.jobs.remove(&msg.0);
         self.transient.remove(&msg.0);
+        self.count_transient();
         let grants = self.slots.at(self.shared.clock.now().mono).forget(msg.0);
         self.grant(grants);
     }
