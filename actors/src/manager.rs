@@ -30,6 +30,10 @@ const SUBSCRIBER_BUFFER: usize = 16_384;
 struct Entry {
     addr: Addr<JobSupervisor>,
     owner: String,
+    /// As its supervisor last reported it: exact, but for moves among
+    /// QUEUED, CONNECTING and TRANSFERRING, which are not reported (what
+    /// the Manager asks of a state, final, TRANSIENT_ERROR, TRANSFERRED or
+    /// ERROR, never depends on them).
     state: JobState,
 }
 

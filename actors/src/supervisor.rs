@@ -103,7 +103,8 @@ pub(crate) struct JobSupervisor {
     timer: Option<SpawnHandle>,
     stopping: bool,
     failed: bool,
-    reported_state: Option<JobState>,
+    /// The state and owner last reported to the Manager.
+    reported: Option<(JobState, String)>,
     /// The directories this job's files were added in (see `access.rs`).
     pins: Arc<Pins>,
     /// Lazy records not yet handed to the store: gathered for
@@ -161,7 +162,7 @@ impl JobSupervisor {
             timer: None,
             stopping: false,
             failed: false,
-            reported_state: None,
+            reported: None,
             pins,
             committer: None,
             lazy: None,
@@ -635,12 +636,20 @@ impl JobSupervisor {
                 priority: self.job.priority(),
             });
         }
+        // The Manager hears of a new owner (TakeOwnership changes no
+        // state) and of every state change but those among QUEUED,
+        // CONNECTING and TRANSFERRING, which it does not tell apart (a job
+        // of small files moves among them twice per file).
         let state = self.job.state();
-        if self.reported_state != Some(state) {
-            self.reported_state = Some(state);
+        let owner = self.job.owner();
+        let news = self.reported.as_ref().is_none_or(|(known, known_owner)| {
+            !(*known == state || (in_motion(*known) && in_motion(state))) || known_owner != owner
+        });
+        if news {
+            self.reported = Some((state, owner.to_owned()));
             self.to_manager(JobInfo {
                 job: self.id,
-                owner: self.job.owner().to_owned(),
+                owner: owner.to_owned(),
                 state,
             });
         }
@@ -703,6 +712,15 @@ fn step(effect: Effect) -> Option<Step> {
         Effect::DeleteTemp { file, temp } => Step::Delete { file, temp },
         _ => return None,
     })
+}
+
+/// QUEUED, CONNECTING or TRANSFERRING: a job on its way, as the Manager
+/// sees it.
+fn in_motion(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Queued | JobState::Connecting | JobState::Transferring
+    )
 }
 
 /// Lazy records gathered for one store write, the latest of each: a later

@@ -244,3 +244,26 @@ async fn quotas_limit_a_non_admin_and_a_refused_job_leaves_nothing() {
     );
     h.engine.clone().shutdown().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_job_taken_over_is_listed_and_counted_for_its_new_owner() {
+    let quota = |c: &mut ferry_actors::EngineConfig| c.max_jobs_per_owner = 1;
+    let h = Harness::with(quota).await;
+    let root = Principal::admin("root");
+    let job = h
+        .engine
+        .create_job(&alice(), JobSpec::download("taken"))
+        .await
+        .unwrap();
+    // Taking it over changes no state (it stays SUSPENDED).
+    h.engine.take_ownership(&root, job).await.unwrap();
+    let ids = |jobs: Vec<ferry_core::JobView>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(ids(h.engine.list(&root, false).await.unwrap()), vec![job]);
+    assert!(h.engine.list(&alice(), false).await.unwrap().is_empty());
+    // Alice's quota no longer counts it: she may create another.
+    assert_eq!(h.engine.quotas(&alice()).await.unwrap().unfinished_jobs, 0);
+    h.engine
+        .create_job(&alice(), JobSpec::download("hers"))
+        .await
+        .unwrap();
+}
