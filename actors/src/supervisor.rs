@@ -531,6 +531,12 @@ impl JobSupervisor {
             state,
             kind,
         }));
+        // The Manager takes the event's state as the job's: a later move
+        // away from it is news even among QUEUED, CONNECTING and
+        // TRANSFERRING (see `idle`).
+        if let Some((known, _)) = &mut self.reported {
+            *known = state;
+        }
     }
 
     /// Runs the job's notify command, if any (BITS SetNotifyCmdLine): the
