@@ -1315,19 +1315,30 @@ mod tests {
             UtcTime::from_unix_millis(1_700_000_000_000),
         );
         let id = JobId(uuid::Uuid::now_v7());
-        let mut job = Job::create(
-            id,
-            &owner,
-            JobSpec::download("j"),
-            CoreConfig::default(),
-            now,
-        )
-        .unwrap();
-        let files = ["a", "b"].map(|name| FileSpec {
+        let create = || {
+            Job::create(
+                id,
+                &owner,
+                JobSpec::download("j"),
+                CoreConfig::default(),
+                now,
+            )
+            .unwrap()
+        };
+        let spec = |name: &str, dir: &str| FileSpec {
             remote: format!("http://h.example/{name}"),
-            local: format!("/srv/dl/{name}"),
-        });
-        job.handle_command(&owner, Command::AddFiles(files.to_vec()), now)
+            local: format!("/srv/{dir}/{name}"),
+        };
+        let mut job = create();
+        let files = vec![spec("a", "dl"), spec("b", "dl")];
+        job.handle_command(&owner, Command::AddFiles(files), now)
+            .unwrap();
+        // The same job id and file ids with other records: file 0 of
+        // `other` is a later version of file 0 of `job`.
+        let mut other = create();
+        let files = vec![spec("a", "elsewhere")];
+        other
+            .handle_command(&owner, Command::AddFiles(files), now)
             .unwrap();
         let batch = |job: &Job, files: Vec<FileRecord>| Batch {
             job: id,
@@ -1343,8 +1354,10 @@ mod tests {
             .unwrap();
         let after = job.record();
         assert_ne!(before, after);
-        let first = job.file_records().into_iter().take(1).collect();
-        lazy.absorb(batch(&job, first));
+        let later_a = other.file_records();
+        let b = job.file_records().split_off(1);
+        assert_ne!(later_a.first(), job.file_records().first());
+        lazy.absorb(batch(&job, later_a.clone()));
         lazy.absorb(Batch {
             job_record: None,
             ..batch(&job, Vec::new())
@@ -1361,6 +1374,8 @@ mod tests {
         actix_rt::System::new().block_on(store.close());
         let (store, loaded) = crate::store::Store::open(dir.path(), 1, metrics).unwrap();
         actix_rt::System::new().block_on(store.close());
-        assert_eq!(loaded.jobs, vec![(after, job.file_records())]);
+        let mut files = later_a;
+        files.extend(b);
+        assert_eq!(loaded.jobs, vec![(after, files)]);
     }
 }
