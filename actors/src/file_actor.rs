@@ -190,8 +190,9 @@ pub(crate) struct FileActor {
     running: bool,
     /// A transfer's tie to the engine: it stops when the engine ends.
     tie: Option<Tie>,
-    /// Jobs waiting for a host to answer (see `Shared::transient_jobs`).
-    transient_jobs: Arc<AtomicUsize>,
+    /// Jobs waiting for a host to answer (see `Shared::transient_jobs`);
+    /// transfers only.
+    transient_jobs: Option<Arc<AtomicUsize>>,
 }
 
 impl std::fmt::Debug for FileActor {
@@ -225,7 +226,7 @@ impl FileActor {
             stopped: None,
             running: false,
             tie: Some(tie),
-            transient_jobs: shared.transient_jobs.clone(),
+            transient_jobs: Some(shared.transient_jobs.clone()),
         }
     }
 
@@ -244,7 +245,7 @@ impl FileActor {
             stopped: None,
             running: false,
             tie: None,
-            transient_jobs: Arc::default(),
+            transient_jobs: None,
         }
     }
 }
@@ -272,11 +273,12 @@ impl Actor for FileActor {
             );
         }
         let syncer = self.syncer.clone();
-        let (Some(order), Some(report), Some(metrics), Some(throttle)) = (
+        let (Some(order), Some(report), Some(metrics), Some(throttle), Some(transient_jobs)) = (
             self.order.take(),
             self.report.clone(),
             self.metrics.clone(),
             self.throttle.clone(),
+            self.transient_jobs.clone(),
         ) else {
             return;
         };
@@ -292,7 +294,7 @@ impl Actor for FileActor {
             syncer,
             report: report.clone(),
             stop: self.stop.subscribe(),
-            transient_jobs: self.transient_jobs.clone(),
+            transient_jobs,
         }
         .run();
         self.running = true;

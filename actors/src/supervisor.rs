@@ -733,7 +733,9 @@ fn in_motion(state: JobState) -> bool {
 /// record of the job or of a file replaces the earlier one, as writing both
 /// in one batch would leave it (a burst of small files records the job and
 /// each file several times over within [`LAZY_GATHER`]). Each is encoded
-/// once, when handed to the store.
+/// once, when handed to the store. The core's `Batch::absorb` merges the
+/// same way for `Job::set_up`, but by rebuilding the file list on each
+/// merge: fine for a few commands, not for every report of a busy job.
 #[derive(Debug, Default)]
 struct LazyRecords {
     job: Option<Box<JobRecord>>,
