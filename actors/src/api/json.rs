@@ -546,13 +546,11 @@ impl CompleteResult {
     /// Complete's answer, with the files' names from `files` (ids without a
     /// view keep an empty name).
     pub fn from_core(answer: &CompleteAnswer, files: &[FileView]) -> Self {
-        let local = |id: ferry_core::FileId| {
-            files
-                .iter()
-                .find(|f| f.id == id)
-                .map(|f| f.local.clone())
-                .unwrap_or_default()
-        };
+        // One lookup table, not a scan per file: 10,000 files made that
+        // scan 50 million comparisons.
+        let names: std::collections::HashMap<ferry_core::FileId, &str> =
+            files.iter().map(|f| (f.id, f.local.as_str())).collect();
+        let local = |id: ferry_core::FileId| names.get(&id).copied().unwrap_or_default().to_owned();
         let mut outcomes: Vec<FileOutcome> = answer
             .saved
             .iter()
