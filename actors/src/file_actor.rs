@@ -987,6 +987,11 @@ impl Transfer {
             // starts meanwhile), by the syncer, which makes the ends of
             // many files durable in one round.
             self.event(TransferEvent::Drained { size: end });
+            // The connection went back to the pool at the body's end, but
+            // the response's payload still holds its read and write
+            // buffers (some 48 KiB): let them go now, not after the sync,
+            // or every file syncing keeps its own.
+            drop(actix_web::HttpMessage::take_payload(response));
             // A checkpoint that ends here is reported: should the last
             // write fail, a retry resumes from there.
             if self.settle(&mut pipe, sink).await? {
