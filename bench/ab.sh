@@ -31,8 +31,10 @@ mapfile -t list < <(for i in $(seq 0 $((FILES - 1))); do echo "$BASE/d/f$i"; don
 # Context switches and CPU ticks of every live thread of process $1.
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
+# Busy ticks of the whole machine (user, nice, system, irq, softirq, steal).
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
-declare -A walls cpus csws
+declare -A walls cpus csws machines
 for round in $(seq 1 "$ROUNDS"); do
   bins=("$@")
   # Alternate the order from round to round.
@@ -47,23 +49,24 @@ for round in $(seq 1 "$ROUNDS"); do
     dest="${FERRY_COMPARE_DEST:-$WORK}/dl"
     if [[ -n "${FERRY_COMPARE_BEFORE_EACH:-}" ]]; then bash -c "$FERRY_COMPARE_BEFORE_EACH" >&2; fi
     rm -rf "$dest" && mkdir -p "$dest" && sync
-    c0=$(switches "$DAEMON") s0=$(ticks "$DAEMON") t0=$(date +%s.%N)
+    c0=$(switches "$DAEMON") s0=$(ticks "$DAEMON") m0=$(busy) t0=$(date +%s.%N)
     "$bin" get --parallel "$PARALLEL" -o "$dest" "${list[@]}" >/dev/null
-    t1=$(date +%s.%N) s1=$(ticks "$DAEMON") c1=$(switches "$DAEMON")
+    t1=$(date +%s.%N) m1=$(busy) s1=$(ticks "$DAEMON") c1=$(switches "$DAEMON")
     got=$(find "$dest" -type f ! -name '.*' | wc -l)
     [[ "$got" == "$FILES" ]] || { echo "$bin: $got files of $FILES" >&2; exit 1; }
     kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true; DAEMON=
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
     cpu=$(awk -v a="$s0" -v b="$s1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}')
+    machine=$(awk -v a="$m0" -v b="$m1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / hz}')
     csw=$(awk -v a="$c0" -v b="$c1" -v n="$FILES" 'BEGIN {printf "%.1f", (b - a) / n}')
-    echo "round $round $bin: ${wall}s, daemon CPU ${cpu}s, ${csw} context switches per file" >&2
-    walls[$bin]+="$wall"$'\n' cpus[$bin]+="$cpu"$'\n' csws[$bin]+="$csw"$'\n'
+    echo "round $round $bin: ${wall}s, daemon CPU ${cpu}s, ${csw} context switches per file, machine CPU ${machine}s" >&2
+    walls[$bin]+="$wall"$'\n' cpus[$bin]+="$cpu"$'\n' csws[$bin]+="$csw"$'\n' machines[$bin]+="$machine"$'\n'
   done
 done
 
 median() { sort -n | awk 'NF {a[++n]=$1} END {m=(n%2)?a[(n+1)/2]:(a[n/2]+a[n/2+1])/2; printf "%.2f", m}'; }
-echo "| ferry build | wall (median) | daemon CPU | context switches per file |"
-echo "|---|---|---|---|"
+echo "| ferry build | wall (median) | daemon CPU | context switches per file | machine CPU |"
+echo "|---|---|---|---|---|"
 for bin in "$@"; do
-  echo "| $bin | $(printf '%s' "${walls[$bin]}" | median) s | $(printf '%s' "${cpus[$bin]}" | median) s | $(printf '%s' "${csws[$bin]}" | median) |"
+  echo "| $bin | $(printf '%s' "${walls[$bin]}" | median) s | $(printf '%s' "${cpus[$bin]}" | median) s | $(printf '%s' "${csws[$bin]}" | median) | $(printf '%s' "${machines[$bin]}" | median) s |"
 done
