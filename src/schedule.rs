@@ -281,6 +281,35 @@ impl Scheduler {
         self.held.entry(job).or_default().push(slot);
     }
 
+    /// How many requests wait for a slot; `usize::MAX` while background
+    /// transfers are paused or a job is being preempted. A job may give a
+    /// slot it holds straight to its own next transfer ([`Scheduler::renew`])
+    /// only while no request but its own waits: a release would then hand
+    /// the slot back to that very request.
+    pub fn contention(&self) -> usize {
+        if self.paused.is_some() || !self.preempting.is_empty() {
+            usize::MAX
+        } else {
+            self.waiting.len()
+        }
+    }
+
+    /// `job` gave the slot it holds for `host` to its next transfer without
+    /// giving it back (nothing else waited): the slot counts as granted
+    /// now, so that time slices count from the new transfer, as they would
+    /// after a release and a grant. Its longest-held slot for `host`;
+    /// nothing if it holds none (released meanwhile).
+    pub fn renew(&mut self, job: JobId, host: &str) {
+        let now = self.now;
+        if let Some(slot) = self.held.get_mut(&job).and_then(|held| {
+            held.iter_mut()
+                .filter(|h| h.host == host)
+                .min_by_key(|h| h.since)
+        }) {
+            slot.since = now;
+        }
+    }
+
     /// A job's transfer to `host` ended: its slot is free.
     pub fn release(&mut self, job: JobId, host: &str) -> Vec<Grant> {
         self.free(job, host);
@@ -625,6 +654,37 @@ mod tests {
         assert!(s.request(job(1), "h".into(), Priority::Normal).is_empty());
         assert!(s.preempt_due(t(100), slice).is_empty());
         assert_eq!(s.preempt_due(t(121), slice), [job(2)]);
+    }
+
+    #[test]
+    fn a_slot_kept_for_the_next_transfer_counts_from_its_renewal() {
+        let slice = Duration::from_secs(60);
+        let mut s = Scheduler::new(1, 8);
+        s.at(t(0));
+        assert_eq!(s.contention(), 0);
+        s.request(job(1), "h".into(), Priority::Normal);
+        // Its next request waits: only its own.
+        assert!(s.request(job(1), "h".into(), Priority::Normal).is_empty());
+        assert_eq!(s.contention(), 1);
+        // It gives its slot to its next transfer at 50 s, not back.
+        s.at(t(50));
+        s.renew(job(1), "h");
+        s.renew(job(1), "elsewhere");
+        s.renew(job(9), "h");
+        // Another job comes to wait: the slice counts from the renewal.
+        s.at(t(55));
+        assert!(s.request(job(2), "h".into(), Priority::Normal).is_empty());
+        assert_eq!(s.contention(), 2);
+        assert!(s.preempt_due(t(109), slice).is_empty());
+        assert_eq!(s.preempt_due(t(110), slice), [job(1)]);
+        // While a job is told to give its slots back, none is kept.
+        assert_eq!(s.contention(), usize::MAX);
+        // Background transfers paused: none is kept either.
+        let mut p = Scheduler::new(1, 8);
+        p.pause_background(Some(None));
+        assert_eq!(p.contention(), usize::MAX);
+        p.pause_background(None);
+        assert_eq!(p.contention(), 0);
     }
 
     #[test]

@@ -167,6 +167,12 @@ pub(crate) struct Shared {
     /// a transfer reports that its host answered only while some job
     /// waits to hear it (two messages per request saved otherwise).
     pub(crate) transient_jobs: Arc<AtomicUsize>,
+    /// Requests waiting for a transfer slot, as the Manager's scheduler
+    /// counts them (`usize::MAX` while none may be kept: background
+    /// transfers paused, a job being preempted). While no request but its
+    /// own waits, a job gives a slot it holds straight to its next file,
+    /// without a release and a grant through the Manager.
+    pub(crate) slot_contention: AtomicUsize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -454,6 +460,7 @@ impl Engine {
             lifeline: Lifeline::new(),
             home_thread: std::thread::current().id(),
             transient_jobs: Arc::new(AtomicUsize::new(0)),
+            slot_contention: AtomicUsize::new(0),
         });
 
         // Orphan temp files: this engine's names, in directories that live

@@ -170,6 +170,17 @@ impl Manager {
                 ),
             }
         }
+        self.publish_contention();
+    }
+
+    /// Publishes how many requests wait for a slot (see
+    /// [`Shared::slot_contention`]): after every change of the scheduler
+    /// (each ends in [`Manager::grant`], but for preemption and takes).
+    fn publish_contention(&self) {
+        self.shared.slot_contention.store(
+            self.slots.contention(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     fn emit(&mut self, mut event: Event) {
@@ -247,6 +258,7 @@ impl Manager {
     fn preempt(&mut self, ctx: &mut Context<Self>) {
         let now = self.shared.clock.now().mono;
         let due = self.slots.preempt_due(now, self.time_slice);
+        self.publish_contention();
         for job in due {
             let Some(entry) = self.jobs.get(&job) else {
                 continue;
@@ -255,6 +267,7 @@ impl Manager {
             ctx.spawn(asked.into_actor(self).map(move |answer, act, _| {
                 if !matches!(answer, Ok(true)) {
                     act.slots.refused(job);
+                    act.publish_contention();
                 }
             }));
         }
@@ -556,6 +569,26 @@ impl Handler<TakeSlot> for Manager {
     }
 }
 
+/// A job gave the slot it holds for `host` to its next transfer, without a
+/// release and a grant (no other request waited): its time slice counts
+/// from now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct RenewSlot {
+    pub(crate) job: JobId,
+    pub(crate) host: String,
+}
+
+impl Handler<RenewSlot> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: RenewSlot, _: &mut Context<Self>) {
+        self.slots
+            .at(self.shared.clock.now().mono)
+            .renew(msg.job, &msg.host);
+    }
+}
+
 /// A job's transfer to `host` ended: its slot is free.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -667,6 +700,7 @@ impl Handler<ShutdownAll> for Manager {
 
     fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
         self.slots.clear_waiting();
+        self.publish_contention();
         let stops: Vec<_> = self.jobs.values().map(|e| e.addr.send(Shutdown)).collect();
         Box::pin(
             async move {

@@ -40,6 +40,8 @@ pub(crate) struct Metrics {
     placed: Family<ArbiterLabels, Gauge>,
     /// Batches of files made durable by one syncfs (the syncer adds).
     pub(crate) syncfs_batches: Counter,
+    /// Transfers started on a slot their job kept from its previous one.
+    pub(crate) kept_slots: Counter,
 }
 
 /// The states a listed job can be in (final jobs are not listed).
@@ -100,6 +102,12 @@ impl Metrics {
             "Batches of transferred files made durable by one syncfs",
             syncfs_batches.clone(),
         );
+        let kept_slots = Counter::default();
+        registry.register(
+            "kept_slots",
+            "Transfers started on a slot their job kept from its previous transfer, no other request waiting",
+            kept_slots.clone(),
+        );
         Self {
             registry,
             bytes,
@@ -110,6 +118,7 @@ impl Metrics {
             jobs,
             placed,
             syncfs_batches,
+            kept_slots,
         }
     }
 

@@ -821,3 +821,57 @@ async fn without_file_arbiters_everything_runs_at_home_and_survives_a_restart() 
     h.engine.complete(&alice(), held).await.unwrap();
     h.assert_file("d");
 }
+
+/// The transfers started on a slot kept from the job's previous one.
+async fn kept_slots(h: &Harness) -> u64 {
+    let text = h.engine.metrics_text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ferry_kept_slots_total "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// A job alone gives the slot of each file to its next one, without a
+/// release and a grant through the Manager; while another job waits for
+/// the slot, it gives it back and the two take turns, as before.
+#[actix_rt::test]
+async fn a_job_keeps_its_slot_for_its_next_file_only_while_no_other_job_waits() {
+    let mut h = Harness::with(|c| c.max_transfers = 1).await;
+    let me = alice();
+    let alone = h
+        .job(&[("s1", 10), ("s2", 10), ("s3", 10), ("s4", 10)])
+        .await;
+    h.engine.resume(&me, alone).await.unwrap();
+    h.transferred(alone).await;
+    assert_eq!(kept_slots(&h).await, 3);
+
+    // A holds the only slot; B waits for it.
+    let a = h.job(&[("a1", 400_000), ("a2", 10)]).await;
+    h.origin.hold("/a1");
+    h.engine.resume(&me, a).await.unwrap();
+    h.requested("/a1").await;
+    let b = h.job(&[("b1", 10), ("b2", 10), ("b3", 10)]).await;
+    h.engine.resume(&me, b).await.unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !matches!(
+        h.engine.job(&me, b).await.unwrap().waiting,
+        Some(ferry_core::Waiting::ForSlot { .. })
+    ) {
+        assert!(std::time::Instant::now() < deadline, "never held back");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    h.origin.release("/a1");
+    h.transferred(a).await;
+    h.transferred(b).await;
+    // a1's slot went to the waiting B, b1's back to A (waiting by then),
+    // a2's to B again; b2's was kept for b3, nobody else waiting.
+    let order: Vec<String> = h
+        .origin
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .filter(|p| p.starts_with("/a") || p.starts_with("/b"))
+        .collect();
+    assert_eq!(order, ["/a1", "/b1", "/a2", "/b2", "/b3"]);
+    assert_eq!(kept_slots(&h).await, 4);
+    h.engine.clone().shutdown().await.unwrap();
+}
