@@ -281,13 +281,20 @@ impl Scheduler {
         self.held.entry(job).or_default().push(slot);
     }
 
-    /// How many requests wait for a slot; `usize::MAX` while background
-    /// transfers are paused or a job is being preempted. A job may give a
-    /// slot it holds straight to its own next transfer ([`Scheduler::renew`])
-    /// only while no request but its own waits: a release would then hand
-    /// the slot back to that very request.
+    /// How many requests wait for a slot; `usize::MAX` while a released
+    /// slot might not simply be granted again: background transfers
+    /// paused, a job being preempted, or more slots held than a budget
+    /// allows (lowered at runtime, or taken over it). A job that has no
+    /// request of its own waiting may give a slot it holds straight to its
+    /// next transfer ([`Scheduler::renew`]) only while this is 0: a
+    /// release followed by its request would then get it back at once.
     pub fn contention(&self) -> usize {
-        if self.paused.is_some() || !self.preempting.is_empty() {
+        let over_budget = self.background_running > self.max_transfers
+            || self
+                .per_host
+                .values()
+                .any(|&n| n > self.max_transfers_per_host);
+        if self.paused.is_some() || !self.preempting.is_empty() || over_budget {
             usize::MAX
         } else {
             self.waiting.len()
@@ -295,11 +302,16 @@ impl Scheduler {
     }
 
     /// `job` gave the slot it holds for `host` to its next transfer without
-    /// giving it back (nothing else waited): the slot counts as granted
-    /// now, so that time slices count from the new transfer, as they would
-    /// after a release and a grant. Its longest-held slot for `host`;
-    /// nothing if it holds none (released meanwhile).
+    /// giving it back (nothing waited when it looked): the slot counts as
+    /// granted now, so that time slices count from the new transfer, as
+    /// they would after a release and a grant. Its longest-held slot for
+    /// `host`; nothing if it holds none (released meanwhile). If another
+    /// job's request came meanwhile, the slot keeps its older time, so
+    /// that the newcomer waits no longer for a slice than it would have.
     pub fn renew(&mut self, job: JobId, host: &str) {
+        if self.waiting.values().any(|(j, _)| *j != job) {
+            return;
+        }
         let now = self.now;
         if let Some(slot) = self.held.get_mut(&job).and_then(|held| {
             held.iter_mut()
@@ -679,6 +691,30 @@ mod tests {
         assert_eq!(s.preempt_due(t(110), slice), [job(1)]);
         // While a job is told to give its slots back, none is kept.
         assert_eq!(s.contention(), usize::MAX);
+        // A renewal that comes after another job began to wait changes
+        // nothing: job 2 waits no longer than it would have.
+        let mut r = Scheduler::new(1, 8);
+        r.at(t(0));
+        r.request(job(1), "h".into(), Priority::Normal);
+        r.at(t(30));
+        assert!(r.request(job(2), "h".into(), Priority::Normal).is_empty());
+        r.renew(job(1), "h");
+        assert_eq!(r.preempt_due(t(60), slice), [job(1)]);
+        // Slots held over a lowered budget: none is kept until they are
+        // back within it (each release then frees one for good).
+        let mut b = Scheduler::new(2, 8);
+        b.request(job(1), "h".into(), Priority::Normal);
+        b.request(job(1), "h".into(), Priority::Normal);
+        assert_eq!(b.contention(), 0);
+        assert!(b.set_budgets(1, 8).is_empty());
+        assert_eq!(b.contention(), usize::MAX);
+        assert!(b.release(job(1), "h").is_empty());
+        assert_eq!(b.contention(), 0);
+        // Likewise over a lowered per-host limit.
+        assert!(b.set_budgets(1, 0).is_empty());
+        assert_eq!(b.contention(), 0, "a limit of 0 counts as 1");
+        b.take(job(1), "h".into(), Priority::Foreground);
+        assert_eq!(b.contention(), usize::MAX);
         // Background transfers paused: none is kept either.
         let mut p = Scheduler::new(1, 8);
         p.pause_background(Some(None));

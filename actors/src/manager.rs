@@ -176,6 +176,9 @@ impl Manager {
     /// Publishes how many requests wait for a slot (see
     /// [`Shared::slot_contention`]): after every change of the scheduler
     /// (each ends in [`Manager::grant`], but for preemption and takes).
+    /// A supervisor reads it a moment late at worst: a request still in
+    /// this mailbox is not counted yet, and the renewal that follows a kept
+    /// slot then leaves the slot's time alone (`Scheduler::renew`).
     fn publish_contention(&self) {
         self.shared.slot_contention.store(
             self.slots.contention(),
@@ -566,6 +569,8 @@ impl Handler<TakeSlot> for Manager {
         self.slots
             .at(self.shared.clock.now().mono)
             .take(msg.job, msg.host, msg.priority);
+        // It may be over a limit now.
+        self.publish_contention();
     }
 }
 
@@ -700,7 +705,10 @@ impl Handler<ShutdownAll> for Manager {
 
     fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
         self.slots.clear_waiting();
-        self.publish_contention();
+        // Stopping: no slot is kept for a next file from here on.
+        self.shared
+            .slot_contention
+            .store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
         let stops: Vec<_> = self.jobs.values().map(|e| e.addr.send(Shutdown)).collect();
         Box::pin(
             async move {

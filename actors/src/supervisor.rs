@@ -294,23 +294,23 @@ impl JobSupervisor {
     }
 
     /// Gives a slot the job holds (a transfer of it just ended) straight
-    /// to its next file, when no request but the job's own waits for one:
-    /// a release would have the scheduler hand it back to that request, at
-    /// the cost of two trips through the Manager's mailbox per file (about
-    /// 0.1 ms each on a busy home thread, between one small file's end and
-    /// the next one's request). The Manager hears of it afterwards, for the
-    /// time slices. The next file's effects are queued; false if none
-    /// started.
+    /// to its next file, when no request waits for one (the job's own
+    /// included: one granted later would be for the host of the file it
+    /// was asked for) and the scheduler would grant it again at once: a
+    /// release and a request cost two trips through the Manager's mailbox
+    /// per file (about 0.1 ms each on a busy home thread, between one
+    /// small file's end and the next one's request). The Manager hears of
+    /// it afterwards, for the time slices. The next file's effects are
+    /// queued; false if none started.
     fn keep_slot(&mut self) -> bool {
-        if self.stopping || self.failed || self.spare_slots.is_empty() {
+        if self.stopping || self.failed || self.slot_requested || self.spare_slots.is_empty() {
             return false;
         }
-        let own = usize::from(self.slot_requested);
         if self
             .shared
             .slot_contention
             .load(std::sync::atomic::Ordering::Relaxed)
-            > own
+            != 0
         {
             return false;
         }

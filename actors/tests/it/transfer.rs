@@ -875,3 +875,44 @@ async fn a_job_keeps_its_slot_for_its_next_file_only_while_no_other_job_waits() 
     assert_eq!(kept_slots(&h).await, 4);
     h.engine.clone().shutdown().await.unwrap();
 }
+
+/// A budget lowered at runtime holds even for a job alone: the slot of a
+/// file that ends over the new budget goes back, not to the job's next
+/// file.
+#[actix_rt::test]
+async fn a_lowered_budget_holds_a_job_alone_that_kept_its_slots() {
+    let mut h = Harness::with(|c| c.max_transfers = 2).await;
+    let me = alice();
+    let job = h
+        .job(&[("a", 400_000), ("b", 400_000), ("c", 10), ("d", 10)])
+        .await;
+    h.engine
+        .set(&me, job, Property::ParallelFiles(2))
+        .await
+        .unwrap();
+    h.origin.hold("/a");
+    h.origin.hold("/b");
+    h.engine.resume(&me, job).await.unwrap();
+    h.requested("/a").await;
+    h.requested("/b").await;
+    let mut limits = h.engine.limits().await.unwrap();
+    limits.max_transfers = 1;
+    h.engine.set_limits(limits).await.unwrap();
+    h.origin.release("/a");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !h.engine.files(&me, job).await.unwrap()[0].transferred {
+        assert!(std::time::Instant::now() < deadline, "a never ended");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // b holds the one slot of the new budget: c waits (a bounded wait for
+    // something that must not happen).
+    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        h.origin.requests_of("/c").is_empty(),
+        "c started over the budget"
+    );
+    h.origin.release("/b");
+    h.transferred(job).await;
+    assert_eq!(h.origin.requests_of("/c").len(), 1);
+    h.engine.clone().shutdown().await.unwrap();
+}
