@@ -4,7 +4,7 @@
 # nginx on loopback that logs when it finished serving each request.
 # Printed per tool and round, in seconds from the command's start: the
 # first and the last request served, the command's exit, and (curl) the
-# end of its final `sync`. For ferry, what follows the last request is
+# end of its final `sync`; then each tool's medians as a Markdown table. For ferry, what follows the last request is
 # its durable end: the last files' sync, TRANSFERRED, and Complete.
 #
 #   bench/timeline.sh ROUNDS [FERRY_BIN]    (default: a release build of this checkout)
@@ -44,6 +44,7 @@ DAEMON=$!
 for _ in $(seq 1 200); do [[ -S "$WORK/ferry.sock" ]] && break; sleep 0.05; done
 
 now() { date +%s.%N; }
+declare -A rows
 # report TOOL T0 EXIT END: the log's first and last times against T0.
 report() {
   awk -v tool="$1" -v t0="$2" -v quit="$3" -v end="$4" '
@@ -70,6 +71,20 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     # nginx writes its log line as it finishes a request: give it a moment.
     sleep 0.2
-    echo "round $round $(report "$tool" "$t0" "$t1" "$t2")"
+    line=$(report "$tool" "$t0" "$t1" "$t2")
+    echo "round $round $line" >&2
+    rows[$tool]+="$line"$'\n'
   done
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f", m}'; }
+echo "| tool | first request served | last request served | exit | durable |"
+echo "|---|---|---|---|---|"
+for tool in ferry curl; do
+  row="| $tool"
+  # Fields of a line: "TOOL: first request F, last L, exit X, durable D".
+  for field in 4 6 8 10; do
+    row+=" | $(printf '%s' "${rows[$tool]}" | awk -v f="$field" 'NF {gsub(",", "", $f); print $f}' | median)"
+  done
+  echo "$row |"
 done
