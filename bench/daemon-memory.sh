@@ -13,13 +13,9 @@
 # with its own allocator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ -n "${1:-}" ]]; then
-  FERRY="$1"
-else
-  export CARGO_TARGET_DIR="${FERRY_RELEASE_TARGET_DIR:-$HOME/.cache/ferry/target-release}"
-  cargo build --release --locked -p ferry --bin ferry >&2
-  FERRY="$CARGO_TARGET_DIR/release/ferry"
-fi
+# shellcheck source=bench/ferry-bin.sh
+source bench/ferry-bin.sh
+ferry_bin "${1:-}"
 JOBS="${2:-1000}"
 FILES="${3:-100}"
 WORK="$(mktemp -d "${FERRY_COMPARE_DIR:-/var/tmp}/ferry-memory.XXXXXX")"

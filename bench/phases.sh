@@ -18,13 +18,9 @@ cd "$(dirname "$0")/.."
 ROUNDS="${1:?usage: bench/phases.sh ROUNDS [FERRY_BIN]}"
 FILES="${FERRY_AB_FILES:-2000}"
 SIZE="${FERRY_AB_SIZE:-65536}"
-if [[ -n "${2:-}" ]]; then
-  FERRY="$2"
-else
-  export CARGO_TARGET_DIR="${FERRY_RELEASE_TARGET_DIR:-$HOME/.cache/ferry/target-release}"
-  cargo build --release --locked -p ferry --bin ferry >&2
-  FERRY="$CARGO_TARGET_DIR/release/ferry"
-fi
+# shellcheck source=bench/ferry-bin.sh
+source bench/ferry-bin.sh
+ferry_bin "${2:-}"
 # shellcheck source=bench/nginx.sh
 source bench/nginx.sh
 serve_random_files phases

@@ -317,10 +317,10 @@ impl JobSupervisor {
         let Some(file) = self.job.next_transfer() else {
             return false;
         };
-        let Some(remote) = self.job.file_view(file).map(|view| view.remote) else {
+        let Some(remote) = self.job.file_remote(file) else {
             return false;
         };
-        let host = self.hosts.host_of(&remote);
+        let host = self.hosts.host_of(remote);
         if !self.spare_slots.contains(&host) {
             return false;
         }
@@ -678,9 +678,9 @@ impl JobSupervisor {
         }
         if !self.slot_requested
             && let Some(file) = self.job.next_transfer()
-            && let Some(view) = self.job.file_view(file)
+            && let Some(remote) = self.job.file_remote(file)
         {
-            let host = self.hosts.host_of(&view.remote);
+            let host = self.hosts.host_of(remote);
             self.slot_requested = true;
             self.to_manager(RequestSlot {
                 job: self.id,

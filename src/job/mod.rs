@@ -415,6 +415,12 @@ impl Job {
         })
     }
 
+    /// One file's remote URL, borrowed (what the scheduler needs of the
+    /// next file, without a [`FileView`] snapshot's copies).
+    pub fn file_remote(&self, id: FileId) -> Option<&str> {
+        self.files.get(id.index()).map(|f| f.remote.as_str())
+    }
+
     /// How many transfers are running.
     pub fn running_transfers(&self) -> usize {
         self.running.len()
