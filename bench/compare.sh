@@ -13,7 +13,9 @@
 # every download (e.g. one that makes a fresh filesystem at FERRY_COMPARE_DEST,
 # so that no tool pays for the deletions of the one before it).
 # FERRY_COMPARE_TLS=1 serves https instead (nginx.sh: a CA made for the
-# run, given to each tool).
+# run, given to each tool). FERRY_COMPARE_PEERS="curl" leaves aria2 out
+# (default "curl aria2"; its column then shows "-"): with a busy disk
+# (bench/busy-disk.sh) aria2 takes minutes for the small set.
 #
 # Installs aria2 and nginx-light from Debian's packages if missing, builds
 # `ferry` in release, serves three datasets from a temp dir (1 x 1 GiB,
@@ -24,6 +26,10 @@ cd "$(dirname "$0")/.."
 
 ROUNDS="${1:-5}"
 SETS="${FERRY_COMPARE_SETS:-big mid small}"
+read -r -a PEERS <<<"${FERRY_COMPARE_PEERS:-curl aria2}"
+for peer in "${PEERS[@]}"; do
+  [[ $peer == curl || $peer == aria2 ]] || { echo "FERRY_COMPARE_PEERS: curl and aria2 only, not $peer" >&2; exit 2; }
+done
 PARALLEL=8
 export CARGO_TARGET_DIR="${FERRY_RELEASE_TARGET_DIR:-$HOME/.cache/ferry/target-release}"
 
@@ -133,7 +139,8 @@ declare -A nosync withsync
 for set in $SETS; do
   for round in $(seq 1 "$ROUNDS"); do
     # Alternate the order from round to round.
-    if ((round % 2)); then order=(ferry curl aria2); else order=(aria2 curl ferry); fi
+    order=(ferry "${PEERS[@]}")
+    if ((round % 2 == 0)); then mapfile -t order < <(printf '%s\n' "${order[@]}" | tac); fi
     for tool in "${order[@]}"; do
       read -r a b < <(run "$tool" "$set" "$round")
       nosync[$tool,$set]+="$a"$'\n'
@@ -151,7 +158,8 @@ echo "|---|---|---|---|---|---|---|"
 for set in $SETS; do
   case $set in big) name="1 x 1 GiB" ;; mid) name="64 x 16 MiB" ;; small) name="2,000 x 64 KiB" ;; esac
   row="| $name"
-  for tool in ferry curl aria2; do row+=" | $(printf '%s' "${withsync[$tool,$set]}" | median) s"; done
-  for tool in ferry curl aria2; do row+=" | $(printf '%s' "${nosync[$tool,$set]}" | median) s"; done
+  cell() { if [[ -n "${2:-}" ]]; then echo "$(printf '%s' "$2" | median) s"; else echo "-"; fi; }
+  for tool in ferry curl aria2; do row+=" | $(cell "$tool" "${withsync[$tool,$set]:-}")"; done
+  for tool in ferry curl aria2; do row+=" | $(cell "$tool" "${nosync[$tool,$set]:-}")"; done
   echo "$row |"
 done

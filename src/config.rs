@@ -59,11 +59,17 @@ pub struct CoreConfig {
     pub max_files_per_job: usize,
     /// Files of one job whose bodies have all arrived and whose bytes are
     /// still being made durable (fsync) at once; at this many no new file
-    /// of the job starts (256). Their transfer slots are free meanwhile, so
-    /// the fsyncs of many small files overlap instead of each holding a
-    /// slot; this bounds how far downloads run ahead of the disk. (At 64,
-    /// 2,000 files of 64 KiB on a journaled ext4 on a loop device waited
-    /// on this limit 17% of the time: their fsyncs took 28 ms.)
+    /// of the job starts (4,096). Their transfer slots are free meanwhile,
+    /// so the fsyncs of many small files overlap instead of each holding a
+    /// slot. A syncing file holds an open temp file, and its last bytes
+    /// only until the engine's writer has written them (the engine bounds
+    /// those bytes on its own), so this limit bounds open files, not
+    /// memory; the larger it is, the more files one commit of a slow disk
+    /// covers. (At 64, 2,000 files of 64 KiB on a journaled ext4 on a loop
+    /// device waited on this limit 17% of the time: their fsyncs took
+    /// 28 ms. At 256, with another program writing to the same disk, the
+    /// same download took 0.74 s against 0.45 s at 4,096:
+    /// bench/RESULTS.md, "A busy disk".)
     pub max_syncing_files: usize,
     /// This engine's id, part of every temp file name
     /// (`.ferry-<engine id>-<job>-<n>.part`), so that engines sharing a
@@ -81,7 +87,7 @@ impl Default for CoreConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             default_parallel_files: 1,
             max_files_per_job: DEFAULT_MAX_FILES_PER_JOB,
-            max_syncing_files: 256,
+            max_syncing_files: 4096,
             engine_id: 0,
         }
     }

@@ -985,7 +985,12 @@ impl Transfer {
             // The body is whole: the connection and the transfer slot are
             // free while its end is written and fsynced (the next file
             // starts meanwhile), by the syncer, which makes the ends of
-            // many files durable in one round.
+            // many files durable in one round. First a place among the
+            // bodies waiting for the syncer's writer: while the writer is
+            // behind (a disk slower than the network), the slot stays taken
+            // and no more bodies pile up in memory. Files written and
+            // waiting for their commit hold an open file each, not bytes.
+            let place = self.syncer.reserve().await.map_err(failed_error)?;
             self.event(TransferEvent::Drained { size: end });
             // The connection went back to the pool at the body's end, but
             // the response's payload still holds its read and write
@@ -1002,7 +1007,7 @@ impl Transfer {
             }
             let len = rest.len() as u64;
             let target = self.target(sink);
-            self.syncer
+            place
                 .write_and_sync(
                     self.access.clone(),
                     target,

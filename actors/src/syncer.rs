@@ -138,6 +138,9 @@ struct Request {
     unsynced: u64,
     modified: Option<SystemTime>,
     done: oneshot::Sender<Result<(), Failed>>,
+    /// Its place among the files not written yet ([`UNWRITTEN`]), given
+    /// back with `data` once the write is done.
+    place: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// fdatasyncs, syncfs batches or commit steps that run at once. 4 rather
@@ -147,10 +150,28 @@ struct Request {
 /// `bench/ab.sh`; no change on 64 x 16 MiB or on Complete).
 const SYNC_THREADS: usize = 4;
 
-/// Files in the syncer at once, engine-wide: each holds an open temp file
-/// and maybe its last bytes (the per-job limit is the core's
-/// `max_syncing_files`; this one bounds many jobs together).
-const IN_FLIGHT: usize = 512;
+/// Files in the syncer at once, engine-wide, at most: each holds an open
+/// temp file until it is durable (the per-job limit is the core's
+/// `max_syncing_files`; this one bounds many jobs together). Fewer if the
+/// process may open few files: a quarter of its open-file limit, and at
+/// least [`UNWRITTEN`] (see [`open_limit`]).
+const IN_FLIGHT: usize = 4096;
+
+/// Files in the syncer whose last bytes are not written yet, engine-wide:
+/// each holds those bytes in memory. A file leaves this count once the
+/// writer has written it, so the files waiting for a slow disk's commit
+/// hold an open file each, not their bytes.
+const UNWRITTEN: usize = 512;
+
+/// How many files the syncer keeps open at once: [`IN_FLIGHT`], or a
+/// quarter of the soft open-file limit if that is less (an embedder's
+/// process may have 1,024), but never below [`UNWRITTEN`].
+fn open_limit() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    (soft / 4).clamp(UNWRITTEN, IN_FLIGHT)
+}
 
 /// Work for a sync thread.
 type Work = Box<dyn FnOnce() + Send>;
@@ -174,7 +195,10 @@ struct Written {
 pub(crate) struct Syncer {
     tx: channel::Sender<Request>,
     work: channel::Sender<Work>,
+    /// Files in the syncer (an open file each), up to [`open_limit`].
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Files whose bytes wait for the writer, up to [`UNWRITTEN`].
+    unwritten: Arc<tokio::sync::Semaphore>,
 }
 
 impl Syncer {
@@ -207,7 +231,8 @@ impl Syncer {
         Ok(Self {
             tx,
             work,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(open_limit())),
+            unwritten: Arc::new(tokio::sync::Semaphore::new(UNWRITTEN)),
         })
     }
 
@@ -228,10 +253,27 @@ impl Syncer {
             .map_err(|_| std::io::Error::other("a sync thread dropped its work"))?
     }
 
-    /// Writes `data` at `offset` into `target` as `access`, gives the file
-    /// `modified` as its modification time (if that fails, Complete sets it
-    /// again and reports it), then makes it durable (its bytes before
-    /// `unsynced` are already); resolves once all is done.
+    /// A place among the files whose last bytes wait for the writer (up to
+    /// [`UNWRITTEN`]): a transfer takes one before it gives up its slot, so
+    /// a writer that falls behind the network (a disk slower than the
+    /// downloads) holds new transfers back instead of letting bodies pile
+    /// up in memory. Given back once the writer has written the bytes.
+    pub(crate) async fn reserve(&self) -> Result<Reserved, Failed> {
+        let permit = self
+            .unwritten
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failed::Write(std::io::Error::other("the syncer has stopped")))?;
+        Ok(Reserved {
+            syncer: self.clone(),
+            permit,
+        })
+    }
+
+    /// A place reserved, then [`Reserved::write_and_sync`] (transfers
+    /// reserve theirs before they give up their slots).
+    #[cfg(test)]
     pub(crate) async fn write_and_sync(
         &self,
         access: Access,
@@ -241,14 +283,47 @@ impl Syncer {
         unsynced: u64,
         modified: Option<SystemTime>,
     ) -> Result<(), Failed> {
-        // Waits for room (the file's transfer slot is free meanwhile).
-        let _permit = self
+        self.reserve()
+            .await?
+            .write_and_sync(access, target, data, offset, unsynced, modified)
+            .await
+    }
+}
+
+/// A place among the files whose bytes wait for the writer
+/// ([`Syncer::reserve`]).
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    syncer: Syncer,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Reserved {
+    /// Writes `data` at `offset` into `target` as `access`, gives the file
+    /// `modified` as its modification time (if that fails, Complete sets it
+    /// again and reports it), then makes it durable (its bytes before
+    /// `unsynced` are already); resolves once all is done. The place goes
+    /// back once the bytes are written.
+    pub(crate) async fn write_and_sync(
+        self,
+        access: Access,
+        target: Target,
+        data: Gathered,
+        offset: u64,
+        unsynced: u64,
+        modified: Option<SystemTime>,
+    ) -> Result<(), Failed> {
+        let syncer = self.syncer.clone();
+        // Waits for room among the open files (the file's transfer slot is
+        // free meanwhile), held until the answer.
+        let _open = syncer
             .in_flight
             .acquire()
             .await
             .map_err(|_| Failed::Write(std::io::Error::other("the syncer has stopped")))?;
         let (done, answer) = oneshot::channel();
-        self.tx
+        syncer
+            .tx
             .send(Request {
                 access,
                 target,
@@ -257,6 +332,7 @@ impl Syncer {
                 unsynced,
                 modified,
                 done,
+                place: self.permit,
             })
             .map_err(|_| Failed::Write(std::io::Error::other("the sync thread has stopped")))?;
         answer.await.map_err(|_| {
@@ -284,10 +360,14 @@ fn write_one(request: Request, written: &channel::Sender<Written>) {
         }
     }
     let created = matches!(request.target, Target::Create(_));
-    match request
+    let wrote = request
         .target
-        .write(&request.access, &request.data, request.offset)
-    {
+        .write(&request.access, &request.data, request.offset);
+    // The bytes are in the file (or failed to get there): their memory and
+    // their place go back now, not once the file is durable.
+    drop(request.data);
+    drop(request.place);
+    match wrote {
         Ok(file) => {
             // After the last write (a write would change it again), as
             // the owner, like the write: the engine's rights are used on a
@@ -779,7 +859,9 @@ mod tests {
     async fn more_requests_than_the_limit_all_finish() {
         let dir = tempfile::tempdir().unwrap();
         let syncer = Syncer::start(8, Counter::default()).unwrap();
-        let waits = (0..IN_FLIGHT + 20).map(|i| {
+        let limit = syncer.in_flight.available_permits();
+        assert!((UNWRITTEN..=IN_FLIGHT).contains(&limit), "{limit}");
+        let waits = (0..limit + 20).map(|i| {
             let target = Target::Create(dir.path().join(format!("f{i}")));
             syncer.write_and_sync(
                 Access::engine(),
@@ -792,11 +874,105 @@ mod tests {
         });
         let results = futures_util::future::join_all(waits).await;
         assert!(results.iter().all(Result::is_ok));
-        assert_eq!(syncer.in_flight.available_permits(), IN_FLIGHT);
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            IN_FLIGHT + 20
-        );
+        assert_eq!(syncer.in_flight.available_permits(), limit);
+        assert_eq!(syncer.unwritten.available_permits(), UNWRITTEN);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), limit + 20);
+    }
+
+    #[test]
+    fn the_open_files_follow_the_open_file_limit() {
+        let limit = open_limit();
+        assert!((UNWRITTEN..=IN_FLIGHT).contains(&limit), "{limit}");
+    }
+
+    #[actix_rt::test]
+    async fn a_written_file_gives_back_its_place_before_it_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start(8, Counter::default()).unwrap();
+        // Every sync thread busy until told: no file can be made durable.
+        let (go, wait) = channel::unbounded::<()>();
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let blockers: Vec<_> = (0..SYNC_THREADS)
+            .map(|_| {
+                let (wait, busy, syncer) = (wait.clone(), busy.clone(), syncer.clone());
+                actix_rt::spawn(async move {
+                    syncer
+                        .run(move || {
+                            busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let _ = wait.recv();
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while busy.load(std::sync::atomic::Ordering::SeqCst) < SYNC_THREADS {
+            assert!(Instant::now() < deadline, "the sync threads never got busy");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        let files = 40;
+        let writes: Vec<_> = (0..files)
+            .map(|i| {
+                let syncer = syncer.clone();
+                let target = Target::Create(dir.path().join(format!("f{i}")));
+                actix_rt::spawn(async move {
+                    syncer
+                        .write_and_sync(
+                            Access::engine(),
+                            target,
+                            Gathered::from(&[7u8; 4096][..]),
+                            0,
+                            0,
+                            None,
+                        )
+                        .await
+                })
+            })
+            .collect();
+        // The writer writes them all and gives their places back, while
+        // they all still wait for their commit (and hold an open file).
+        let written = || {
+            (0..files)
+                .filter(|i| {
+                    std::fs::metadata(dir.path().join(format!("f{i}")))
+                        .is_ok_and(|m| m.len() == 4096)
+                })
+                .count()
+        };
+        while written() < files || syncer.unwritten.available_permits() < UNWRITTEN {
+            assert!(Instant::now() < deadline, "the writes never ended");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(writes.iter().all(|w| !w.is_finished()));
+        assert_eq!(syncer.in_flight.available_permits(), open_limit() - files);
+        for _ in 0..SYNC_THREADS {
+            go.send(()).unwrap();
+        }
+        for blocker in blockers {
+            blocker.await.unwrap().unwrap();
+        }
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(syncer.in_flight.available_permits(), open_limit());
+    }
+
+    #[actix_rt::test]
+    async fn transfers_wait_for_a_place_while_the_writer_is_behind() {
+        let syncer = Syncer::start(8, Counter::default()).unwrap();
+        let mut places = Vec::new();
+        for _ in 0..UNWRITTEN {
+            places.push(syncer.reserve().await.unwrap());
+        }
+        // Every place taken: the next transfer keeps its slot and waits
+        // (it cannot end while no place is free: the wait is no timing).
+        let mut next = Box::pin(syncer.reserve());
+        let waited = actix_rt::time::timeout(Duration::from_millis(50), &mut next).await;
+        assert!(waited.is_err());
+        drop(places.pop());
+        let next = actix_rt::time::timeout(Duration::from_secs(10), next).await;
+        assert!(next.is_ok_and(|place| place.is_ok()));
     }
 
     #[actix_rt::test]
