@@ -17,7 +17,7 @@
 # (default "curl aria2"; its column then shows "-"): with a busy disk
 # (bench/busy-disk.sh) aria2 takes minutes for the small set.
 #
-# Installs aria2 and nginx-light from Debian's packages if missing, builds
+# Installs aria2 (if a peer) and nginx-light from Debian's packages if missing, builds
 # `ferry` in release, serves three datasets from a temp dir (1 x 1 GiB,
 # 64 x 16 MiB, 2,000 x 64 KiB), and alternates the tools round by round.
 # Prints a Markdown table for bench/RESULTS.md.
@@ -34,7 +34,7 @@ PARALLEL=8
 export CARGO_TARGET_DIR="${FERRY_RELEASE_TARGET_DIR:-$HOME/.cache/ferry/target-release}"
 
 need=()
-command -v aria2c >/dev/null || need+=(aria2)
+if [[ " ${PEERS[*]} " == *" aria2 "* ]]; then command -v aria2c >/dev/null || need+=(aria2); fi
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then

@@ -167,9 +167,12 @@ const UNWRITTEN: usize = 512;
 /// quarter of the soft open-file limit if that is less (an embedder's
 /// process may have 1,024), but never below [`UNWRITTEN`].
 fn open_limit() -> usize {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    open_limit_for(rustix::process::getrlimit(rustix::process::Resource::Nofile).current)
+}
+
+/// [`open_limit`] for a soft open-file limit (`None`: unlimited).
+fn open_limit_for(soft: Option<u64>) -> usize {
+    let soft = soft.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
     (soft / 4).clamp(UNWRITTEN, IN_FLIGHT)
 }
 
@@ -881,8 +884,14 @@ mod tests {
 
     #[test]
     fn the_open_files_follow_the_open_file_limit() {
-        let limit = open_limit();
-        assert!((UNWRITTEN..=IN_FLIGHT).contains(&limit), "{limit}");
+        // A quarter of the limit, between the two bounds.
+        assert_eq!(open_limit_for(Some(8192)), 2048);
+        assert_eq!(open_limit_for(Some(1024)), UNWRITTEN);
+        assert_eq!(open_limit_for(Some(64)), UNWRITTEN);
+        assert_eq!(open_limit_for(Some(1 << 20)), IN_FLIGHT);
+        assert_eq!(open_limit_for(None), IN_FLIGHT);
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        assert_eq!(open_limit(), open_limit_for(soft));
     }
 
     #[actix_rt::test]

@@ -363,6 +363,61 @@ async fn temp_files_that_cannot_be_deleted_are_named_and_deleted_later() {
 }
 
 #[actix_rt::test]
+async fn a_writer_behind_holds_new_transfers_back() {
+    // More small files than the syncer has places for bodies its writer
+    // has not written yet (512), eight at a time.
+    let names: Vec<String> = (0..600).map(|i| format!("f{i}")).collect();
+    let sizes: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 100)).collect();
+    let run = Run::new(&sizes);
+    let engine = Engine::start(config(run.data.path())).await.unwrap();
+    let dir = run.downloads.path().to_string_lossy().into_owned();
+    // The writer stops at this directory's first file.
+    fail::cfg("syncer::hold", &format!("return({dir})")).unwrap();
+    let job = engine
+        .create_job(&alice(), JobSpec::download("many"))
+        .await
+        .unwrap();
+    let files = names
+        .iter()
+        .map(|n| {
+            let local = run.downloads.path().join(n).to_string_lossy().into_owned();
+            FileSpec::new(run.origin.url(&format!("/{n}")), local)
+        })
+        .collect();
+    engine.add_files(&alice(), job, files).await.unwrap();
+    engine
+        .set(&alice(), job, Property::ParallelFiles(8))
+        .await
+        .unwrap();
+    engine.resume(&alice(), job).await.unwrap();
+    // 512 bodies wait in their places, 8 more in their transfers, which
+    // keep their slots: no further file is asked for.
+    let start = std::time::Instant::now();
+    while run.origin.requests().len() < 520 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{}",
+            run.origin.requests().len()
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let held = std::time::Instant::now();
+    while held.elapsed() < Duration::from_millis(300) {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(run.origin.requests().len(), 520, "bodies piled up");
+    }
+    fail::remove("syncer::hold");
+    until_state(&engine, job, JobState::Transferred).await;
+    assert_eq!(run.origin.requests().len(), 600);
+    let done = engine.files(&alice(), job).await.unwrap();
+    assert!(
+        done.iter()
+            .all(|f| f.transferred && f.bytes_transferred == 100)
+    );
+    engine.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
 async fn a_commit_waits_for_the_last_write_of_a_file_it_drops() {
     // In-process failpoint, aimed at this test's download dir only.
     let run = Run::new(&[("s", 50_000), ("t", 10)]);

@@ -262,8 +262,9 @@ fn start_error(err: EngineError, data_dir: &Path) -> ServeError {
 /// Runs the daemon until a signal; returns once everything is checkpointed.
 /// Raises the soft limit of open files to the hard one: the daemon keeps a
 /// file open for every transfer and every file being synced (up to 4,096
-/// at once, or a quarter of this limit if that is less), and a soft limit
-/// of 1,024 is common. Failing that, it says so and goes on.
+/// at once, or a quarter of this limit if that is less, but at least 512),
+/// and a soft limit of 1,024 is common. Failing that, it says so and goes
+/// on.
 fn raise_file_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
