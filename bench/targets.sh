@@ -41,14 +41,20 @@ for spec in "1 1GiB" "64 16MiB" "2000 64KiB"; do
 done
 # The cost of checkpoints: with and without, alternated round by round (run
 # one after the other, the second set meets another page-cache and
-# writeback state); 4 x 256 MiB so that checkpoints happen (every 16 MiB).
+# writeback state), which goes first too; 4 x 256 MiB so that checkpoints
+# happen (every 16 MiB).
 flags="--jobs 1 --files 4 --size 256MiB --parallel 8"
 on=() off=()
-for _ in $(seq 1 "$ROUNDS"); do
-  # shellcheck disable=SC2086
-  on+=("$("$BENCH" --json $flags | python3 -c 'import json,sys; print(json.load(sys.stdin)["wall_seconds"])')")
-  # shellcheck disable=SC2086
-  off+=("$("$BENCH" --json $flags --no-checkpoints | python3 -c 'import json,sys; print(json.load(sys.stdin)["wall_seconds"])')")
+# shellcheck disable=SC2086
+wall() { "$BENCH" --json $flags "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["wall_seconds"])'; }
+for round in $(seq 1 "$ROUNDS"); do
+  if ((round % 2)); then
+    on+=("$(wall)")
+    off+=("$(wall --no-checkpoints)")
+  else
+    off+=("$(wall --no-checkpoints)")
+    on+=("$(wall)")
+  fi
 done
 mid() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; print m}'; }
 row "4 x 256MiB with checkpoints (s)" "$(mid "${on[@]}")" "$flags"
