@@ -31,7 +31,6 @@ for peer in "${PEERS[@]}"; do
   [[ $peer == curl || $peer == aria2 ]] || { echo "FERRY_COMPARE_PEERS: curl and aria2 only, not $peer" >&2; exit 2; }
 done
 PARALLEL=8
-export CARGO_TARGET_DIR="${FERRY_RELEASE_TARGET_DIR:-$HOME/.cache/ferry/target-release}"
 
 need=()
 if [[ " ${PEERS[*]} " == *" aria2 "* ]]; then command -v aria2c >/dev/null || need+=(aria2); fi
@@ -40,8 +39,9 @@ command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release --locked -p ferry --bin ferry >&2
-FERRY="$CARGO_TARGET_DIR/release/ferry"
+# shellcheck source=bench/ferry-bin.sh
+source bench/ferry-bin.sh
+ferry_bin ""
 
 # On the disk under test (not a tmpfs: `sync` must mean something).
 WORK="$(mktemp -d "${FERRY_COMPARE_DIR:-$PWD/target}/ferry-compare.XXXXXX" 2>/dev/null || mktemp -d /var/tmp/ferry-compare.XXXXXX)"

@@ -1,4 +1,4 @@
-# Sourced by phases.sh, timeline.sh and daemon-memory.sh.
+# Sourced by compare.sh, phases.sh, timeline.sh and daemon-memory.sh.
 
 # ferry_bin [BIN]: sets FERRY to BIN if given, else to a release build of
 # this checkout (built first, in FERRY_RELEASE_TARGET_DIR, default

@@ -4,8 +4,9 @@
 # nginx on loopback that logs when it finished serving each request.
 # Printed per tool and round, in seconds from the command's start: the
 # first and the last request served, the command's exit, and (curl) the
-# end of its final `sync`; then each tool's medians as a Markdown table. For ferry, what follows the last request is
-# its durable end: the last files' sync, TRANSFERRED, and Complete.
+# end of its final `sync`; then each tool's medians as a Markdown table.
+# For ferry, what follows the last request is its durable end: the last
+# files' sync, TRANSFERRED, and Complete.
 #
 #   bench/timeline.sh ROUNDS [FERRY_BIN]    (default: a release build of this checkout)
 #

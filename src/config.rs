@@ -68,7 +68,7 @@ pub struct CoreConfig {
     /// covers. (At 64, 2,000 files of 64 KiB on a journaled ext4 on a loop
     /// device waited on this limit 17% of the time: their fsyncs took
     /// 28 ms. At 256, with another program writing to the same disk, the
-    /// same download took 0.74 s against 0.45 s at 4,096:
+    /// same download took 0.73 s against 0.45 s at 4,096:
     /// bench/RESULTS.md, "A busy disk".)
     pub max_syncing_files: usize,
     /// This engine's id, part of every temp file name

@@ -267,7 +267,7 @@ impl Syncer {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| Failed::Write(std::io::Error::other("the syncer has stopped")))?;
+            .map_err(|_| stopped())?;
         Ok(Reserved {
             syncer: self.clone(),
             permit,
@@ -293,6 +293,11 @@ impl Syncer {
     }
 }
 
+/// The error of a request to a syncer whose semaphores were closed.
+fn stopped() -> Failed {
+    Failed::Write(std::io::Error::other("the syncer has stopped"))
+}
+
 /// A place among the files whose bytes wait for the writer
 /// ([`Syncer::reserve`]).
 #[derive(Debug)]
@@ -316,14 +321,10 @@ impl Reserved {
         unsynced: u64,
         modified: Option<SystemTime>,
     ) -> Result<(), Failed> {
-        let syncer = self.syncer.clone();
+        let Self { syncer, permit } = self;
         // Waits for room among the open files (the file's transfer slot is
         // free meanwhile), held until the answer.
-        let _open = syncer
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| Failed::Write(std::io::Error::other("the syncer has stopped")))?;
+        let _open = syncer.in_flight.acquire().await.map_err(|_| stopped())?;
         let (done, answer) = oneshot::channel();
         syncer
             .tx
@@ -335,7 +336,7 @@ impl Reserved {
                 unsynced,
                 modified,
                 done,
-                place: self.permit,
+                place: permit,
             })
             .map_err(|_| Failed::Write(std::io::Error::other("the sync thread has stopped")))?;
         answer.await.map_err(|_| {
